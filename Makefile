@@ -1,0 +1,59 @@
+# patient-insights: the two commands a new user needs are `make run` and `make test`.
+# Everything is installed into .venv from requirements.lock (names, versions, hashes) with the
+# machine's own Python; uv is bootstrapped with pip when it is missing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+STAMP := $(VENV)/.installed
+
+export PATIENT_INSIGHTS_LANDING ?= ./landing
+export PATIENT_INSIGHTS_LAKE ?= ./lake
+export PATIENT_INSIGHTS_EXPORTS ?= ./exports
+export PATIENT_INSIGHTS_BUCKETS ?= 16
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export GX_ANALYTICS_ENABLED ?= false
+DEMO_PATIENTS ?= 1000
+DEMO_SEED ?= 42
+
+.PHONY: setup run test lint dev dashboard bench lock clean
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv
+
+$(STAMP): requirements.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+	@mkdir -p "$(DAGSTER_HOME)"
+
+run: setup
+	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --out "$(PATIENT_INSIGHTS_LANDING)"
+	$(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+dashboard: setup
+	$(BIN)/streamlit run dashboards/app.py
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --python $(PYTHON) --generate-hashes --no-header --quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) lake exports landing ground_truth .dagster_home .pytest_cache

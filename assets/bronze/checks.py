@@ -1,0 +1,45 @@
+"""Data contracts of the bronze layer as asset checks (names are constants so UIs and tests share them)."""
+
+import dagster as dg
+import polars as pl
+
+from assets.bronze.assets import INGEST_LOG_KEY, QUARANTINE_KEY
+from assets.resources import LakeResource
+from pipelines.bronze.accounting import accounting_discrepancies, duplicate_ingests
+from pipelines.bronze.tables import BRONZE, QUARANTINE
+from pipelines.lake import scan_table
+
+ACCOUNTING_BALANCED = "accounting_balanced"
+FILES_INGESTED_ONCE = "files_ingested_once"
+QUARANTINE_HAS_REASONS = "quarantine_has_reasons"
+
+
+@dg.asset_check(asset=INGEST_LOG_KEY, name=ACCOUNTING_BALANCED, blocking=True)
+def accounting_balanced(lake: LakeResource) -> dg.AssetCheckResult:
+    """For every ingested file: records in = rows in bronze + rows in quarantine, as stored in the lake."""
+    discrepancies = accounting_discrepancies(lake.settings().lake)
+    return dg.AssetCheckResult(
+        passed=discrepancies.is_empty(),
+        metadata={"files_unbalanced": discrepancies.height},
+    )
+
+
+@dg.asset_check(asset=INGEST_LOG_KEY, name=FILES_INGESTED_ONCE, blocking=True)
+def files_ingested_once(lake: LakeResource) -> dg.AssetCheckResult:
+    """No file content (SHA-256) was ingested twice."""
+    duplicates = duplicate_ingests(lake.settings().lake)
+    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ingests": duplicates})
+
+
+@dg.asset_check(asset=QUARANTINE_KEY, name=QUARANTINE_HAS_REASONS)
+def quarantine_has_reasons(lake: LakeResource) -> dg.AssetCheckResult:
+    """Every quarantined record carries a reason code and a reason."""
+    missing = (
+        scan_table(lake.settings().lake, BRONZE, QUARANTINE)
+        .select((pl.col("reason_code").is_null() | pl.col("reason").is_null()).sum().alias("n"))
+        .collect()
+        if (lake.settings().lake / BRONZE / QUARANTINE).exists()
+        else pl.DataFrame({"n": [0]})
+    )
+    count = int(missing["n"][0] or 0)
+    return dg.AssetCheckResult(passed=count == 0, metadata={"records_without_reason": count})

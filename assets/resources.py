@@ -1,0 +1,48 @@
+"""Dagster resources: where the lake lives, configured from `PATIENT_INSIGHTS_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from upath import UPath
+
+from pipelines.config import DEFAULT_BUCKETS, DEFAULT_EXPORTS, DEFAULT_LAKE, DEFAULT_LANDING, Settings
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Locations of landing, lake and exports (local paths or s3:// / gs:// urls) and the bucket count."""
+
+    landing: str = DEFAULT_LANDING
+    lake: str = DEFAULT_LAKE
+    exports: str = DEFAULT_EXPORTS
+    buckets: int = DEFAULT_BUCKETS
+
+    def settings(self) -> Settings:
+        """The same locations as a plain `Settings` for the pure pipeline functions."""
+        return Settings(UPath(self.landing), UPath(self.lake), UPath(self.exports), self.buckets)
+
+
+def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
+    """An `EnvVar` when the variable is set (shown as such in the UI), else the documented default."""
+    return dg.EnvVar(name) if name in os.environ else default
+
+
+def lake_resource_from_env() -> LakeResource:
+    """The lake resource of the code location, read from the environment."""
+    return LakeResource(
+        landing=_env_or_default("PATIENT_INSIGHTS_LANDING", DEFAULT_LANDING),
+        lake=_env_or_default("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE),
+        exports=_env_or_default("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS),
+        buckets=Settings.from_env().buckets,
+    )
+
+
+def lake_resource_for(settings: Settings) -> LakeResource:
+    """A lake resource for explicit locations (command line, tests)."""
+    return LakeResource(
+        landing=str(settings.landing),
+        lake=str(settings.lake),
+        exports=str(settings.exports),
+        buckets=settings.buckets,
+    )

@@ -1,0 +1,366 @@
+"""Landing → bronze, with exact per-file accounting and crash-safe, idempotent writes.
+
+For each landing file not ingested before (by SHA-256 of its content) a reader returns bronze rows and
+quarantine rows. Files are grouped into batches; a batch is written as one Parquet part per table and
+bucket, then its `ingest_log` part, which is the commit point. A `_pending/` marker written before the
+parts lets the next run roll back a batch that a crash left without its log, so nothing half-made stays
+visible and nothing is ingested twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import polars as pl
+from rich.progress import Progress
+from upath import UPath
+
+from pipelines.bronze import discovery as d
+from pipelines.bronze.device_reader import (
+    read_enrolment_csv,
+    read_ihealth_payload,
+    read_omh_document,
+    read_omh_ndjson,
+)
+from pipelines.bronze.feedback_reader import read_conversations_ndjson
+from pipelines.bronze.fhir_reader import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_ndjson
+from pipelines.bronze.json_records import whole_file_quarantine
+from pipelines.bronze.tables import (
+    BRONZE,
+    DEVICE_RECORDS,
+    FEEDBACK_RECORDS,
+    FHIR_RESOURCES,
+    INGEST_LOG,
+    INGEST_LOG_SCHEMA,
+    PROVENANCE_SCHEMA,
+    QUARANTINE,
+    QUARANTINE_RECORD_SCHEMA,
+    RECORD_SCHEMAS,
+    UNRECOGNIZED_TABLE,
+    ReadResult,
+    conform,
+)
+from pipelines.buckets import assign_buckets
+from pipelines.lake import read_table, remove_files, scan_table, table_path, write_parquet_atomic
+
+PENDING = "_pending"
+DEFAULT_BATCH_ROWS = 400_000
+RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)
+
+
+@dataclass
+class IngestReport:
+    """Counts of one ingest run (no record content: safe for logs and Dagster metadata)."""
+
+    run_id: str
+    files_ingested: int = 0
+    files_skipped_duplicate: int = 0
+    files_unrecognized: int = 0
+    files_unlisted: int = 0
+    manifest_missing: int = 0
+    manifest_refused: int = 0
+    bytes_read: int = 0
+    records_in: int = 0
+    rows: Counter[str] = field(default_factory=Counter)
+    quarantine_by_reason: Counter[str] = field(default_factory=Counter)
+    unbalanced_files: int = 0
+    rolled_back_batches: int = 0
+    seconds: float = 0.0
+
+    def as_metadata(self) -> dict[str, object]:
+        """Flat counts for Dagster metadata and the command-line summary."""
+        return {
+            "run_id": self.run_id,
+            "files_ingested": self.files_ingested,
+            "files_skipped_duplicate": self.files_skipped_duplicate,
+            "files_unrecognized": self.files_unrecognized,
+            "files_unlisted_by_manifest": self.files_unlisted,
+            "manifest_outputs_missing": self.manifest_missing,
+            "manifest_urls_refused": self.manifest_refused,
+            "bytes_read": self.bytes_read,
+            "records_in": self.records_in,
+            **{f"rows_{table}": self.rows[table] for table in (*RECORD_TABLES, QUARANTINE)},
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def new_run_id() -> str:
+    """A sortable, unique ingest run id."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def ingest_landing(
+    landing: UPath,
+    lake: UPath,
+    buckets: int,
+    run_id: str | None = None,
+    progress: bool = False,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> IngestReport:
+    """Ingest every new landing file into the bronze tables; return the run's counts."""
+    started = time.perf_counter()
+    report = IngestReport(run_id=run_id or new_run_id())
+    report.rolled_back_batches = roll_back_pending(lake)
+    plan = d.discover(landing)
+    report.files_unlisted = len(plan.unlisted)
+    report.manifest_missing = sum(1 for i in plan.manifest_issues if i.status == "missing")
+    report.manifest_refused = sum(1 for i in plan.manifest_issues if i.status == "refused")
+    ingested = ingested_hashes(lake)
+    writer = BatchWriter(lake, report.run_id, buckets, batch_rows)
+    known = _KnownPatients(lake)
+    issues_by_manifest: dict[str, list[d.ManifestIssue]] = {}
+    for issue in plan.manifest_issues:
+        issues_by_manifest.setdefault(issue.manifest, []).append(issue)
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("ingesting landing files", total=len(plan.files))
+        for landing_file in plan.files:
+            bar.advance(task)
+            data = landing_file.path.read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in ingested:
+                report.files_skipped_duplicate += 1
+                continue
+            ingested.add(sha)
+            file_started = datetime.now(UTC)
+            result = read_file(landing_file, data, known.for_source(landing_file.source))
+            known.add(landing_file.source, result)
+            detail = _detail(landing_file, result, issues_by_manifest, plan)
+            log_row = {
+                "source": landing_file.source,
+                "file": landing_file.relative,
+                "file_sha256": sha,
+                "ingest_run_id": report.run_id,
+                "file_bytes": len(data),
+                "format": landing_file.format,
+                "target_table": result.target_table,
+                "status": "ingested",
+                "records_in": result.records_in,
+                "records_bronze": result.bronze.height,
+                "records_quarantined": result.quarantine.height,
+                "blank_lines": result.blank_lines,
+                "manifest_file": landing_file.manifest,
+                "manifest_transaction_time": landing_file.transaction_time,
+                "manifest_errors": _manifest_errors(landing_file, result),
+                "detail": detail,
+                "started_at": file_started,
+                "finished_at": datetime.now(UTC),
+            }
+            _count(report, landing_file, result, len(data))
+            writer.add(landing_file, sha, result, log_row)
+        writer.flush()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+Reader = Callable[[d.LandingFile, bytes, pl.Series | None], ReadResult]
+
+READERS: dict[str, Reader] = {
+    d.FHIR_NDJSON: lambda f, data, known: read_fhir_ndjson(data, known),
+    d.FHIR_ERRORS: lambda f, data, known: read_fhir_ndjson(data, None),
+    d.FHIR_DOCUMENT: lambda f, data, known: read_fhir_document(data, known),
+    d.FHIR_DELETED: lambda f, data, known: read_fhir_deleted_ndjson(data),
+    d.OMH_NDJSON: lambda f, data, known: read_omh_ndjson(data, f.folder_user),
+    d.OMH_DOCUMENT: lambda f, data, known: read_omh_document(data, f.folder_user),
+    d.IHEALTH: lambda f, data, known: read_ihealth_payload(data, f.folder_user),
+    d.ENROLMENT_CSV: lambda f, data, known: read_enrolment_csv(data),
+    d.CONVERSATIONS: lambda f, data, known: read_conversations_ndjson(data),
+}
+
+
+def read_file(landing_file: d.LandingFile, data: bytes, known_patients: pl.Series | None) -> ReadResult:
+    """Dispatch one file to the reader of its format."""
+    if landing_file.format == d.BULK_MANIFEST:
+        return ReadResult(FHIR_RESOURCES, 0, pl.DataFrame(), pl.DataFrame())
+    reader = READERS.get(landing_file.format)
+    if reader is None:
+        reason = "the file's format is not recognized (see source.yaml to declare it)"
+        return ReadResult(
+            UNRECOGNIZED_TABLE, 1, pl.DataFrame(), whole_file_quarantine(data, "unrecognized_format", reason)
+        )
+    return reader(landing_file, data, known_patients)
+
+
+def _detail(
+    landing_file: d.LandingFile,
+    result: ReadResult,
+    issues_by_manifest: dict[str, list[d.ManifestIssue]],
+    plan: d.LandingPlan,
+) -> str | None:
+    if landing_file.format != d.BULK_MANIFEST:
+        return None
+    issues = issues_by_manifest.get(landing_file.relative, [])
+    source_prefix = f"{landing_file.source}/"
+    return orjson.dumps(
+        {
+            "missing": [i.url for i in issues if i.status == "missing"],
+            "refused": [{"url": i.url, "reason": i.reason} for i in issues if i.status == "refused"],
+            "unlisted_files": [u for u in plan.unlisted if u.startswith(source_prefix)],
+        }
+    ).decode()
+
+
+def _manifest_errors(landing_file: d.LandingFile, result: ReadResult) -> str | None:
+    """The diagnostics of a manifest's error[] OperationOutcomes (server messages, not patient data)."""
+    if landing_file.format != d.FHIR_ERRORS or result.bronze.is_empty():
+        return None
+    diagnostics = (
+        result.bronze.select(
+            pl.col("raw").str.json_path_match("$.issue[*].diagnostics").alias("diagnostics")
+        )["diagnostics"]
+        .drop_nulls()
+        .to_list()
+    )
+    return orjson.dumps(diagnostics).decode()
+
+
+def _count(report: IngestReport, landing_file: d.LandingFile, result: ReadResult, size: int) -> None:
+    report.files_ingested += 1
+    report.files_unrecognized += landing_file.format == d.UNRECOGNIZED
+    report.bytes_read += size
+    report.records_in += result.records_in
+    report.rows[result.target_table] += result.bronze.height
+    report.rows[QUARANTINE] += result.quarantine.height
+    report.unbalanced_files += not result.balanced
+    report.quarantine_by_reason.update(result.quarantine["reason_code"].to_list())
+
+
+class _KnownPatients:
+    """Patient keys per source: those already in bronze plus those ingested in this run."""
+
+    def __init__(self, lake: UPath) -> None:
+        self._lake = lake
+        self._known: dict[str, pl.Series] = {}
+
+    def for_source(self, source: str) -> pl.Series:
+        if source not in self._known:
+            self._known[source] = (
+                scan_table(self._lake, BRONZE, FHIR_RESOURCES)
+                .filter((pl.col("source") == source) & (pl.col("resource_type") == "Patient"))
+                .select("patient_key")
+                .unique()
+                .collect()["patient_key"]
+                if _has_table(self._lake, FHIR_RESOURCES)
+                else pl.Series("patient_key", [], dtype=pl.String)
+            )
+        return self._known[source]
+
+    def add(self, source: str, result: ReadResult) -> None:
+        if result.target_table != FHIR_RESOURCES or result.bronze.is_empty():
+            return
+        new = result.bronze.filter(pl.col("resource_type") == "Patient")["patient_key"]
+        if new.len():
+            self._known[source] = pl.concat([self.for_source(source), new]).unique()
+
+
+def _has_table(lake: UPath, table: str) -> bool:
+    folder = table_path(lake, BRONZE, table)
+    return folder.exists() and any(folder.glob("**/*.parquet"))
+
+
+def ingested_hashes(lake: UPath) -> set[str]:
+    """Content hashes of every file already ingested."""
+    if not _has_table(lake, INGEST_LOG):
+        return set()
+    log = read_table(lake, BRONZE, INGEST_LOG)
+    return set(log.filter(pl.col("status") == "ingested")["file_sha256"].to_list())
+
+
+class BatchWriter:
+    """Collects read results and writes them in batches, each committed by its ingest_log part."""
+
+    def __init__(self, lake: UPath, run_id: str, buckets: int, batch_rows: int) -> None:
+        self.lake, self.run_id, self.buckets, self.batch_rows = lake, run_id, buckets, batch_rows
+        self._frames: dict[str, list[pl.DataFrame]] = {t: [] for t in (*RECORD_TABLES, QUARANTINE)}
+        self._log: list[dict[str, object]] = []
+        self._rows = 0
+
+    def add(
+        self, landing_file: d.LandingFile, sha: str, result: ReadResult, log_row: dict[str, object]
+    ) -> None:
+        provenance = [
+            pl.lit(landing_file.source).alias("source"),
+            pl.lit(landing_file.relative).alias("file"),
+            pl.lit(sha).alias("file_sha256"),
+            pl.lit(self.run_id).alias("ingest_run_id"),
+        ]
+        if result.target_table in RECORD_SCHEMAS and not result.bronze.is_empty():
+            self._frames[result.target_table].append(result.bronze.with_columns(provenance))
+        if not result.quarantine.is_empty():
+            self._frames[QUARANTINE].append(result.quarantine.with_columns(provenance))
+        self._log.append(log_row)
+        self._rows += result.bronze.height + result.quarantine.height
+        if self._rows >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the collected batch: pending marker, data parts, ingest_log part (commit), unmark."""
+        if not self._log:
+            return
+        batch_id = hashlib.sha256(
+            "".join(sorted(str(r["file_sha256"]) for r in self._log)).encode()
+        ).hexdigest()[:20]
+        name = f"part-{batch_id}.parquet"
+        parts: list[tuple[UPath, pl.DataFrame]] = []
+        for table in RECORD_TABLES:
+            if not self._frames[table]:
+                continue
+            frame = pl.concat(self._frames[table], how="vertical_relaxed")
+            frame = conform(
+                frame, {**PROVENANCE_SCHEMA, **RECORD_SCHEMAS[table]} | {"_bucket_source": pl.String()}
+            )
+            bucket_source = "patient_source" if table == FEEDBACK_RECORDS else "source"
+            frame = assign_buckets(
+                frame.with_columns(pl.col(bucket_source).alias("_bucket_source")),
+                "_bucket_source",
+                "patient_key",
+                self.buckets,
+            ).drop("_bucket_source")
+            for (bucket,), part in frame.partition_by("bucket", as_dict=True, maintain_order=True).items():
+                parts.append(
+                    (table_path(self.lake, BRONZE, table) / f"bucket={bucket}" / name, part.drop("bucket"))
+                )
+        if self._frames[QUARANTINE]:
+            frame = conform(
+                pl.concat(self._frames[QUARANTINE], how="vertical_relaxed"),
+                {**PROVENANCE_SCHEMA, **QUARANTINE_RECORD_SCHEMA},
+            )
+            parts.append((table_path(self.lake, BRONZE, QUARANTINE) / name, frame))
+        log_path = table_path(self.lake, BRONZE, INGEST_LOG) / name
+        marker = self.lake / BRONZE / PENDING / f"{batch_id}.json"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_bytes(
+            orjson.dumps(
+                [str(p.relative_to(self.lake)) for p, _ in parts] + [str(log_path.relative_to(self.lake))]
+            )
+        )
+        for path, frame in parts:
+            write_parquet_atomic(frame, path)
+        write_parquet_atomic(pl.DataFrame(self._log, schema=INGEST_LOG_SCHEMA), log_path)
+        marker.unlink()
+        self._frames = {t: [] for t in self._frames}
+        self._log = []
+        self._rows = 0
+
+
+def roll_back_pending(lake: UPath) -> int:
+    """Remove the parts of batches a crash left uncommitted (no ingest_log part); return how many."""
+    folder = lake / BRONZE / PENDING
+    if not folder.exists():
+        return 0
+    rolled_back = 0
+    for marker in sorted(folder.glob("*.json")):
+        listed = [lake / p for p in orjson.loads(marker.read_bytes())]
+        log_part = listed[-1]
+        if not log_part.exists():
+            remove_files(listed)
+            rolled_back += 1
+        marker.unlink()
+    return rolled_back

@@ -1,0 +1,152 @@
+"""Column contracts of the bronze tables (what each reader returns and what lands in the lake).
+
+Readers return only the record-level columns; `ingest` adds the provenance columns shared by every
+bronze table (source, file, file_sha256, ingest_run_id) and the `bucket` partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+FHIR_RESOURCES = "fhir_resources"
+DEVICE_RECORDS = "device_records"
+FEEDBACK_RECORDS = "feedback_records"
+QUARANTINE = "quarantine"
+INGEST_LOG = "ingest_log"
+UNRECOGNIZED_TABLE = "unrecognized"  # target of files whose format could not be recognized
+BRONZE = "bronze"
+
+PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "file": pl.String(),
+    "file_sha256": pl.String(),
+    "ingest_run_id": pl.String(),
+}
+"""Where a record came from: landing source folder, file path relative to landing, content hash, run."""
+
+POSITION_SCHEMA: dict[str, pl.DataType] = {
+    "line": pl.Int64(),  # 1-based physical line in NDJSON/CSV files; null for JSON documents
+    "entry": pl.Int64(),  # 0-based entry / list index inside a JSON document; null for plain NDJSON
+}
+
+FHIR_RECORD_SCHEMA: dict[str, pl.DataType] = {
+    **POSITION_SCHEMA,
+    "operation": pl.String(),  # 'upsert' for a resource, 'delete' for a Bulk `deleted[]` / DELETE entry
+    "resource_type": pl.String(),
+    "resource_id": pl.String(),
+    "version_id": pl.String(),
+    "last_updated": pl.Datetime("us", "UTC"),
+    "patient_key": pl.String(),  # 'Patient/<id>' in the source's own id space, null if none
+    "raw": pl.String(),  # the resource JSON as received (Bundle urn:uuid references resolved)
+}
+
+DEVICE_RECORD_SCHEMA: dict[str, pl.DataType] = {
+    **POSITION_SCHEMA,
+    "record_format": pl.String(),  # openmhealth | ihealth | device_enrolment
+    "record_type": pl.String(),  # OMH schema name, vendor list name, 'enrolment'
+    "record_id": pl.String(),  # OMH header.id, vendor DataID, or '<vendor>/<user>/<device>' for enrolment
+    "device_id": pl.String(),
+    "patient_key": pl.String(),  # the device source's own user key (vendor user id)
+    "payload_context": pl.String(),  # JSON of payload-level fields (units, paging) for list items
+    "raw": pl.String(),
+}
+
+FEEDBACK_RECORD_SCHEMA: dict[str, pl.DataType] = {
+    **POSITION_SCHEMA,
+    "record_format": pl.String(),  # conversation
+    "record_id": pl.String(),
+    "patient_source": pl.String(),  # the landing source whose Patient ids `patient_key` uses
+    "patient_key": pl.String(),
+    "occurred_at": pl.Datetime("us", "UTC"),
+    "raw": pl.String(),
+}
+
+QUARANTINE_RECORD_SCHEMA: dict[str, pl.DataType] = {
+    **POSITION_SCHEMA,
+    "target_table": pl.String(),  # the bronze table the record was meant for
+    "reason_code": pl.String(),  # machine-readable, e.g. invalid_json, unknown_resource_type
+    "reason": pl.String(),  # human-readable detail; never carries record content
+    "raw": pl.Binary(),  # the bytes as received (lossless even when not UTF-8)
+}
+
+RECORD_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    FHIR_RESOURCES: FHIR_RECORD_SCHEMA,
+    DEVICE_RECORDS: DEVICE_RECORD_SCHEMA,
+    FEEDBACK_RECORDS: FEEDBACK_RECORD_SCHEMA,
+    QUARANTINE: QUARANTINE_RECORD_SCHEMA,
+}
+
+INGEST_LOG_SCHEMA: dict[str, pl.DataType] = {
+    **PROVENANCE_SCHEMA,
+    "file_bytes": pl.Int64(),
+    "format": pl.String(),
+    "target_table": pl.String(),
+    "status": pl.String(),  # ingested | missing (listed in a manifest, absent) | refused (unsafe url)
+    "records_in": pl.Int64(),
+    "records_bronze": pl.Int64(),
+    "records_quarantined": pl.Int64(),
+    "blank_lines": pl.Int64(),
+    "manifest_file": pl.String(),  # the Bulk manifest that listed this file, if any
+    "manifest_transaction_time": pl.String(),
+    "manifest_errors": pl.String(),  # JSON list of OperationOutcome diagnostics from manifest error[] files
+    "detail": pl.String(),
+    "started_at": pl.Datetime("us", "UTC"),
+    "finished_at": pl.Datetime("us", "UTC"),
+}
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """An empty frame with exactly this schema."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast `frame` to `schema`, adding absent columns as nulls."""
+    if frame.width == 0:
+        return empty(schema)
+    return frame.select(
+        [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+@dataclass
+class ReadResult:
+    """What a reader made of one landing file."""
+
+    target_table: str
+    records_in: int
+    bronze: pl.DataFrame
+    quarantine: pl.DataFrame
+    blank_lines: int = 0
+    detail: str = ""
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bronze = conform(self.bronze, RECORD_SCHEMAS.get(self.target_table, POSITION_SCHEMA))
+        self.quarantine = conform(
+            self.quarantine.with_columns(pl.lit(self.target_table).alias("target_table")),
+            QUARANTINE_RECORD_SCHEMA,
+        )
+
+    @property
+    def balanced(self) -> bool:
+        """Accounting: every record in the file is either in bronze or in quarantine, once."""
+        return self.records_in == self.bronze.height + self.quarantine.height
+
+
+def quarantine_rows(rows: pl.DataFrame, reason_code: str | pl.Expr, reason: str | pl.Expr) -> pl.DataFrame:
+    """Quarantine rows from a frame that has `line`, `entry` and `raw` (String or Binary)."""
+    code = pl.lit(reason_code) if isinstance(reason_code, str) else reason_code
+    text = pl.lit(reason) if isinstance(reason, str) else reason
+    return rows.select(
+        pl.col("line").cast(pl.Int64) if "line" in rows.columns else pl.lit(None, pl.Int64).alias("line"),
+        pl.col("entry").cast(pl.Int64) if "entry" in rows.columns else pl.lit(None, pl.Int64).alias("entry"),
+        code.alias("reason_code"),
+        text.alias("reason"),
+        pl.col("raw").cast(pl.Binary),
+    )

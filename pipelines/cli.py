@@ -1,0 +1,98 @@
+"""The `patient-insights` command line."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+from upath import UPath
+
+from pipelines.config import Settings, validate_bucket_count
+
+app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
+console = Console()
+
+
+@app.command()
+def generate(
+    patients: Annotated[int, typer.Option(help="Number of people to generate.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives byte-identical files.")] = 42,
+    out: Annotated[Path, typer.Option(help="Landing folder to write.")] = Path("landing"),
+    defects: Annotated[float, typer.Option(help="Share of records replaced by defective ones (0–1).")] = 0.0,
+    truth: Annotated[Path | None, typer.Option(help="Ground-truth folder (default: beside --out).")] = None,
+    as_of: Annotated[str, typer.Option(help="Last day of the history (YYYY-MM-DD).")] = "2026-06-30",
+) -> None:
+    """Write a synthetic landing folder: FHIR Bulk export, Bundles, device feeds, conversations."""
+    from pipelines.generate import generate_landing
+
+    if patients < 1:
+        raise typer.BadParameter("--patients must be at least 1")
+    if not 0.0 <= defects <= 1.0:
+        raise typer.BadParameter("--defects must be between 0 and 1")
+    summary = generate_landing(
+        out, patients, seed, defects=defects, truth_out=truth, as_of=date.fromisoformat(as_of), progress=True
+    )
+    console.print(summary)
+
+
+@app.command()
+def ingest(
+    landing: str = typer.Option(..., help="Landing folder (local path or s3:// / gs:// url)."),
+    lake: str = typer.Option(..., help="Lake folder (local path or s3:// / gs:// url)."),
+    buckets: int | None = typer.Option(
+        None, help="Patient buckets (default: PATIENT_INSIGHTS_BUCKETS or 16)."
+    ),
+) -> None:
+    """Run the whole pipeline in-process (the same Dagster assets and checks) and print a summary."""
+    from pipelines.run import run_pipeline
+
+    env = Settings.from_env()
+    settings = Settings(
+        landing=UPath(landing),
+        lake=UPath(lake),
+        exports=env.exports,
+        buckets=validate_bucket_count(buckets) if buckets else env.buckets,
+    )
+    with console.status("running the pipeline"):
+        run = run_pipeline(settings)
+    print_summary(settings.lake, run.seconds)
+    if not run.success:
+        console.print(
+            f"[red]pipeline run {run.run_id} failed[/red]; failed checks: {run.failed_checks or 'none'}"
+        )
+        raise typer.Exit(1)
+    console.print(f"[green]pipeline run {run.run_id} succeeded[/green] in {run.seconds:.1f} s")
+
+
+@app.command()
+def summary(lake: Annotated[str, typer.Option(help="Lake folder.")]) -> None:
+    """Print rows per table and quarantined records by reason."""
+    print_summary(UPath(lake), None)
+
+
+def print_summary(lake: UPath, seconds: float | None) -> None:
+    """Rows per table and quarantine reasons, as tables on the console."""
+    from pipelines.run import quarantine_by_reason, table_row_counts
+
+    console.print(_table("Rows per table", table_row_counts(lake)))
+    console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
+    if seconds is not None:
+        console.print(f"run time: {seconds:.1f} s")
+
+
+def _table(title: str, frame: pl.DataFrame) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, justify="right" if frame[column].dtype.is_numeric() else "left")
+    for row in frame.iter_rows():
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
+    return table
+
+
+if __name__ == "__main__":
+    app()

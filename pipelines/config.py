@@ -1,0 +1,44 @@
+"""Where the platform reads and writes, taken from the environment with laptop defaults.
+
+Every location is a universal-pathlib path so that `s3://bucket/lake` works by configuration alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from upath import UPath
+
+DEFAULT_LANDING = "./landing"
+DEFAULT_LAKE = "./lake"
+DEFAULT_EXPORTS = "./exports"
+DEFAULT_BUCKETS = 16
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The platform's storage locations and the number of patient buckets."""
+
+    landing: UPath
+    lake: UPath
+    exports: UPath
+    buckets: int = DEFAULT_BUCKETS
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read `PATIENT_INSIGHTS_*` variables, falling back to the documented defaults."""
+        buckets = int(os.environ.get("PATIENT_INSIGHTS_BUCKETS", DEFAULT_BUCKETS))
+        return cls(
+            landing=UPath(os.environ.get("PATIENT_INSIGHTS_LANDING", DEFAULT_LANDING)),
+            lake=UPath(os.environ.get("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE)),
+            exports=UPath(os.environ.get("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS)),
+            buckets=validate_bucket_count(buckets),
+        )
+
+
+def validate_bucket_count(buckets: int) -> int:
+    """Reject bucket counts that cannot partition anything (and those too large for two-digit keys)."""
+    if not 1 <= buckets <= 100:
+        raise ValueError(f"PATIENT_INSIGHTS_BUCKETS must be between 1 and 100, got {buckets}")
+    return buckets

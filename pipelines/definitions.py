@@ -1,0 +1,33 @@
+"""The Dagster code location: every asset, check, job, sensor and schedule of patient-insights.
+
+`dagster dev -w workspace.yaml` loads `defs`; the command line (`patient-insights ingest`) builds the
+same definitions for explicit locations with `build_definitions`.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.bronze.assets import bronze_ingest
+from assets.bronze.automation import landing_sensor, nightly_schedule, pipeline_job
+from assets.bronze.checks import accounting_balanced, files_ingested_once, quarantine_has_reasons
+from assets.resources import LakeResource, lake_resource_from_env
+
+ASSETS = [bronze_ingest]
+ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons]
+
+
+def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
+    """All definitions, bound to `lake` (default: the environment's locations)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
+        jobs=[pipeline_job],
+        sensors=[landing_sensor],
+        schedules=[nightly_schedule],
+        resources={"lake": lake or lake_resource_from_env()},
+        executor=dg.multiprocess_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,86 @@
+"""The Parquet lake: table locations, atomic writes and reads.
+
+Layout (a contract, see ARCHITECTURE.md): `<lake>/<layer>/<table>/`, hive-partitioned by `bucket=` for
+per-patient tables. Every file is written to a hidden temporary name first and renamed into place, so a
+killed run never leaves a half-written Parquet file where a reader would pick it up. On object stores a
+single PUT is already atomic, so the object is written directly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterable
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+PARQUET_GLOB = "**/*.parquet"
+
+
+def table_path(lake: UPath, layer: str, table: str) -> UPath:
+    """The folder of one lake table."""
+    return lake / layer / table
+
+
+def is_local(path: UPath) -> bool:
+    """True for plain filesystem paths, where rename gives atomicity."""
+    return path.protocol in ("", "file", "local")
+
+
+def write_parquet_atomic(frame: pl.DataFrame | pa.Table, path: UPath) -> None:
+    """Write one Parquet file so that readers see either the old file, the new one, or none."""
+    table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_local(path):
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, str(tmp), compression="zstd")
+        os.replace(str(tmp), str(path))
+        return
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    path.write_bytes(buffer.getvalue())
+
+
+def parquet_files(folder: UPath) -> list[UPath]:
+    """Visible Parquet files under a table folder, sorted for deterministic reads."""
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.glob(PARQUET_GLOB) if not p.name.startswith((".", "_")))
+
+
+def scan_table(lake: UPath, layer: str, table: str, schema: pa.Schema | None = None) -> pl.LazyFrame:
+    """Lazily scan a lake table; an absent table scans as empty with `schema` (when given)."""
+    files = parquet_files(table_path(lake, layer, table))
+    if not files:
+        if schema is None:
+            return pl.LazyFrame()
+        return pl.from_arrow(schema.empty_table()).lazy()  # type: ignore[union-attr]
+    partitioned = any("bucket=" in f.parent.name for f in files)
+    return pl.scan_parquet(
+        [str(f) for f in files],
+        hive_partitioning=partitioned,
+        hive_schema={"bucket": pl.String} if partitioned else None,
+        missing_columns="insert",
+        storage_options=_storage_options(lake),
+    )
+
+
+def read_table(lake: UPath, layer: str, table: str, schema: pa.Schema | None = None) -> pl.DataFrame:
+    """Read a whole lake table (small tables and tests; use `scan_table` for large ones)."""
+    return scan_table(lake, layer, table, schema).collect()
+
+
+def remove_files(paths: Iterable[UPath]) -> None:
+    """Delete files (used when a partition is rebuilt); missing files are fine."""
+    for p in paths:
+        if p.exists():
+            p.unlink()
+
+
+def _storage_options(path: UPath) -> dict[str, str] | None:
+    options = dict(getattr(path, "storage_options", {}) or {})
+    return options or None

@@ -1,0 +1,83 @@
+"""Run the whole pipeline in-process (the Dagster job the UI and schedules run); summarize the lake."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+import polars as pl
+from upath import UPath
+
+from pipelines.bronze.tables import BRONZE, QUARANTINE
+from pipelines.config import Settings
+from pipelines.lake import parquet_files, scan_table
+
+LAYERS = ("bronze", "silver", "identity", "gold")
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """Outcome of one in-process pipeline run."""
+
+    success: bool
+    run_id: str
+    seconds: float
+    failed_checks: list[str]
+
+
+def run_pipeline(settings: Settings) -> PipelineRun:
+    """Materialize every asset (and run every check) for `settings`, in this process."""
+    from assets.bronze.automation import PIPELINE_JOB  # Dagster imports are slow: only when running
+    from assets.resources import lake_resource_for
+    from pipelines.definitions import build_definitions
+
+    started = time.perf_counter()
+    defs = build_definitions(lake_resource_for(settings))
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        os.makedirs(home, exist_ok=True)
+        instance = dg.DagsterInstance.get()
+    else:
+        instance = dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+    failed = [
+        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    ]
+    return PipelineRun(result.success and not failed, result.run_id, time.perf_counter() - started, failed)
+
+
+def table_row_counts(lake: UPath) -> pl.DataFrame:
+    """Rows per lake table, layer by layer."""
+    rows: list[tuple[str, str, int]] = []
+    for layer in LAYERS:
+        folder = lake / layer
+        if not folder.exists():
+            continue
+        for table in sorted(
+            p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+        ):
+            if parquet_files(folder / table):
+                count = scan_table(lake, layer, table).select(pl.len()).collect().item()
+                rows.append((layer, table, int(count)))
+    return pl.DataFrame(rows, schema={"layer": pl.String, "table": pl.String, "rows": pl.Int64}, orient="row")
+
+
+def quarantine_by_reason(lake: UPath) -> pl.DataFrame:
+    """Quarantined records per target table and reason code."""
+    if not parquet_files(lake / BRONZE / QUARANTINE):
+        return pl.DataFrame(
+            schema={"target_table": pl.String, "reason_code": pl.String, "records": pl.UInt32}
+        )
+    return (
+        scan_table(lake, BRONZE, QUARANTINE)
+        .group_by("target_table", "reason_code")
+        .agg(pl.len().alias("records"))
+        .sort("target_table", "records", descending=[False, True])
+        .collect()
+    )

@@ -1,0 +1,169 @@
+"""Landing → bronze end to end: accounting, idempotence, crash safety, buckets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+from upath import UPath
+
+from pipelines.bronze import ingest as ingest_module
+from pipelines.bronze.accounting import accounting_discrepancies, duplicate_ingests
+from pipelines.bronze.ingest import ingest_landing
+from pipelines.buckets import bucket_of
+from pipelines.lake import parquet_files, read_table
+from tests.conftest import observation, patient, write_ndjson
+
+
+def build_landing(root: Path) -> None:
+    ehr = root / "ehr_a"
+    write_ndjson(ehr / "Patient.000.ndjson", [patient(f"p{i}") for i in range(30)] + [b"{bad"])
+    write_ndjson(
+        ehr / "Observation.000.ndjson",
+        [observation(f"o{i}", f"p{i % 30}") for i in range(90)] + [observation("orphan", "ghost")],
+    )
+    write_ndjson(ehr / "Practitioner.000.ndjson", [{"resourceType": "Practitioner", "id": "dr1"}])
+    body = {
+        "transactionTime": "2026-06-30T23:00:00Z",
+        "output": [{"type": t, "url": f"{t}.000.ndjson"} for t in ("Patient", "Observation", "Practitioner")],
+        "deleted": [],
+        "error": [{"type": "OperationOutcome", "url": "error/OperationOutcome.000.ndjson"}],
+    }
+    (ehr / "manifest.json").write_bytes(orjson.dumps(body))
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "id": "e1",
+        "issue": [{"severity": "error", "code": "processing", "diagnostics": "Media export timed out"}],
+    }
+    write_ndjson(ehr / "error" / "OperationOutcome.000.ndjson", [outcome])
+    write_ndjson(
+        root / "service_center" / "conversations.000.ndjson",
+        [
+            {
+                "conversation_id": "c1",
+                "patient_source": "ehr_a",
+                "patient_reference": "Patient/p3",
+                "turns": [],
+            }
+        ],
+    )
+
+
+def bronze_snapshot(lake: UPath) -> dict[str, pl.DataFrame]:
+    tables = {}
+    for table in ("fhir_resources", "feedback_records", "quarantine", "ingest_log"):
+        frame = read_table(lake, "bronze", table)
+        drop = [c for c in ("ingest_run_id", "started_at", "finished_at") if c in frame.columns]
+        tables[table] = frame.drop(drop).sort(pl.all().exclude("raw").cast(pl.String), nulls_last=True)
+    return tables
+
+
+def test_ingest_accounts_for_every_record(landing: UPath, lake: UPath) -> None:
+    build_landing(Path(landing))
+    report = ingest_landing(landing, lake, buckets=8)
+    assert report.unbalanced_files == 0
+    assert report.records_in == 31 + 91 + 1 + 1 + 1
+    assert report.quarantine_by_reason == {"invalid_json": 1, "unknown_patient_reference": 1}
+    assert accounting_discrepancies(lake).is_empty()
+    log = read_table(lake, "bronze", "ingest_log")
+    assert log.filter(pl.col("format") == "bulk_manifest")["manifest_transaction_time"].to_list() == [
+        "2026-06-30T23:00:00Z"
+    ]
+    errors = log.filter(pl.col("format") == "fhir_error_ndjson")["manifest_errors"].to_list()
+    assert orjson.loads(errors[0]) == ["Media export timed out"]
+
+
+def test_buckets_are_the_stable_hash_of_the_patient_key(landing: UPath, lake: UPath) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    fhir = read_table(lake, "bronze", "fhir_resources")
+    with_patient = fhir.filter(pl.col("patient_key").is_not_null())
+    expected = [bucket_of("ehr_a", k, 8) for k in with_patient["patient_key"].to_list()]
+    assert with_patient["bucket"].to_list() == expected
+    assert set(fhir.filter(pl.col("patient_key").is_null())["bucket"].to_list()) == {"shared"}
+    feedback = read_table(lake, "bronze", "feedback_records")
+    assert feedback["bucket"].to_list() == [bucket_of("ehr_a", "Patient/p3", 8)]  # same bucket as the patient
+
+
+def test_rerun_is_a_no_op_and_bronze_is_identical(landing: UPath, lake: UPath) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    before = bronze_snapshot(lake)
+    files_before = sorted(str(p) for p in parquet_files(lake / "bronze"))
+    again = ingest_landing(landing, lake, buckets=8)
+    assert again.files_ingested == 0 and again.files_skipped_duplicate == 6
+    assert sorted(str(p) for p in parquet_files(lake / "bronze")) == files_before
+    for table, frame in bronze_snapshot(lake).items():
+        assert frame.equals(before[table]), table
+
+
+def test_same_content_under_another_name_is_not_ingested_twice(landing: UPath, lake: UPath) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    copy = Path(landing) / "service_center" / "conversations.copy.ndjson"
+    copy.write_bytes((Path(landing) / "service_center" / "conversations.000.ndjson").read_bytes())
+    report = ingest_landing(landing, lake, buckets=8)
+    assert report.files_ingested == 0 and report.files_skipped_duplicate == 7
+    assert duplicate_ingests(lake) == 0
+
+
+def test_a_new_export_references_patients_ingested_before(landing: UPath, lake: UPath) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    write_ndjson(Path(landing) / "ehr_a_incremental" / "Observation.ndjson", [observation("later", "p1")])
+    report = ingest_landing(landing, lake, buckets=8)
+    # a different source folder has its own id space: p1 is unknown there
+    assert report.quarantine_by_reason == {"unknown_patient_reference": 1}
+    write_ndjson(Path(landing) / "ehr_a" / "Observation.001.ndjson", [observation("later-a", "p1")])
+    manifest = orjson.loads((Path(landing) / "ehr_a" / "manifest.json").read_bytes())
+    manifest["output"].append({"type": "Observation", "url": "Observation.001.ndjson"})
+    (Path(landing) / "ehr_a" / "manifest.json").write_bytes(orjson.dumps(manifest))
+    report = ingest_landing(landing, lake, buckets=8)
+    assert report.rows["fhir_resources"] == 1 and not report.quarantine_by_reason
+
+
+def test_a_crash_before_the_commit_leaves_nothing_visible(
+    landing: UPath, lake: UPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_landing(Path(landing))
+    real_write = ingest_module.write_parquet_atomic
+
+    def crash_on_log(frame, path):  # the ingest_log part is the commit: die just before it
+        if "ingest_log" in str(path):
+            raise KeyboardInterrupt("killed")
+        real_write(frame, path)
+
+    monkeypatch.setattr(ingest_module, "write_parquet_atomic", crash_on_log)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_landing(landing, lake, buckets=8)
+    assert parquet_files(lake / "bronze" / "fhir_resources")  # parts were written …
+    monkeypatch.setattr(ingest_module, "write_parquet_atomic", real_write)
+    report = ingest_landing(landing, lake, buckets=8)
+    assert report.rolled_back_batches == 1  # … and rolled back before the re-run
+    assert report.files_ingested == 6
+    assert accounting_discrepancies(lake).is_empty()
+    fhir = read_table(lake, "bronze", "fhir_resources")
+    assert fhir.height == fhir.select("file_sha256", "line").n_unique()
+
+
+def test_small_batches_give_the_same_bronze(landing: UPath, lake: UPath, tmp_path: Path) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    other = UPath(tmp_path / "lake-small-batches")
+    ingest_landing(landing, other, buckets=8, batch_rows=10)
+    assert len(parquet_files(other / "bronze" / "ingest_log")) > 1
+    first, second = bronze_snapshot(lake), bronze_snapshot(other)
+    for table in first:
+        assert first[table].equals(second[table]), table
+
+
+def test_accounting_check_sees_a_lost_part(landing: UPath, lake: UPath) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    victim = next(
+        p for p in parquet_files(lake / "bronze" / "fhir_resources") if "bucket=shared" not in str(p)
+    )
+    victim.unlink()
+    assert not accounting_discrepancies(lake).is_empty()
