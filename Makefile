@@ -1,11 +1,11 @@
 # patient-insights: the two commands a new user needs are `make run` and `make test`.
 # Everything is installed into .venv from requirements.lock (names, versions, hashes) with the
-# machine's own Python; uv is bootstrapped with pip when it is missing.
+# machine's own Python; uv is bootstrapped with pip (`python -m uv`) when it is missing.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(PYTHON) -m uv
 STAMP := $(VENV)/.installed
 
 export PATIENT_INSIGHTS_LANDING ?= ./landing
@@ -19,10 +19,9 @@ DEMO_SEED ?= 42
 
 .PHONY: setup run test lint dev dashboard bench lock clean
 
-$(UV):
-	$(PYTHON) -m pip install --user --quiet uv
-
-$(STAMP): requirements.lock pyproject.toml | $(UV)
+$(STAMP): requirements.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
+		|| $(PYTHON) -m pip install --quiet uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
@@ -52,7 +51,7 @@ dashboard: setup
 bench: setup
 	$(BIN)/python -m bench.run
 
-lock: | $(UV)
+lock: setup
 	$(UV) pip compile pyproject.toml --python $(PYTHON) --generate-hashes --no-header --quiet -o requirements.lock
 
 clean:
