@@ -49,11 +49,13 @@ def test_every_defect_is_quarantined_with_its_reason() -> None:
         b"null",  # 14 null
         b'{"resourceType":"Patient","id":"p15","id":"p16"}',  # 15 duplicate member
         observation("o16", "p1"),  # 16 ok
+        b'{"resourceType":"Observation","id":"o17","valueQuantity":{"value":NaN}}',  # 17 NaN
+        {**observation("o18", "p1"), "note": [{"text": "value: NaN, Infinity"}]},  # 18 ok: words in a string
     )
     result = read_fhir_ndjson(data, known_patients=pl.Series([], dtype=pl.String))
     assert result.balanced
-    assert result.records_in == 16
-    assert sorted(result.bronze["line"].to_list()) == [1, 16]
+    assert result.records_in == 18
+    assert sorted(result.bronze["line"].to_list()) == [1, 16, 18]
     assert reasons(result) == {
         2: "invalid_json",
         3: "not_an_object",
@@ -69,6 +71,7 @@ def test_every_defect_is_quarantined_with_its_reason() -> None:
         13: "invalid_field_type",
         14: "not_an_object",
         15: "invalid_json",
+        17: "invalid_json",
     }
     raw_by_line = dict(
         zip(result.quarantine["line"].to_list(), result.quarantine["raw"].to_list(), strict=True)

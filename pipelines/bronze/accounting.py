@@ -60,4 +60,3 @@ def duplicate_ingests(lake: UPath) -> int:
         return 0
     log = scan_table(lake, BRONZE, INGEST_LOG).filter(pl.col("status") == "ingested").collect()
     return log.height - log["file_sha256"].n_unique()
-

@@ -55,7 +55,7 @@ ENROLMENT_COLUMNS = ("vendor", "vendor_user_id", "device_id", "patient_source", 
 def read_omh_ndjson(data: bytes, folder_user: str | None) -> ReadResult:
     """Open mHealth data points, one per line."""
     split, records, undecodable = ndjson_records(data)
-    bronze, quarantine = _omh_rows(records, folder_user)
+    bronze, quarantine = _omh_rows(records, folder_user, split.payload)
     records_in = split.lines.height + split.invalid_utf8.height
     return ReadResult(
         DEVICE_RECORDS,
@@ -79,8 +79,10 @@ def read_omh_document(data: bytes, folder_user: str | None) -> ReadResult:
     return ReadResult(DEVICE_RECORDS, len(items), bronze, quarantine)
 
 
-def _omh_rows(records: pl.DataFrame, folder_user: str | None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    parsed, rejected = parse_records(records, OMH_KEY_SCHEMA, OMH_STRING_PATHS)
+def _omh_rows(
+    records: pl.DataFrame, folder_user: str | None, payload: bytes | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    parsed, rejected = parse_records(records, OMH_KEY_SCHEMA, OMH_STRING_PATHS, payload=payload)
     header = pl.col("header")
     keyed = parsed.with_columns(
         pl.lit("openmhealth").alias("record_format"),

@@ -23,7 +23,9 @@ CONVERSATION_STRING_PATHS = tuple((f.name,) for f in CONVERSATION_KEY_SCHEMA)
 def read_conversations_ndjson(data: bytes) -> ReadResult:
     """Conversation transcripts; the text stays in `raw` and is read by the silver layer."""
     split, records, undecodable = ndjson_records(data)
-    parsed, rejected = parse_records(records, CONVERSATION_KEY_SCHEMA, CONVERSATION_STRING_PATHS)
+    parsed, rejected = parse_records(
+        records, CONVERSATION_KEY_SCHEMA, CONVERSATION_STRING_PATHS, payload=split.payload
+    )
     keyed = parsed.with_columns(
         pl.lit("conversation").alias("record_format"),
         pl.col("conversation_id").alias("record_id"),

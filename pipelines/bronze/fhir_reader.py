@@ -23,7 +23,6 @@ from pipelines.bronze.json_records import (
     split_by_problem,
     whole_file_quarantine,
 )
-from pipelines.bronze.lines import split_lines
 from pipelines.bronze.tables import FHIR_RESOURCES, ReadResult, quarantine_rows
 from pipelines.fhir.resource_types import (
     FHIR_ID_PATTERN,
@@ -46,26 +45,23 @@ FHIR_KEY_SCHEMA = pa.schema(
 
 def read_fhir_ndjson(data: bytes, known_patients: pl.Series | None = None) -> ReadResult:
     """One FHIR resource per line (a Bulk Data output file)."""
-    split = split_lines(data)
-    lines = split.lines.with_columns(pl.lit(None, pl.Int64).alias("entry"))
-    bronze, rejected = parse_fhir_records(lines)
+    split, records, undecodable = ndjson_records(data)
+    bronze, rejected = parse_fhir_records(records, split.payload)
     bronze, orphans = check_patient_references(bronze, known_patients)
-    quarantine = pl.concat(
-        [
-            quarantine_rows(split.invalid_utf8, "invalid_utf8", "the line is not valid UTF-8"),
-            rejected,
-            orphans,
-        ],
-        how="vertical_relaxed",
-    )
+    quarantine = pl.concat([undecodable, rejected, orphans], how="vertical_relaxed")
     records_in = split.lines.height + split.invalid_utf8.height
     return ReadResult(FHIR_RESOURCES, records_in, bronze, quarantine, blank_lines=split.blank_lines)
 
 
-def parse_fhir_records(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def parse_fhir_records(
+    records: pl.DataFrame, payload: bytes | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse `records` (line, entry, raw) into bronze rows and quarantine rows (reference check aside)."""
     parsed, rejected = parse_records(
-        records, FHIR_KEY_SCHEMA, diagnose=lambda raw, error: diagnose_fhir(raw, error, FHIR_KEY_SCHEMA)
+        records,
+        FHIR_KEY_SCHEMA,
+        diagnose=lambda raw, error: diagnose_fhir(raw, error, FHIR_KEY_SCHEMA),
+        payload=payload,
     )
     keyed = parsed.with_columns(_key_columns())
     bronze, bad = split_by_problem(keyed, _fhir_problem())

@@ -43,17 +43,22 @@ def parse_records(
     schema: pa.Schema,
     string_paths: tuple[tuple[str, ...], ...] = (),
     diagnose: Diagnose | None = None,
+    payload: bytes | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse positioned records (line, entry, raw): rows with the schema's fields, and quarantine rows.
 
-    Rows pyarrow rejects go through `diagnose` (default: `diagnose_json` with `string_paths`).
+    Rows pyarrow rejects go through `diagnose` (default: `diagnose_json` with `string_paths`);
+    `payload` is the records' file as NDJSON, when they come straight from one (see `parse_json_lines`).
     """
     if diagnose is None:
 
         def diagnose(raw: str, error: str) -> Verdict:
             return diagnose_json(raw, error, schema, string_paths)
 
-    parsed = parse_json_lines(records["raw"], schema)
+    parsed = parse_json_lines(records["raw"], schema, payload)
+    if parsed.rejected.is_empty():  # the common case: rows and parsed fields are aligned
+        no_rejects = quarantine_rows(records.clear(), "", "")
+        return pl.concat([records, parsed.parsed.drop("_row")], how="horizontal"), no_rejects
     positioned = records.with_row_index("_row")
     rejected = positioned.join(parsed.rejected, on="_row", maintain_order="left")
     accepted: list[dict[str, Any]] = []
@@ -66,10 +71,14 @@ def parse_records(
         else:
             accepted.append(verdict.fields)
             accepted_rows.append(row)
-    slow = pl.from_arrow(pa.Table.from_pylist(accepted, schema=schema))
-    assert isinstance(slow, pl.DataFrame)
-    slow = slow.with_columns(pl.Series("_row", accepted_rows, dtype=pl.UInt32)).select("_row", *schema.names)
-    fields = pl.concat([parsed.parsed, slow], how="vertical_relaxed").sort("_row")
+    fields = parsed.parsed
+    if accepted:
+        slow = pl.from_arrow(pa.Table.from_pylist(accepted, schema=schema))
+        assert isinstance(slow, pl.DataFrame)
+        slow = slow.with_columns(pl.Series("_row", accepted_rows, dtype=pl.UInt32)).select(
+            "_row", *schema.names
+        )
+        fields = pl.concat([fields, slow], how="vertical_relaxed").sort("_row")
     verdicts = pl.DataFrame(
         bad, schema={"_row": pl.UInt32, "reason_code": pl.String, "reason": pl.String}, orient="row"
     )

@@ -13,11 +13,13 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 UTF8_BOM = b"\xef\xbb\xbf"
+NEWLINE = 0x0A
 FIRST_SPLIT_LINES = 2048
 """Chunk size (lines) used once a whole-file parse fails, before bisecting failing chunks."""
 
@@ -31,6 +33,8 @@ class SplitLines:
     invalid_utf8: pl.DataFrame
     """`line` and `raw` (Binary) of lines that are not valid UTF-8."""
     blank_lines: int
+    payload: bytes = b""
+    """The file as valid UTF-8 (BOM dropped, undecodable lines emptied): the fast path parses it whole."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,14 @@ class ParsedLines:
 
 
 def split_lines(data: bytes) -> SplitLines:
-    """Split file bytes into lines; strip a BOM and CR terminators; set aside undecodable lines."""
+    """Split file bytes into lines; strip a BOM and CR terminators; set aside undecodable lines.
+
+    Lines are cut with numpy at the newline bytes and wrapped as an Arrow string array over the file's
+    own buffer (no copy, no Python object per line).
+    """
     if data.startswith(UTF8_BOM):
         data = data[len(UTF8_BOM) :]
-    text, bad_spans = _decode_keeping_line_numbers(data)
+    clean, bad_spans = _blank_undecodable_lines(data)
     invalid = pl.DataFrame(
         {
             "line": [data.count(b"\n", 0, start) + 1 for start, _ in bad_spans],
@@ -55,37 +63,38 @@ def split_lines(data: bytes) -> SplitLines:
         },
         schema={"line": pl.Int64, "raw": pl.Binary},
     )
-    if text.endswith("\n"):
-        text = text[:-1]
+    newlines = np.flatnonzero(np.frombuffer(clean, dtype=np.uint8) == NEWLINE) + 1
+    ends = newlines if clean.endswith(b"\n") else np.append(newlines, len(clean))
+    offsets = np.concatenate(([0], ends)).astype(np.int64) if clean else np.zeros(1, dtype=np.int64)
+    strings = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(clean))
+    raw = pl.from_arrow(strings)
+    assert isinstance(raw, pl.Series)
+    raw = raw.str.strip_suffix("\n")
+    if b"\r" in clean:
+        raw = raw.str.strip_suffix("\r")
     all_lines = (
-        pl.Series("raw", [text], dtype=pl.String)
-        .str.split("\n")
-        .explode()
-        .str.strip_suffix("\r")
+        raw.alias("raw")
         .to_frame()
         .with_row_index("line", offset=1)
         .with_columns(pl.col("line").cast(pl.Int64))
     )
-    if not text:
-        all_lines = all_lines.clear()
-    is_blank = pl.col("raw").str.strip_chars().str.len_bytes() == 0
+    is_blank = pl.col("raw").str.contains(r"^\s*$")
     lines = all_lines.filter(~is_blank)
     blank = all_lines.height - lines.height - invalid.height
-    return SplitLines(lines=lines, invalid_utf8=invalid, blank_lines=blank)
+    return SplitLines(lines=lines, invalid_utf8=invalid, blank_lines=blank, payload=clean)
 
 
-def _decode_keeping_line_numbers(data: bytes) -> tuple[str, list[tuple[int, int]]]:
-    """Decode UTF-8; each line holding invalid bytes becomes an empty line and its span is returned.
+def _blank_undecodable_lines(data: bytes) -> tuple[bytes, list[tuple[int, int]]]:
+    """Validate UTF-8; each line holding invalid bytes is emptied (its newline kept) and its span returned.
 
     Iterates once per *bad line* (not per record): each failed decode reports where the bad byte is.
     """
     view = memoryview(data)
-    parts: list[str] = []
     spans: list[tuple[int, int]] = []
     pos = 0
     while True:
         try:
-            parts.append(str(view[pos:], "utf-8"))
+            str(view[pos:], "utf-8")
             break
         except UnicodeDecodeError as err:
             bad = pos + err.start
@@ -93,25 +102,39 @@ def _decode_keeping_line_numbers(data: bytes) -> tuple[str, list[tuple[int, int]
             line_end = data.find(b"\n", bad)
             if line_end == -1:
                 line_end = len(data)
-            parts.append(str(view[pos:line_start], "utf-8"))
             spans.append((line_start, line_end))
             pos = line_end
-    return "".join(parts), spans
+    if not spans:
+        return data, spans
+    kept, previous = [], 0
+    for start, end in spans:
+        kept.append(view[previous:start])
+        previous = end
+    kept.append(view[previous:])
+    return b"".join(kept), spans
 
 
-def parse_json_lines(raw: pl.Series, schema: pa.Schema) -> ParsedLines:
-    """Parse each string of `raw` as one JSON object with `schema`; isolate the rows pyarrow rejects."""
+def parse_json_lines(raw: pl.Series, schema: pa.Schema, payload: bytes | None = None) -> ParsedLines:
+    """Parse each string of `raw` as one JSON object with `schema`; isolate the rows pyarrow rejects.
+
+    `payload`, when given, is the same lines as one NDJSON document (blank lines allowed): parsing it
+    directly saves joining the lines again in the common case of a clean file.
+    """
     # pyarrow 26 crashes (SIGSEGV) on a file whose first value is `null` and reads a later `null` line
-    # as an all-null row: such lines never reach it.
+    # as an all-null row: such lines never reach it. It also accepts NaN and Infinity, which are not
+    # JSON: lines that may hold them bare are checked by a strict parser first.
     starts_null = raw.str.contains(r"^\s*null").fill_null(False)
+    non_standard = _non_standard_numbers(raw)
+    unsafe = starts_null | non_standard
     positions = pl.Series("_row", range(raw.len()), dtype=pl.UInt32)
-    safe_positions = positions.filter(~starts_null)
-    safe = raw.filter(~starts_null)
+    safe_positions = positions.filter(~unsafe)
+    safe = raw.filter(~unsafe)
     good: list[tuple[int, pa.Table]] = []
     bad_safe: list[tuple[int, str]] = []
     n = safe.len()
     if n:
-        table, error = _try_parse(safe, 0, n, schema)
+        whole = payload if payload is not None and n == raw.len() else None
+        table, error = _try_parse(safe, 0, n, schema, whole)
         if table is not None:
             good.append((0, table))
         else:
@@ -119,6 +142,7 @@ def parse_json_lines(raw: pl.Series, schema: pa.Schema) -> ParsedLines:
                 _bisect(safe, start, min(n, start + FIRST_SPLIT_LINES), schema, good, bad_safe, error)
     bad = [(int(safe_positions[r]), e) for r, e in bad_safe]
     bad += [(int(r), "the line holds null, not an object") for r in positions.filter(starts_null)]
+    bad += [(int(r), "NaN or Infinity is not a JSON number") for r in positions.filter(non_standard)]
     parsed = _assemble(good, schema)
     parsed = (
         parsed.with_columns(safe_positions.gather(parsed["_row"]).alias("_row")) if parsed.height else parsed
@@ -126,8 +150,24 @@ def parse_json_lines(raw: pl.Series, schema: pa.Schema) -> ParsedLines:
     return ParsedLines(parsed=parsed, rejected=_rejections(bad))
 
 
-def _try_parse(raw: pl.Series, start: int, stop: int, schema: pa.Schema) -> tuple[pa.Table | None, str]:
-    payload = raw.slice(start, stop - start).str.join("\n").item().encode()
+def _non_standard_numbers(raw: pl.Series) -> pl.Series:
+    """Rows holding a bare NaN/Infinity token (confirmed by orjson, since a string may contain the word)."""
+    candidates = raw.str.contains(r"(?:^|[\[:,])\s*-?(?:NaN|Infinity)").fill_null(False)
+    flags = candidates.to_numpy().copy()
+    for index in np.flatnonzero(flags):  # rare rows only
+        try:
+            orjson.loads(raw[int(index)])
+            flags[index] = False
+        except orjson.JSONDecodeError:
+            pass
+    return pl.Series(flags)
+
+
+def _try_parse(
+    raw: pl.Series, start: int, stop: int, schema: pa.Schema, payload: bytes | None = None
+) -> tuple[pa.Table | None, str]:
+    if payload is None:
+        payload = raw.slice(start, stop - start).str.join("\n").item().encode()
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
         table = pa_json.read_json(

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): measured figures go to markdown reports under bench/reports/."""

@@ -1,0 +1,84 @@
+"""`make bench`: generator and bronze-ingest throughput and peak memory, written to bench/reports/.
+
+Sizes come from `BENCH_PATIENTS` (comma-separated, default 100000); work files go to `bench/work/`
+(git-ignored) or `BENCH_WORK`. Every stage runs in its own interpreter (see `bench.stage`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "bench" / "reports" / "bronze.md"
+console = Console()
+
+
+def run_stage(stage: str, **kwargs: object) -> dict[str, float]:
+    """Run one stage in a fresh interpreter and return its measurements."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.stage", stage, json.dumps(kwargs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Measure each size and write the markdown report."""
+    sizes = [int(s) for s in os.environ.get("BENCH_PATIENTS", "100000").split(",")]
+    work = Path(os.environ.get("BENCH_WORK", ROOT / "bench" / "work"))
+    rows = []
+    for patients in sizes:
+        folder = work / f"p{patients}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        console.print(f"[bold]{patients:,} patients[/bold]: generating")
+        gen = run_stage("generate", out=str(folder / "landing"), patients=patients, seed=42)
+        console.print(f"  generated {gen['records']:,} records in {gen['seconds']:.1f} s; ingesting")
+        ing = run_stage("ingest", landing=str(folder / "landing"), lake=str(folder / "lake"), buckets=16)
+        console.print(f"  ingested {ing['records']:,} records in {ing['seconds']:.1f} s")
+        rows.append((patients, gen, ing))
+        shutil.rmtree(folder, ignore_errors=True)
+    write_report(rows)
+    console.print(f"report written to {REPORT.relative_to(ROOT)}")
+
+
+def write_report(rows: list[tuple[int, dict[str, float], dict[str, float]]]) -> None:
+    """The markdown report: one line per stage and size."""
+    mib = 1024 * 1024
+    lines = [
+        "# Bronze benchmark: synthetic generator and landing → bronze ingest",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}. Each stage runs in its own process; "
+        "peak RSS is that process's maximum resident set size.",
+        "",
+        "| patients | stage | records | MB | seconds | records/s | MB/s | peak RSS (MiB) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for patients, gen, ing in rows:
+        for name, stage in (("generate", gen), ("bronze ingest", ing)):
+            lines.append(
+                f"| {patients:,} | {name} | {int(stage['records']):,} | {stage['bytes'] / mib:,.0f} | "
+                f"{stage['seconds']:,.1f} | {stage['records'] / stage['seconds']:,.0f} | "
+                f"{stage['bytes'] / mib / stage['seconds']:,.1f} | {stage['peak_rss_mib']:,.0f} |"
+            )
+    lines += ["", "MB is the landing data read or written; bronze lake size on disk:", ""]
+    lines += [f"- {patients:,} patients: {ing['lake_bytes'] / mib:,.0f} MB" for patients, _, ing in rows]
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
