@@ -148,11 +148,11 @@ def test_a_crash_before_the_commit_leaves_nothing_visible(
     assert fhir.height == fhir.select("file_sha256", "line").n_unique()
 
 
-def test_small_batches_give_the_same_bronze(landing: UPath, lake: UPath, tmp_path: Path) -> None:
+def test_batches_and_threads_do_not_change_bronze(landing: UPath, lake: UPath, tmp_path: Path) -> None:
     build_landing(Path(landing))
-    ingest_landing(landing, lake, buckets=8)
+    ingest_landing(landing, lake, buckets=8, workers=1)
     other = UPath(tmp_path / "lake-small-batches")
-    ingest_landing(landing, other, buckets=8, batch_rows=10)
+    ingest_landing(landing, other, buckets=8, batch_rows=10, workers=4)
     assert len(parquet_files(other / "bronze" / "ingest_log")) > 1
     first, second = bronze_snapshot(lake), bronze_snapshot(other)
     for table in first:
