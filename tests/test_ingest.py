@@ -167,3 +167,17 @@ def test_accounting_check_sees_a_lost_part(landing: UPath, lake: UPath) -> None:
     )
     victim.unlink()
     assert not accounting_discrepancies(lake).is_empty()
+
+
+def test_identical_payloads_of_two_vendor_users_are_both_ingested(landing: UPath, lake: UPath) -> None:
+    payload = orjson.dumps({"BPDataList": [{"DataID": "same", "HP": 120, "LP": 80}], "BPUnit": 0})
+    for user in ("user-a", "user-b"):
+        folder = Path(landing) / "devices_ihealth" / user
+        folder.mkdir(parents=True)
+        (folder / "bp.json").write_bytes(payload)
+    report = ingest_landing(landing, lake, buckets=8)
+    assert report.files_ingested == 2 and report.files_skipped_duplicate == 0
+    devices = read_table(lake, "bronze", "device_records")
+    assert sorted(devices["patient_key"].to_list()) == ["user-a", "user-b"]
+    assert accounting_discrepancies(lake).is_empty() and duplicate_ingests(lake) == 0
+    assert ingest_landing(landing, lake, buckets=8).files_skipped_duplicate == 2

@@ -26,7 +26,7 @@ def accounting_balanced(lake: LakeResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=INGEST_LOG_KEY, name=FILES_INGESTED_ONCE, blocking=True)
 def files_ingested_once(lake: LakeResource) -> dg.AssetCheckResult:
-    """No file content (SHA-256) was ingested twice."""
+    """No delivery (file content, plus the user folder for vendor payloads) was ingested twice."""
     duplicates = duplicate_ingests(lake.settings().lake)
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ingests": duplicates})
 

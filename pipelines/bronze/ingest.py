@@ -123,7 +123,7 @@ def ingest_landing(
     report.files_unlisted = len(plan.unlisted)
     report.manifest_missing = sum(1 for i in plan.manifest_issues if i.status == "missing")
     report.manifest_refused = sum(1 for i in plan.manifest_issues if i.status == "refused")
-    already_ingested = ingested_hashes(lake)
+    already_ingested = ingested_keys(lake)
     ingested = set(already_ingested)
     writer = BatchWriter(lake, report.run_id, buckets, batch_rows)
     known = _KnownPatients(lake)
@@ -136,10 +136,11 @@ def ingest_landing(
         file_started = datetime.now(UTC)
         data = landing_file.path.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        if sha in already_ingested:
-            return _FileRead(landing_file, sha, len(data), None, file_started)
+        key = ingest_key(landing_file, sha)
+        if key in already_ingested:
+            return _FileRead(landing_file, sha, key, len(data), None, file_started)
         result = read_file(landing_file, data, known_patients)
-        return _FileRead(landing_file, sha, len(data), result, file_started)
+        return _FileRead(landing_file, sha, key, len(data), result, file_started)
 
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(threads) as pool:
         task = bar.add_task("ingesting landing files", total=len(plan.files))
@@ -147,14 +148,14 @@ def ingest_landing(
             snapshot = known.for_source(source)
             for done in _in_order(pool, [partial(read, f, snapshot) for f in phase], threads):
                 bar.advance(task)
-                if done.result is None or done.sha in ingested:
+                if done.result is None or done.key in ingested:
                     report.files_skipped_duplicate += 1
                     continue
-                ingested.add(done.sha)
+                ingested.add(done.key)
                 known.add(source, done.result)
                 log_row = _log_row(report.run_id, done, issues_by_manifest, plan)
                 _count(report, done.landing_file, done.result, done.size)
-                writer.add(done.landing_file, done.sha, done.result, log_row)
+                writer.add(done.landing_file, done.sha, done.key, done.result, log_row)
         writer.flush()
     report.seconds = time.perf_counter() - started
     return report
@@ -166,6 +167,7 @@ class _FileRead:
 
     landing_file: d.LandingFile
     sha: str
+    key: str
     size: int
     result: ReadResult | None
     started_at: datetime
@@ -193,6 +195,7 @@ def _log_row(
         "source": landing_file.source,
         "file": landing_file.relative,
         "file_sha256": done.sha,
+        "ingest_key": done.key,
         "ingest_run_id": run_id,
         "file_bytes": done.size,
         "format": landing_file.format,
@@ -315,12 +318,28 @@ def _has_table(lake: UPath, table: str) -> bool:
     return folder.exists() and any(folder.glob("**/*.parquet"))
 
 
-def ingested_hashes(lake: UPath) -> set[str]:
-    """Content hashes of every file already ingested."""
+FOLDER_KEYED_FORMATS = frozenset({d.OMH_NDJSON, d.OMH_DOCUMENT, d.IHEALTH})
+"""Formats whose records take their user from the folder a file was delivered in."""
+
+
+def ingest_key(landing_file: d.LandingFile, content_sha256: str) -> str:
+    """What makes a delivery unique: its content, and for folder-keyed payloads also its user folder.
+
+    Two vendor users can receive byte-identical payloads (an empty list, say); they are different
+    records, so the same bytes in another user's folder are ingested, while the same FHIR file under
+    another name is not.
+    """
+    if landing_file.format in FOLDER_KEYED_FORMATS and landing_file.folder_user is not None:
+        return hashlib.sha256(f"{content_sha256}\0{landing_file.folder_user}".encode()).hexdigest()
+    return content_sha256
+
+
+def ingested_keys(lake: UPath) -> set[str]:
+    """Ingest keys of every file already ingested."""
     if not _has_table(lake, INGEST_LOG):
         return set()
     log = read_table(lake, BRONZE, INGEST_LOG)
-    return set(log.filter(pl.col("status") == "ingested")["file_sha256"].to_list())
+    return set(log.filter(pl.col("status") == "ingested")["ingest_key"].to_list())
 
 
 class BatchWriter:
@@ -333,12 +352,13 @@ class BatchWriter:
         self._rows = 0
 
     def add(
-        self, landing_file: d.LandingFile, sha: str, result: ReadResult, log_row: dict[str, object]
+        self, landing_file: d.LandingFile, sha: str, key: str, result: ReadResult, log_row: dict[str, object]
     ) -> None:
         provenance = [
             pl.lit(landing_file.source).alias("source"),
             pl.lit(landing_file.relative).alias("file"),
             pl.lit(sha).alias("file_sha256"),
+            pl.lit(key).alias("ingest_key"),
             pl.lit(self.run_id).alias("ingest_run_id"),
         ]
         if result.target_table in RECORD_SCHEMAS and not result.bronze.is_empty():
@@ -355,7 +375,7 @@ class BatchWriter:
         if not self._log:
             return
         batch_id = hashlib.sha256(
-            "".join(sorted(str(r["file_sha256"]) for r in self._log)).encode()
+            "".join(sorted(str(r["ingest_key"]) for r in self._log)).encode()
         ).hexdigest()[:20]
         name = f"part-{batch_id}.parquet"
         parts: list[tuple[UPath, pl.DataFrame]] = []

@@ -1,7 +1,7 @@
 """Column contracts of the bronze tables (what each reader returns and what lands in the lake).
 
 Readers return only the record-level columns; `ingest` adds the provenance columns shared by every
-bronze table (source, file, file_sha256, ingest_run_id) and the `bucket` partition.
+bronze table (source, file, file_sha256, ingest_key, ingest_run_id) and the `bucket` partition.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "file": pl.String(),
     "file_sha256": pl.String(),
+    "ingest_key": pl.String(),
     "ingest_run_id": pl.String(),
 }
-"""Where a record came from: landing source folder, file path relative to landing, content hash, run."""
+"""Where a record came from: landing source folder, file path relative to landing, content hash, the
+key that identifies the delivery (see `ingest.ingest_key`), run."""
 
 POSITION_SCHEMA: dict[str, pl.DataType] = {
     "line": pl.Int64(),  # 1-based physical line in NDJSON/CSV files; null for JSON documents
