@@ -27,8 +27,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+$(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
+	@printf 'telemetry:\n  enabled: false\n' > "$@"
 
 run: setup
 	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --out "$(PATIENT_INSIGHTS_LANDING)"

@@ -37,7 +37,17 @@ def generate(
     summary = generate_landing(
         out, patients, seed, defects=defects, truth_out=truth, as_of=date.fromisoformat(as_of), progress=True
     )
-    console.print(summary)
+    records = pl.DataFrame(
+        sorted(summary.records_per_source.items()),
+        schema={"source": pl.String, "records": pl.Int64},
+        orient="row",
+    )
+    console.print(_table(f"Generated landing data in {summary.out}", records))
+    console.print(
+        f"{summary.patients:,} people, {summary.files_written:,} files, "
+        f"{summary.bytes_written / 1e6:,.1f} MB, {summary.defects_injected:,} defects, "
+        f"{summary.elapsed_seconds:.1f} s; ground truth in {summary.truth_out}"
+    )
 
 
 @app.command()
