@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from pipelines.bronze import ingest as ingest_module
+from pipelines.bronze import writer as writer_module
 from pipelines.bronze.accounting import accounting_discrepancies, duplicate_ingests
 from pipelines.bronze.ingest import ingest_landing
 from pipelines.buckets import bucket_of
@@ -128,18 +128,18 @@ def test_a_crash_before_the_commit_leaves_nothing_visible(
     landing: UPath, lake: UPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build_landing(Path(landing))
-    real_write = ingest_module.write_parquet_atomic
+    real_write = writer_module.write_parquet_atomic
 
     def crash_on_log(frame, path):  # the ingest_log part is the commit: die just before it
         if "ingest_log" in str(path):
             raise KeyboardInterrupt("killed")
         real_write(frame, path)
 
-    monkeypatch.setattr(ingest_module, "write_parquet_atomic", crash_on_log)
+    monkeypatch.setattr(writer_module, "write_parquet_atomic", crash_on_log)
     with pytest.raises(KeyboardInterrupt):
         ingest_landing(landing, lake, buckets=8)
     assert parquet_files(lake / "bronze" / "fhir_resources")  # parts were written …
-    monkeypatch.setattr(ingest_module, "write_parquet_atomic", real_write)
+    monkeypatch.setattr(writer_module, "write_parquet_atomic", real_write)
     report = ingest_landing(landing, lake, buckets=8)
     assert report.rolled_back_batches == 1  # … and rolled back before the re-run
     assert report.files_ingested == 6
