@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import polars as pl
 
-from pipelines.bronze.fhir_reader import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_ndjson
+from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document
+from pipelines.bronze.fhir_reader import read_fhir_ndjson
 from tests.conftest import observation, patient
 
 

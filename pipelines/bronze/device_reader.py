@@ -25,7 +25,7 @@ from pipelines.bronze.json_records import (
     whole_file_quarantine,
 )
 from pipelines.bronze.lines import split_lines
-from pipelines.bronze.tables import DEVICE_RECORDS, ReadResult, quarantine_rows
+from pipelines.bronze.tables import DEVICE_RECORDS, DOC, ReadResult, quarantine_rows, split_by_document
 
 _OMH_HEADER = pa.struct(
     [
@@ -105,61 +105,81 @@ def _omh_rows(
 
 
 def read_ihealth_payload(data: bytes, folder_user: str | None) -> ReadResult:
-    """An iHealth-style API response: every item of each `*DataList` is one record.
+    """One iHealth-style API response (see `read_ihealth_payloads`)."""
+    return read_ihealth_payloads([(data, folder_user)])[0]
+
+
+def read_ihealth_payloads(payloads: list[tuple[bytes, str | None]]) -> list[ReadResult]:
+    """iHealth-style API responses, read as one batch: every item of each `*DataList` is one record.
 
     The payload-level fields (units such as `BPUnit`, paging) are kept with each item as
-    `payload_context`, because an item alone cannot be interpreted without them.
+    `payload_context`, because an item alone cannot be interpreted without them. Each payload comes
+    with the vendor-user folder it was delivered in, which is its records' patient key.
     """
-    try:
-        value = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
-    except orjson.JSONDecodeError as err:
-        return ReadResult(
-            DEVICE_RECORDS, 1, pl.DataFrame(), whole_file_quarantine(data, "invalid_json", str(err))
-        )
-    lists = (
-        {k: v for k, v in value.items() if k.endswith(IHEALTH_LIST_SUFFIX)} if isinstance(value, dict) else {}
-    )
-    if not lists:
-        reason = "the payload has no *DataList member: not an iHealth-style response"
-        return ReadResult(
-            DEVICE_RECORDS, 1, pl.DataFrame(), whole_file_quarantine(data, "unrecognized_format", reason)
-        )
-    assert isinstance(value, dict)
-    context = orjson.dumps(
-        {k: v for k, v in value.items() if k not in lists}, option=orjson.OPT_SORT_KEYS
-    ).decode()
-    bronze_parts, quarantine_parts, records_in, entry_offset = [], [], 0, 0
-    for name, items in sorted(lists.items()):
-        if not isinstance(items, list):
-            quarantine_parts.append(
-                whole_file_quarantine(orjson.dumps(items), "invalid_field_type", f"{name} is not a list")
-            )
-            records_in += 1
+    items: list[tuple[int, int, str, str | None, str, str]] = []  # doc, entry, list, user, context, raw
+    broken: list[pl.DataFrame] = []
+    records_in: list[int] = []
+    for doc, (data, folder_user) in enumerate(payloads):
+        count = 0
+        try:
+            value = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
+        except orjson.JSONDecodeError as err:
+            broken.append(_tagged(whole_file_quarantine(data, "invalid_json", str(err)), doc))
+            records_in.append(1)
             continue
-        records = item_records(items).with_columns(pl.col("entry") + entry_offset)
-        entry_offset += len(items)
-        records_in += len(items)
-        parsed, rejected = parse_records(records, IHEALTH_ITEM_SCHEMA, IHEALTH_STRING_PATHS)
-        keyed = parsed.with_columns(
-            pl.lit("ihealth").alias("record_format"),
-            pl.lit(name).alias("record_type"),
-            pl.col("DataID").alias("record_id"),
-            pl.lit(folder_user, pl.String).alias("patient_key"),
-            pl.lit(context).alias("payload_context"),
+        lists = (
+            {k: v for k, v in value.items() if k.endswith(IHEALTH_LIST_SUFFIX)}
+            if isinstance(value, dict)
+            else {}
         )
-        missing = pl.col("record_id").is_null() | (pl.col("record_id") == "")
-        bronze, bad = split_by_problem(
-            keyed,
-            pl.when(missing).then(problem("missing_id", "the item has no DataID")).otherwise(NO_PROBLEM),
-        )
-        bronze_parts.append(bronze)
-        quarantine_parts.extend([rejected, bad])
-    return ReadResult(
-        DEVICE_RECORDS,
-        records_in,
-        pl.concat(bronze_parts, how="diagonal_relaxed") if bronze_parts else pl.DataFrame(),
-        pl.concat(quarantine_parts, how="vertical_relaxed"),
+        if not lists:
+            reason = "the payload has no *DataList member: not an iHealth-style response"
+            broken.append(_tagged(whole_file_quarantine(data, "unrecognized_format", reason), doc))
+            records_in.append(1)
+            continue
+        context = orjson.dumps(
+            {k: v for k, v in value.items() if k not in lists}, option=orjson.OPT_SORT_KEYS
+        ).decode()
+        for name, list_items in sorted(lists.items()):
+            if not isinstance(list_items, list):
+                reason = f"{name} is not a list"
+                broken.append(
+                    _tagged(
+                        whole_file_quarantine(orjson.dumps(list_items), "invalid_field_type", reason), doc
+                    )
+                )
+                count += 1
+                continue
+            items.extend(
+                (doc, count + i, name, folder_user, context, orjson.dumps(item).decode())
+                for i, item in enumerate(list_items)
+            )
+            count += len(list_items)
+        records_in.append(count)
+    records = pl.DataFrame(
+        items,
+        schema={
+            DOC: pl.Int64,
+            "entry": pl.Int64,
+            "record_type": pl.String,
+            "patient_key": pl.String,
+            "payload_context": pl.String,
+            "raw": pl.String,
+        },
+        orient="row",
+    ).with_columns(pl.lit(None, pl.Int64).alias("line"))
+    parsed, rejected = parse_records(records, IHEALTH_ITEM_SCHEMA, IHEALTH_STRING_PATHS)
+    keyed = parsed.with_columns(pl.lit("ihealth").alias("record_format"), pl.col("DataID").alias("record_id"))
+    missing = pl.col("record_id").is_null() | (pl.col("record_id") == "")
+    bronze, bad = split_by_problem(
+        keyed, pl.when(missing).then(problem("missing_id", "the item has no DataID")).otherwise(NO_PROBLEM)
     )
+    quarantine = pl.concat([rejected, bad, *broken], how="diagonal_relaxed")
+    return split_by_document(DEVICE_RECORDS, records_in, bronze, quarantine)
+
+
+def _tagged(frame: pl.DataFrame, doc: int) -> pl.DataFrame:
+    return frame.with_columns(pl.lit(doc, pl.Int64).alias(DOC))
 
 
 def read_enrolment_csv(data: bytes) -> ReadResult:

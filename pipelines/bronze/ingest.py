@@ -28,11 +28,13 @@ from pipelines.bronze import discovery as d
 from pipelines.bronze.device_reader import (
     read_enrolment_csv,
     read_ihealth_payload,
+    read_ihealth_payloads,
     read_omh_document,
     read_omh_ndjson,
 )
 from pipelines.bronze.feedback_reader import read_conversations_ndjson
-from pipelines.bronze.fhir_reader import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_ndjson
+from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
+from pipelines.bronze.fhir_reader import read_fhir_ndjson
 from pipelines.bronze.json_records import whole_file_quarantine
 from pipelines.bronze.tables import (
     BRONZE,
@@ -119,21 +121,15 @@ def ingest_landing(
         issues_by_manifest.setdefault(issue.manifest, []).append(issue)
     threads = max(1, workers or os.cpu_count() or 1)
 
-    def read(landing_file: d.LandingFile, known_patients: pl.Series) -> _FileRead:
-        file_started = datetime.now(UTC)
-        data = landing_file.path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        key = ingest_key(landing_file, sha)
-        if key in already_ingested:
-            return _FileRead(landing_file, sha, key, len(data), None, file_started)
-        result = read_file(landing_file, data, known_patients)
-        return _FileRead(landing_file, sha, key, len(data), result, file_started)
+    def read(unit: list[d.LandingFile], known_patients: pl.Series) -> list[_FileRead]:
+        return read_unit(unit, known_patients, already_ingested)
 
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(threads) as pool:
         task = bar.add_task("ingesting landing files", total=len(plan.files))
         for (source, _), phase in groupby(plan.files, key=lambda f: (f.source, f.order > 0)):
             snapshot = known.for_source(source)
-            for done in _in_order(pool, [partial(read, f, snapshot) for f in phase], threads):
+            calls = [partial(read, unit, snapshot) for unit in read_units(list(phase))]
+            for done in (f for unit in _in_order(pool, calls, threads) for f in unit):
                 bar.advance(task)
                 if done.result is None or done.key in ingested:
                     report.files_skipped_duplicate += 1
@@ -160,11 +156,59 @@ class _FileRead:
     started_at: datetime
 
 
+UNIT_MAX_FILES = 256
+UNIT_MAX_BYTES = 32 << 20
+
+
+def read_units(files: list[d.LandingFile]) -> list[list[d.LandingFile]]:
+    """Group consecutive small documents of a batch-readable format; every other file is its own unit."""
+    units: list[list[d.LandingFile]] = []
+    size = 0
+    for landing_file in files:
+        batchable = landing_file.format in BATCH_READERS
+        current = units[-1] if units else None
+        if (
+            batchable
+            and current is not None
+            and current[0].format == landing_file.format
+            and len(current) < UNIT_MAX_FILES
+            and size < UNIT_MAX_BYTES
+        ):
+            current.append(landing_file)
+        else:
+            units.append([landing_file])
+            size = 0
+        size += landing_file.path.stat().st_size if batchable else 0
+    return units
+
+
+def read_unit(
+    unit: list[d.LandingFile], known_patients: pl.Series | None, already_ingested: set[str]
+) -> list[_FileRead]:
+    """Read, hash and parse one unit of files (runs on a worker thread)."""
+    started = datetime.now(UTC)
+    contents = [f.path.read_bytes() for f in unit]
+    shas = [hashlib.sha256(data).hexdigest() for data in contents]
+    keys = [ingest_key(f, sha) for f, sha in zip(unit, shas, strict=True)]
+    todo = [i for i, key in enumerate(keys) if key not in already_ingested]
+    results: dict[int, ReadResult] = {}
+    if todo and unit[0].format in BATCH_READERS:
+        batch = BATCH_READERS[unit[0].format](
+            [unit[i] for i in todo], [contents[i] for i in todo], known_patients
+        )
+        results = dict(zip(todo, batch, strict=True))
+    else:
+        results = {i: read_file(unit[i], contents[i], known_patients) for i in todo}
+    return [
+        _FileRead(f, shas[i], keys[i], len(contents[i]), results.get(i), started) for i, f in enumerate(unit)
+    ]
+
+
 def _in_order(
-    pool: ThreadPoolExecutor, calls: list[Callable[[], _FileRead]], window: int
-) -> Iterator[_FileRead]:
+    pool: ThreadPoolExecutor, calls: list[Callable[[], list[_FileRead]]], window: int
+) -> Iterator[list[_FileRead]]:
     """Results of `calls` in order, with at most `window` + 1 in flight (bounded memory)."""
-    pending: deque[Future[_FileRead]] = deque()
+    pending: deque[Future[list[_FileRead]]] = deque()
     for call in calls:
         pending.append(pool.submit(call))
         if len(pending) > window:
@@ -202,6 +246,15 @@ def _log_row(
 
 
 Reader = Callable[[d.LandingFile, bytes, pl.Series | None], ReadResult]
+BatchReader = Callable[[list[d.LandingFile], list[bytes], pl.Series | None], list[ReadResult]]
+
+BATCH_READERS: dict[str, BatchReader] = {
+    d.FHIR_DOCUMENT: lambda files, contents, known: read_fhir_documents(contents, known),
+    d.IHEALTH: lambda files, contents, known: read_ihealth_payloads(
+        [(data, f.folder_user) for f, data in zip(files, contents, strict=True)]
+    ),
+}
+"""Formats whose small files are read many at a time (per-file overhead dominates otherwise)."""
 
 READERS: dict[str, Reader] = {
     d.FHIR_NDJSON: lambda f, data, known: read_fhir_ndjson(data, known),

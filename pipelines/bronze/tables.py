@@ -141,14 +141,39 @@ class ReadResult:
         return self.records_in == self.bronze.height + self.quarantine.height
 
 
+DOC = "doc"
+"""Index of a document within a batch of documents read together (dropped before writing)."""
+
+
 def quarantine_rows(rows: pl.DataFrame, reason_code: str | pl.Expr, reason: str | pl.Expr) -> pl.DataFrame:
-    """Quarantine rows from a frame that has `line`, `entry` and `raw` (String or Binary)."""
+    """Quarantine rows from a frame that has `line`, `entry` and `raw` (String or Binary), and `doc`
+    when several documents are read as one batch."""
     code = pl.lit(reason_code) if isinstance(reason_code, str) else reason_code
     text = pl.lit(reason) if isinstance(reason, str) else reason
     return rows.select(
+        *([pl.col(DOC)] if DOC in rows.columns else []),
         pl.col("line").cast(pl.Int64) if "line" in rows.columns else pl.lit(None, pl.Int64).alias("line"),
         pl.col("entry").cast(pl.Int64) if "entry" in rows.columns else pl.lit(None, pl.Int64).alias("entry"),
         code.alias("reason_code"),
         text.alias("reason"),
         pl.col("raw").cast(pl.Binary),
     )
+
+
+def split_by_document(
+    target_table: str, records_in: list[int], bronze: pl.DataFrame, quarantine: pl.DataFrame
+) -> list[ReadResult]:
+    """One ReadResult per document of a batch, from frames that carry the `doc` column."""
+    bronze_parts = bronze.partition_by(DOC, as_dict=True, maintain_order=True) if bronze.height else {}
+    quarantine_parts = (
+        quarantine.partition_by(DOC, as_dict=True, maintain_order=True) if quarantine.height else {}
+    )
+    return [
+        ReadResult(
+            target_table,
+            count,
+            bronze_parts.get((doc,), pl.DataFrame()),
+            quarantine_parts.get((doc,), pl.DataFrame()),
+        )
+        for doc, count in enumerate(records_in)
+    ]

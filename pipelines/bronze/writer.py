@@ -35,17 +35,24 @@ from pipelines.lake import remove_files, table_path, write_parquet_atomic
 
 PENDING = "_pending"
 DEFAULT_BATCH_ROWS = 400_000
+DEFAULT_BATCH_BYTES = 128 << 20
+"""A batch is written when it holds this many rows or this many bytes of landing data, which bounds
+the writer's memory (raw records are kept in full, so bytes matter more than rows)."""
 RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)
 
 
 class BatchWriter:
     """Collects read results and writes them in batches, each committed by its ingest_log part."""
 
-    def __init__(self, lake: UPath, run_id: str, buckets: int, batch_rows: int) -> None:
-        self.lake, self.run_id, self.buckets, self.batch_rows = lake, run_id, buckets, batch_rows
+    def __init__(
+        self, lake: UPath, run_id: str, buckets: int, batch_rows: int, batch_bytes: int = DEFAULT_BATCH_BYTES
+    ) -> None:
+        self.lake, self.run_id, self.buckets = lake, run_id, buckets
+        self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
         self._frames: dict[str, list[pl.DataFrame]] = {t: [] for t in (*RECORD_TABLES, QUARANTINE)}
         self._log: list[dict[str, object]] = []
         self._rows = 0
+        self._bytes = 0
 
     def add(
         self, landing_file: d.LandingFile, sha: str, key: str, result: ReadResult, log_row: dict[str, object]
@@ -63,7 +70,8 @@ class BatchWriter:
             self._frames[QUARANTINE].append(result.quarantine.with_columns(provenance))
         self._log.append(log_row)
         self._rows += result.bronze.height + result.quarantine.height
-        if self._rows >= self.batch_rows:
+        self._bytes += int(log_row.get("file_bytes") or 0)
+        if self._rows >= self.batch_rows or self._bytes >= self.batch_bytes:
             self.flush()
 
     def flush(self) -> None:
@@ -114,6 +122,7 @@ class BatchWriter:
         self._frames = {t: [] for t in self._frames}
         self._log = []
         self._rows = 0
+        self._bytes = 0
 
 
 def roll_back_pending(lake: UPath) -> int:

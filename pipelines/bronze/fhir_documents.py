@@ -1,0 +1,224 @@
+"""FHIR JSON documents: Bundles (each entry a record), single resources, Bulk `deleted[]` files.
+
+Small documents are the rule here (one Bundle per patient), so many are read as one batch: entries of
+all documents form one frame tagged with `doc`, go through the vectorized parse and checks once, and are
+split back into one result per document. Only JSON decoding and re-serializing each entry is per record
+(orjson, in C); `urn:uuid:` references are resolved per document, since a fullUrl is scoped to its Bundle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import polars as pl
+
+from pipelines.bronze.diagnostics import load_object
+from pipelines.bronze.fhir_reader import check_patient_references, parse_fhir_records
+from pipelines.bronze.json_records import ndjson_records, whole_file_quarantine
+from pipelines.bronze.lines import UTF8_BOM
+from pipelines.bronze.tables import DOC, FHIR_RESOURCES, ReadResult, quarantine_rows, split_by_document
+
+ENTRY_SCHEMA = {
+    DOC: pl.Int64,
+    "line": pl.Int64,
+    "entry": pl.Int64,
+    "kind": pl.String,  # resource | delete | no_resource | not_object
+    "full_url": pl.String,
+    "url": pl.String,
+    "resource_type": pl.String,
+    "resource_id": pl.String,
+    "raw": pl.String,
+}
+
+
+def read_fhir_document(data: bytes, known_patients: pl.Series | None = None) -> ReadResult:
+    """One JSON document: a Bundle or a single resource."""
+    return read_fhir_documents([data], known_patients)[0]
+
+
+def read_fhir_documents(documents: list[bytes], known_patients: pl.Series | None = None) -> list[ReadResult]:
+    """Several JSON documents of one source read as a batch; one result per document, in order."""
+    entries: list[tuple[Any, ...]] = []
+    whole_file: list[tuple[int, bytes, str, str]] = []
+    records_in: list[int] = []
+    for doc, data in enumerate(documents):
+        value, verdict = load_object(data.removeprefix(UTF8_BOM), "")
+        if verdict is not None:
+            whole_file.append((doc, data, verdict.reason_code, verdict.reason))
+            records_in.append(1)
+        elif value.get("resourceType") != "Bundle":  # type: ignore[union-attr]
+            entries.append(_resource_shape(doc, None, None, None, None, value))
+            records_in.append(1)
+        elif not isinstance(value.get("entry") or [], list):  # type: ignore[union-attr]
+            whole_file.append((doc, data, "invalid_field_type", "Bundle.entry is not a list"))
+            records_in.append(1)
+        else:
+            bundle_entries = value.get("entry") or []  # type: ignore[union-attr]
+            entries.extend(_entry_shape(doc, None, i, e) for i, e in enumerate(bundle_entries))
+            records_in.append(len(bundle_entries))
+    bronze, quarantine = read_entries(
+        pl.DataFrame(entries, schema=ENTRY_SCHEMA, orient="row"), known_patients
+    )
+    broken = pl.concat(
+        [
+            whole_file_quarantine(data, code, reason).with_columns(pl.lit(doc).alias(DOC))
+            for doc, data, code, reason in whole_file
+        ]
+        or [quarantine.clear()],
+        how="diagonal_relaxed",
+    )
+    quarantine = pl.concat([quarantine, broken], how="diagonal_relaxed")
+    return split_by_document(FHIR_RESOURCES, records_in, bronze, quarantine)
+
+
+def read_entries(frame: pl.DataFrame, known_patients: pl.Series | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Bronze and quarantine rows (tagged with `doc`) from shaped entries (see `ENTRY_SCHEMA`)."""
+    resources = _resolve_references(frame.filter(pl.col("kind") == "resource"))
+    bronze, rejected = parse_fhir_records(resources.select(DOC, "line", "entry", "raw"))
+    deletes = _delete_records(frame.filter(pl.col("kind") == "delete"))
+    bronze, orphans = check_patient_references(
+        pl.concat([bronze, deletes], how="diagonal_relaxed"), known_patients
+    )
+    not_objects = quarantine_rows(
+        frame.filter(pl.col("kind") == "not_object"), "not_an_object", "the Bundle entry is not a JSON object"
+    )
+    no_resource = quarantine_rows(
+        frame.filter(pl.col("kind") == "no_resource"),
+        "missing_resource",
+        "the Bundle entry has no resource (and is not a DELETE request)",
+    )
+    quarantine = pl.concat([not_objects, no_resource, rejected, orphans], how="diagonal_relaxed")
+    order = [DOC, "line", "entry"]
+    return bronze.sort(order, nulls_last=True), quarantine.sort(order, nulls_last=True)
+
+
+def _resolve_references(resources: pl.DataFrame) -> pl.DataFrame:
+    """Replace each `"<fullUrl>"` string naming an entry of the same document with `"Type/id"`.
+
+    One vectorized replace per document (a fullUrl only means something inside its own Bundle).
+    """
+    targets = (
+        resources.filter(pl.col("full_url").is_not_null() & pl.col("resource_type").is_not_null())
+        .select(
+            DOC,
+            pl.concat_str(pl.lit('"'), pl.col("full_url"), pl.lit('"')).alias("pattern"),
+            pl.concat_str(
+                pl.lit('"'), pl.col("resource_type"), pl.lit("/"), pl.col("resource_id"), pl.lit('"')
+            ).alias("replacement"),
+        )
+        .filter(pl.col("replacement").is_not_null() & (pl.col("pattern") != pl.col("replacement")))
+    )
+    if targets.is_empty():
+        return resources
+    by_doc = targets.partition_by(DOC, as_dict=True, maintain_order=True)
+    parts = []
+    for (doc,), part in resources.partition_by(DOC, as_dict=True, maintain_order=True).items():
+        mapping = by_doc.get((doc,))
+        if mapping is not None:
+            part = part.with_columns(
+                pl.col("raw").str.replace_many(mapping["pattern"].to_list(), mapping["replacement"].to_list())
+            )
+        parts.append(part)
+    return pl.concat(parts)
+
+
+def _entry_shape(doc: int, line: int | None, index: int, entry: Any) -> tuple[Any, ...]:
+    """One Bundle entry as a row of `ENTRY_SCHEMA`."""
+    if not isinstance(entry, dict):
+        return (doc, line, index, "not_object", None, None, None, None, orjson.dumps(entry).decode())
+    request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+    method = request.get("method") if isinstance(request.get("method"), str) else None
+    url = request.get("url") if isinstance(request.get("url"), str) else None
+    full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+    resource = entry.get("resource")
+    if resource is None:
+        kind = "delete" if method == "DELETE" else "no_resource"
+        return (doc, line, index, kind, full_url, url, None, None, orjson.dumps(entry).decode())
+    return _resource_shape(doc, line, index, full_url, url, resource)
+
+
+def _resource_shape(
+    doc: int, line: int | None, index: int | None, full_url: str | None, url: str | None, resource: Any
+) -> tuple[Any, ...]:
+    rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+    rid = resource.get("id") if isinstance(resource, dict) else None
+    if isinstance(resource, dict) and rid is None and full_url and full_url.startswith("urn:uuid:"):
+        # a transaction Bundle may leave the id to the server: the urn:uuid is the identity it uses
+        rid = full_url.removeprefix("urn:uuid:")
+        resource = {**resource, "id": rid}
+    return (
+        doc,
+        line,
+        index,
+        "resource",
+        full_url,
+        url,
+        rtype if isinstance(rtype, str) else None,
+        rid if isinstance(rid, str) else None,
+        orjson.dumps(resource).decode(),
+    )
+
+
+def _delete_records(deletes: pl.DataFrame) -> pl.DataFrame:
+    """DELETE requests (`Type/id` in request.url) as bronze rows with operation 'delete'."""
+    parts = pl.col("url").str.extract_groups(r"^(?:.*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})$")
+    return deletes.with_columns(
+        parts.struct.field("1").alias("resource_type"),
+        parts.struct.field("2").alias("resource_id"),
+    ).with_columns(
+        pl.lit("delete").alias("operation"),
+        pl.when(pl.col("resource_type") == "Patient")
+        .then(pl.concat_str(pl.lit("Patient/"), pl.col("resource_id")))
+        .alias("patient_key"),
+    )
+
+
+def read_fhir_deleted_ndjson(data: bytes) -> ReadResult:
+    """A Bulk Data `deleted[]` file: each line a Bundle whose entries are DELETE requests.
+
+    Each entry is one record; a line that is not a usable Bundle is one quarantined record, and an
+    entry that is not a DELETE request is quarantined (a deletions file holds nothing else).
+    """
+    split, _, undecodable = ndjson_records(data)
+    entries: list[tuple[Any, ...]] = []
+    bad_lines: list[tuple[int, str, str, str]] = []
+    for line, raw in split.lines.iter_rows():  # one Bundle per line
+        value, verdict = load_object(raw, "")
+        bundle_entries = value.get("entry") if value is not None else None
+        if verdict is not None:
+            bad_lines.append((line, raw, verdict.reason_code, verdict.reason))
+        elif value.get("resourceType") != "Bundle" or not isinstance(bundle_entries, list):  # type: ignore[union-attr]
+            bad_lines.append(
+                (line, raw, "invalid_field_type", "a deleted[] line must be a Bundle with an entry list")
+            )
+        else:
+            entries.extend(_entry_shape(0, line, i, e) for i, e in enumerate(bundle_entries))
+    bronze, quarantine = read_entries(pl.DataFrame(entries, schema=ENTRY_SCHEMA, orient="row"), None)
+    misplaced = bronze.filter(pl.col("operation") != "delete")
+    bronze = bronze.filter(pl.col("operation") == "delete")
+    lines = pl.DataFrame(
+        [(line, None, raw) for line, raw, _, _ in bad_lines],
+        schema={"line": pl.Int64, "entry": pl.Int64, "raw": pl.String},
+        orient="row",
+    )
+    quarantine = pl.concat(
+        [
+            undecodable,
+            quarantine.drop(DOC),
+            quarantine_rows(
+                misplaced.drop(DOC), "invalid_field_type", "a deleted[] entry must be a DELETE request"
+            ),
+            quarantine_rows(
+                lines.with_columns(
+                    pl.Series("code", [c for *_, c, _ in bad_lines], dtype=pl.String),
+                    pl.Series("why", [w for *_, w in bad_lines], dtype=pl.String),
+                ),
+                pl.col("code"),
+                pl.col("why"),
+            ),
+        ],
+        how="diagonal_relaxed",
+    )
+    records_in = split.invalid_utf8.height + len(bad_lines) + len(entries)
+    return ReadResult(FHIR_RESOURCES, records_in, bronze, quarantine, blank_lines=split.blank_lines)
