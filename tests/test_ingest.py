@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
+from pipelines.bronze import discovery as d
 from pipelines.bronze import writer as writer_module
 from pipelines.bronze.accounting import accounting_discrepancies, duplicate_ingests
 from pipelines.bronze.ingest import ingest_landing
@@ -181,3 +182,23 @@ def test_identical_payloads_of_two_vendor_users_are_both_ingested(landing: UPath
     assert sorted(devices["patient_key"].to_list()) == ["user-a", "user-b"]
     assert accounting_discrepancies(lake).is_empty() and duplicate_ingests(lake) == 0
     assert ingest_landing(landing, lake, buckets=8).files_skipped_duplicate == 2
+
+
+def test_a_reader_failure_quarantines_the_file_and_the_run_goes_on(
+    landing: UPath, lake: UPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_landing(Path(landing))
+    from pipelines.bronze import ingest as ingest_module
+
+    def broken_reader(landing_file, data, known):
+        raise ValueError(f"boom with content {data[:20]!r}")
+
+    monkeypatch.setitem(ingest_module.READERS, d.CONVERSATIONS, broken_reader)
+    report = ingest_landing(landing, lake, buckets=8)
+    assert report.quarantine_by_reason["reader_error"] == 1
+    quarantine = read_table(lake, "bronze", "quarantine").filter(pl.col("reason_code") == "reader_error")
+    assert quarantine["target_table"].to_list() == ["feedback_records"]
+    assert "ValueError" in quarantine["reason"][0] and "content" not in quarantine["reason"][0]
+    original = Path(landing) / "service_center" / "conversations.000.ndjson"
+    assert quarantine["raw"][0] == original.read_bytes()  # the whole file, byte for byte
+    assert accounting_discrepancies(lake).is_empty()

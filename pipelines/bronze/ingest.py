@@ -8,6 +8,7 @@ SHA-256 of its content) goes to the reader of its format, which returns bronze r
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import uuid
@@ -38,6 +39,8 @@ from pipelines.bronze.fhir_reader import read_fhir_ndjson
 from pipelines.bronze.json_records import whole_file_quarantine
 from pipelines.bronze.tables import (
     BRONZE,
+    DEVICE_RECORDS,
+    FEEDBACK_RECORDS,
     FHIR_RESOURCES,
     INGEST_LOG,
     QUARANTINE,
@@ -46,6 +49,8 @@ from pipelines.bronze.tables import (
 )
 from pipelines.bronze.writer import DEFAULT_BATCH_ROWS, RECORD_TABLES, BatchWriter, roll_back_pending
 from pipelines.lake import read_table, scan_table, table_path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -192,13 +197,17 @@ def read_unit(
     keys = [ingest_key(f, sha) for f, sha in zip(unit, shas, strict=True)]
     todo = [i for i, key in enumerate(keys) if key not in already_ingested]
     results: dict[int, ReadResult] = {}
-    if todo and unit[0].format in BATCH_READERS:
-        batch = BATCH_READERS[unit[0].format](
-            [unit[i] for i in todo], [contents[i] for i in todo], known_patients
-        )
-        results = dict(zip(todo, batch, strict=True))
-    else:
-        results = {i: read_file(unit[i], contents[i], known_patients) for i in todo}
+    if len(todo) > 1 and unit[0].format in BATCH_READERS:
+        try:
+            batch = BATCH_READERS[unit[0].format](
+                [unit[i] for i in todo], [contents[i] for i in todo], known_patients
+            )
+            results = dict(zip(todo, batch, strict=True))
+        except Exception:  # one bad file must not sink its neighbours: retry them one by one
+            logger.warning("batch read of %d files failed; reading them one at a time", len(todo))
+    for i in todo:
+        if i not in results:
+            results[i] = read_file_safely(unit[i], contents[i], shas[i], known_patients)
     return [
         _FileRead(f, shas[i], keys[i], len(contents[i]), results.get(i), started) for i, f in enumerate(unit)
     ]
@@ -248,6 +257,19 @@ def _log_row(
 Reader = Callable[[d.LandingFile, bytes, pl.Series | None], ReadResult]
 BatchReader = Callable[[list[d.LandingFile], list[bytes], pl.Series | None], list[ReadResult]]
 
+READ_TARGETS: dict[str, str] = {
+    d.FHIR_NDJSON: FHIR_RESOURCES,
+    d.FHIR_ERRORS: FHIR_RESOURCES,
+    d.FHIR_DOCUMENT: FHIR_RESOURCES,
+    d.FHIR_DELETED: FHIR_RESOURCES,
+    d.OMH_NDJSON: DEVICE_RECORDS,
+    d.OMH_DOCUMENT: DEVICE_RECORDS,
+    d.IHEALTH: DEVICE_RECORDS,
+    d.ENROLMENT_CSV: DEVICE_RECORDS,
+    d.CONVERSATIONS: FEEDBACK_RECORDS,
+}
+"""The bronze table each format's records are meant for."""
+
 BATCH_READERS: dict[str, BatchReader] = {
     d.FHIR_DOCUMENT: lambda files, contents, known: read_fhir_documents(contents, known),
     d.IHEALTH: lambda files, contents, known: read_ihealth_payloads(
@@ -267,6 +289,24 @@ READERS: dict[str, Reader] = {
     d.ENROLMENT_CSV: lambda f, data, known: read_enrolment_csv(data),
     d.CONVERSATIONS: lambda f, data, known: read_conversations_ndjson(data),
 }
+
+
+def read_file_safely(
+    landing_file: d.LandingFile, data: bytes, sha: str, known_patients: pl.Series | None
+) -> ReadResult:
+    """`read_file`, but a reader failure quarantines the whole file instead of stopping the run.
+
+    The log names the file by content hash and the error by type only: messages may quote content.
+    """
+    try:
+        return read_file(landing_file, data, known_patients)
+    except Exception as err:  # a reader bug or an input nobody foresaw: keep the bytes, say so, go on
+        logger.error("reader for %s failed on file %s: %s", landing_file.format, sha[:12], type(err).__name__)
+        reason = (
+            f"the {landing_file.format} reader failed ({type(err).__name__}); the whole file is kept here"
+        )
+        target = READ_TARGETS.get(landing_file.format, UNRECOGNIZED_TABLE)
+        return ReadResult(target, 1, pl.DataFrame(), whole_file_quarantine(data, "reader_error", reason))
 
 
 def read_file(landing_file: d.LandingFile, data: bytes, known_patients: pl.Series | None) -> ReadResult:
