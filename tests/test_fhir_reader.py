@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import polars as pl
 
-from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document
+from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
 from pipelines.bronze.fhir_reader import read_fhir_ndjson
 from tests.conftest import observation, patient
 
@@ -226,3 +226,26 @@ def test_deleted_file_yields_delete_records() -> None:
         (1, 1, "delete", "Patient", "p1", "Patient/p1"),
     ]
     assert sorted(result.quarantine["reason_code"].to_list()) == ["invalid_field_type", "invalid_json"]
+
+
+def test_only_reference_values_are_rewritten_and_only_within_their_bundle() -> None:
+    pid = "11111111-0000-4000-8000-000000000001"
+    document = {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "status": "current",
+        "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{pid}"},
+        "subject": {"reference": f"urn:uuid:{pid}"},
+        "content": [{"attachment": {"url": "https://x.example/1"}}],
+    }
+    first = bundle([{"fullUrl": f"urn:uuid:{pid}", "resource": patient(pid)}, {"resource": document}])
+    stray = observation("o2", "ignored")
+    stray["subject"] = {"reference": f"urn:uuid:{pid}"}  # names an entry of the *other* Bundle
+    second = bundle([{"resource": stray}])
+    results = read_fhir_documents([first, second])
+    kept = orjson.loads(results[0].bronze.filter(pl.col("resource_type") == "DocumentReference")["raw"][0])
+    assert kept["subject"]["reference"] == f"Patient/{pid}"
+    assert kept["masterIdentifier"]["value"] == f"urn:uuid:{pid}"  # not a reference: untouched
+    other = orjson.loads(results[1].bronze["raw"][0])
+    assert other["subject"]["reference"] == f"urn:uuid:{pid}"  # fullUrls do not leak across Bundles
+    assert [r.records_in for r in results] == [2, 1]

@@ -94,23 +94,32 @@ def read_entries(frame: pl.DataFrame, known_patients: pl.Series | None) -> tuple
 
 
 def _resolve_references(resources: pl.DataFrame) -> pl.DataFrame:
-    """Replace each `"<fullUrl>"` string naming an entry of the same document with `"Type/id"`.
+    """Rewrite each `"reference":"<fullUrl>"` naming an entry of the same document to `"Type/id"`.
 
-    One vectorized replace per document (a fullUrl only means something inside its own Bundle).
+    Only Reference.reference values change (an identifier that happens to hold a urn:uuid stays as
+    received); entries are serialized compactly, so the key and value are adjacent. A fullUrl only
+    means something inside its own Bundle. In practice fullUrls are unique (urn:uuid),
+    so one vectorized replace over the whole batch is exact whenever no document mentions a fullUrl that
+    only another document of the batch defines; otherwise the batch is resolved document by document.
     """
-    targets = (
-        resources.filter(pl.col("full_url").is_not_null() & pl.col("resource_type").is_not_null())
-        .select(
-            DOC,
-            pl.concat_str(pl.lit('"'), pl.col("full_url"), pl.lit('"')).alias("pattern"),
-            pl.concat_str(
-                pl.lit('"'), pl.col("resource_type"), pl.lit("/"), pl.col("resource_id"), pl.lit('"')
-            ).alias("replacement"),
-        )
-        .filter(pl.col("replacement").is_not_null() & (pl.col("pattern") != pl.col("replacement")))
-    )
+    targets = _reference_targets(resources)
     if targets.is_empty():
         return resources
+    mentioned = (
+        resources.select(DOC, pl.col("raw").str.extract_all(r'"reference":"[^"]*"').alias("pattern"))
+        .explode("pattern")
+        .join(targets.select("pattern").unique(), on="pattern", how="semi")
+        .unique()
+    )
+    foreign = mentioned.join(targets, on=[DOC, "pattern"], how="anti")
+    ambiguous = (
+        targets.group_by("pattern").agg(pl.col("replacement").n_unique().alias("n")).filter(pl.col("n") > 1)
+    )
+    if foreign.is_empty() and ambiguous.is_empty():
+        mapping = targets.unique(subset="pattern", keep="first", maintain_order=True)
+        return resources.with_columns(
+            pl.col("raw").str.replace_many(mapping["pattern"].to_list(), mapping["replacement"].to_list())
+        )
     by_doc = targets.partition_by(DOC, as_dict=True, maintain_order=True)
     parts = []
     for (doc,), part in resources.partition_by(DOC, as_dict=True, maintain_order=True).items():
@@ -121,6 +130,22 @@ def _resolve_references(resources: pl.DataFrame) -> pl.DataFrame:
             )
         parts.append(part)
     return pl.concat(parts)
+
+
+def _reference_targets(resources: pl.DataFrame) -> pl.DataFrame:
+    """(doc, pattern, replacement): `"reference":"<fullUrl>"` → `"reference":"Type/id"` per entry."""
+    quoted_type_id = pl.concat_str(
+        pl.lit('"reference":"'), pl.col("resource_type"), pl.lit("/"), pl.col("resource_id"), pl.lit('"')
+    )
+    return (
+        resources.filter(pl.col("full_url").is_not_null() & pl.col("resource_type").is_not_null())
+        .select(
+            DOC,
+            pl.concat_str(pl.lit('"reference":"'), pl.col("full_url"), pl.lit('"')).alias("pattern"),
+            quoted_type_id.alias("replacement"),
+        )
+        .filter(pl.col("replacement").is_not_null() & (pl.col("pattern") != pl.col("replacement")))
+    )
 
 
 def _entry_shape(doc: int, line: int | None, index: int, entry: Any) -> tuple[Any, ...]:

@@ -131,7 +131,7 @@ def ingest_landing(
 
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(threads) as pool:
         task = bar.add_task("ingesting landing files", total=len(plan.files))
-        for (source, _), phase in groupby(plan.files, key=lambda f: (f.source, f.order > 0)):
+        for (source, later), phase in groupby(plan.files, key=lambda f: (f.source, f.order > 0)):
             snapshot = known.for_source(source)
             calls = [partial(read, unit, snapshot) for unit in read_units(list(phase))]
             for done in (f for unit in _in_order(pool, calls, threads) for f in unit):
@@ -140,7 +140,8 @@ def ingest_landing(
                     report.files_skipped_duplicate += 1
                     continue
                 ingested.add(done.key)
-                known.add(source, done.result)
+                if not later:  # only the Patient phase feeds the reference check of this run
+                    known.add(source, done.result)
                 log_row = _log_row(report.run_id, done, issues_by_manifest, plan)
                 _count(report, done.landing_file, done.result, done.size)
                 writer.add(done.landing_file, done.sha, done.key, done.result, log_row)
@@ -366,13 +367,15 @@ def _count(report: IngestReport, landing_file: d.LandingFile, result: ReadResult
 
 
 class _KnownPatients:
-    """Patient keys per source: those already in bronze plus those ingested in this run."""
+    """Patient keys per source: those already in bronze plus those of this run's Patient files."""
 
     def __init__(self, lake: UPath) -> None:
         self._lake = lake
         self._known: dict[str, pl.Series] = {}
+        self._pending: dict[str, list[pl.Series]] = {}
 
     def for_source(self, source: str) -> pl.Series:
+        """Every patient key known for `source` so far."""
         if source not in self._known:
             self._known[source] = (
                 scan_table(self._lake, BRONZE, FHIR_RESOURCES)
@@ -383,14 +386,17 @@ class _KnownPatients:
                 if _has_table(self._lake, FHIR_RESOURCES)
                 else pl.Series("patient_key", [], dtype=pl.String)
             )
+        if self._pending.get(source):
+            self._known[source] = pl.concat([self._known[source], *self._pending.pop(source)]).unique()
         return self._known[source]
 
     def add(self, source: str, result: ReadResult) -> None:
+        """Remember the Patients of a file (merged lazily, when the source's set is next asked for)."""
         if result.target_table != FHIR_RESOURCES or result.bronze.is_empty():
             return
         new = result.bronze.filter(pl.col("resource_type") == "Patient")["patient_key"]
         if new.len():
-            self._known[source] = pl.concat([self.for_source(source), new]).unique()
+            self._pending.setdefault(source, []).append(new)
 
 
 def _has_table(lake: UPath, table: str) -> bool:

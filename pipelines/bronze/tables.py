@@ -108,6 +108,8 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
     """Select and cast `frame` to `schema`, adding absent columns as nulls."""
     if frame.width == 0:
         return empty(schema)
+    if frame.schema == pl.Schema(schema):
+        return frame
     return frame.select(
         [
             (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
@@ -164,16 +166,20 @@ def split_by_document(
     target_table: str, records_in: list[int], bronze: pl.DataFrame, quarantine: pl.DataFrame
 ) -> list[ReadResult]:
     """One ReadResult per document of a batch, from frames that carry the `doc` column."""
-    bronze_parts = bronze.partition_by(DOC, as_dict=True, maintain_order=True) if bronze.height else {}
-    quarantine_parts = (
-        quarantine.partition_by(DOC, as_dict=True, maintain_order=True) if quarantine.height else {}
+    bronze = conform(bronze, {DOC: pl.Int64(), **RECORD_SCHEMAS[target_table]})
+    quarantine = conform(
+        quarantine.with_columns(pl.lit(target_table).alias("target_table")),
+        {DOC: pl.Int64(), **QUARANTINE_RECORD_SCHEMA},
     )
+    bronze_parts = bronze.partition_by(DOC, as_dict=True, include_key=False)
+    quarantine_parts = quarantine.partition_by(DOC, as_dict=True, include_key=False)
+    empty_bronze, empty_quarantine = bronze.drop(DOC).clear(), quarantine.drop(DOC).clear()
     return [
         ReadResult(
             target_table,
             count,
-            bronze_parts.get((doc,), pl.DataFrame()),
-            quarantine_parts.get((doc,), pl.DataFrame()),
+            bronze_parts.get((doc,), empty_bronze),
+            quarantine_parts.get((doc,), empty_quarantine),
         )
         for doc, count in enumerate(records_in)
     ]

@@ -35,10 +35,11 @@ from pipelines.lake import remove_files, table_path, write_parquet_atomic
 
 PENDING = "_pending"
 DEFAULT_BATCH_ROWS = 400_000
-DEFAULT_BATCH_BYTES = 128 << 20
+DEFAULT_BATCH_BYTES = 64 << 20
 """A batch is written when it holds this many rows or this many bytes of landing data, which bounds
 the writer's memory (raw records are kept in full, so bytes matter more than rows)."""
 RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)
+_FILE_POSITION = "_file_position"
 
 
 class BatchWriter:
@@ -57,22 +58,23 @@ class BatchWriter:
     def add(
         self, landing_file: d.LandingFile, sha: str, key: str, result: ReadResult, log_row: dict[str, object]
     ) -> None:
-        provenance = [
-            pl.lit(landing_file.source).alias("source"),
-            pl.lit(landing_file.relative).alias("file"),
-            pl.lit(sha).alias("file_sha256"),
-            pl.lit(key).alias("ingest_key"),
-            pl.lit(self.run_id).alias("ingest_run_id"),
-        ]
+        # provenance columns are added once per batch at flush (a join on the file's position), not per
+        # file: broadcasting five string literals over every row of every file was a third of the cost
+        position = pl.lit(len(self._log), pl.UInt32).alias(_FILE_POSITION)
         if result.target_table in RECORD_SCHEMAS and not result.bronze.is_empty():
-            self._frames[result.target_table].append(result.bronze.with_columns(provenance))
+            self._frames[result.target_table].append(result.bronze.with_columns(position))
         if not result.quarantine.is_empty():
-            self._frames[QUARANTINE].append(result.quarantine.with_columns(provenance))
+            self._frames[QUARANTINE].append(result.quarantine.with_columns(position))
         self._log.append(log_row)
         self._rows += result.bronze.height + result.quarantine.height
         self._bytes += int(log_row.get("file_bytes") or 0)
         if self._rows >= self.batch_rows or self._bytes >= self.batch_bytes:
             self.flush()
+
+    @staticmethod
+    def _with_provenance(frames: list[pl.DataFrame], files: pl.DataFrame) -> pl.DataFrame:
+        rows = pl.concat(frames, how="vertical_relaxed")
+        return rows.join(files, on=_FILE_POSITION, how="left", maintain_order="left").drop(_FILE_POSITION)
 
     def flush(self) -> None:
         """Write the collected batch: pending marker, data parts, ingest_log part (commit), unmark."""
@@ -83,10 +85,12 @@ class BatchWriter:
         ).hexdigest()[:20]
         name = f"part-{batch_id}.parquet"
         parts: list[tuple[UPath, pl.DataFrame]] = []
+        files = pl.DataFrame(self._log, schema=INGEST_LOG_SCHEMA).select(list(PROVENANCE_SCHEMA))
+        files = files.with_row_index(_FILE_POSITION)
         for table in RECORD_TABLES:
             if not self._frames[table]:
                 continue
-            frame = pl.concat(self._frames[table], how="vertical_relaxed")
+            frame = self._with_provenance(self._frames[table], files)
             frame = conform(
                 frame, {**PROVENANCE_SCHEMA, **RECORD_SCHEMAS[table]} | {"_bucket_source": pl.String()}
             )
@@ -103,7 +107,7 @@ class BatchWriter:
                 )
         if self._frames[QUARANTINE]:
             frame = conform(
-                pl.concat(self._frames[QUARANTINE], how="vertical_relaxed"),
+                self._with_provenance(self._frames[QUARANTINE], files),
                 {**PROVENANCE_SCHEMA, **QUARANTINE_RECORD_SCHEMA},
             )
             parts.append((table_path(self.lake, BRONZE, QUARANTINE) / name, frame))
