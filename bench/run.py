@@ -57,10 +57,14 @@ def main() -> None:
 def write_report(rows: list[tuple[int, dict[str, float], dict[str, float]]]) -> None:
     """The markdown report: one line per stage and size."""
     mib = 1024 * 1024
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
     lines = [
         "# Bronze benchmark: synthetic generator and landing → bronze ingest",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` on {platform.machine()}, "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit or 'unknown'} with `make bench` "
+        f"(`BENCH_PATIENTS` {','.join(str(p) for p, _, _ in rows)}) on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}. Each stage runs in its own process; "
         "peak RSS is that process's maximum resident set size.",
         "",

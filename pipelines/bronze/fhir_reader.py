@@ -1,8 +1,9 @@
-"""FHIR R4 readers: Bulk Data NDJSON, Bundles (and single-resource JSON), Bulk `deleted[]` files.
+"""FHIR R4 resources: the Bulk Data NDJSON reader and the parse and checks every FHIR record goes through.
 
 The fast path parses only the fields bronze needs (type, id, meta, patient references) with an
 explicit Arrow schema; the full resource is kept as its raw JSON text. Checks are Polars expressions
-over the whole file. Records that fail them go to quarantine with a reason code.
+over the whole file. Records that fail them go to quarantine with a reason code. JSON documents
+(Bundles, deleted[] files) are shaped into records by `fhir_documents` and then take the same path.
 """
 
 from __future__ import annotations
