@@ -71,6 +71,8 @@ def ingest(
     with console.status("running the pipeline"):
         run = run_pipeline(settings)
     print_summary(settings.lake, run.seconds)
+    for warning in run.warnings:
+        console.print(f"[yellow]check warning[/yellow]: {warning} (see the Dagster UI for details)")
     if not run.success:
         console.print(
             f"[red]pipeline run {run.run_id} failed[/red]; failed checks: {run.failed_checks or 'none'}"

@@ -10,11 +10,16 @@ import dagster as dg
 
 from assets.bronze.assets import bronze_ingest
 from assets.bronze.automation import landing_sensor, nightly_schedule, pipeline_job
-from assets.bronze.checks import accounting_balanced, files_ingested_once, quarantine_has_reasons
+from assets.bronze.checks import (
+    accounting_balanced,
+    fhir_sample_valid,
+    files_ingested_once,
+    quarantine_has_reasons,
+)
 from assets.resources import LakeResource, lake_resource_from_env
 
 ASSETS = [bronze_ingest]
-ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons]
+ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
 
 def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:

@@ -25,6 +25,7 @@ class PipelineRun:
     run_id: str
     seconds: float
     failed_checks: list[str]
+    warnings: list[str]
 
 
 def run_pipeline(settings: Settings) -> PipelineRun:
@@ -44,12 +45,17 @@ def run_pipeline(settings: Settings) -> PipelineRun:
         instance = dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
-    failed = [
-        f"{e.asset_check_evaluation_data.asset_key.to_user_string()}:{e.asset_check_evaluation_data.check_name}"
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-    ]
-    return PipelineRun(result.success and not failed, result.run_id, time.perf_counter() - started, failed)
+    failed, warnings = [], []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.asset_check_evaluation_data
+        if evaluation.passed:
+            continue
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        (warnings if evaluation.severity == dg.AssetCheckSeverity.WARN else failed).append(name)
+    seconds = time.perf_counter() - started
+    return PipelineRun(result.success and not failed, result.run_id, seconds, failed, warnings)
 
 
 def table_row_counts(lake: UPath) -> pl.DataFrame:

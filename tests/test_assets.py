@@ -14,7 +14,9 @@ from assets.bronze.assets import bronze_ingest
 from assets.bronze.automation import landing_sensor
 from assets.bronze.checks import (
     ACCOUNTING_BALANCED,
+    FHIR_SAMPLE_VALID,
     accounting_balanced,
+    fhir_sample_valid,
     files_ingested_once,
     quarantine_has_reasons,
 )
@@ -36,7 +38,7 @@ def test_bronze_assets_and_checks_materialize(landing: UPath, lake: UPath) -> No
     small_landing(Path(landing))
     resource = LakeResource(landing=str(landing), lake=str(lake), buckets=4)
     result = dg.materialize(
-        [bronze_ingest, accounting_balanced, files_ingested_once, quarantine_has_reasons],
+        [bronze_ingest, accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid],
         resources={"lake": resource},
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -46,6 +48,7 @@ def test_bronze_assets_and_checks_materialize(landing: UPath, lake: UPath) -> No
         ACCOUNTING_BALANCED,
         "files_ingested_once",
         "quarantine_has_reasons",
+        FHIR_SAMPLE_VALID,
     }
     assert all(e.passed for e in evaluations)
     materializations = result.get_asset_materialization_events()
@@ -56,6 +59,23 @@ def test_bronze_assets_and_checks_materialize(landing: UPath, lake: UPath) -> No
     assert SECRET_NAME not in everything and "p404" not in everything  # counts only, no record content
     log = next(m for m in materializations if m.asset_key.path[-1] == "ingest_log").materialization.metadata
     assert log["records_in"].value == 4 and log["rows_quarantine"].value == 2
+
+
+def test_sampled_validation_warns_about_malformed_elements(landing: UPath, lake: UPath) -> None:
+    drifted = [patient(f"p{i}", family=SECRET_NAME, birthDate=19700101 + i) for i in range(20)]
+    write_ndjson(Path(landing) / "ehr_a" / "Patient.000.ndjson", drifted)
+    resource = LakeResource(landing=str(landing), lake=str(lake), buckets=4)
+    result = dg.materialize(
+        [bronze_ingest, fhir_sample_valid],
+        resources={"lake": resource},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success  # a warning, not a failed run: the records are in bronze and in the lake
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["resources_invalid"].value == 20
+    problems = repr(evaluation.metadata["top_problems"].value)
+    assert "birthDate" in problems and SECRET_NAME not in problems and "19700101" not in problems
 
 
 def test_sensor_requests_a_run_only_when_landing_changes(landing: UPath, lake: UPath) -> None:
@@ -90,3 +110,19 @@ def test_workspace_validates_with_the_dagster_cli(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "passed validation" in completed.stderr + completed.stdout
+
+
+def test_command_line_ingest_runs_the_pipeline_and_reports(landing: UPath, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    small_landing(Path(landing))
+    env = {"DAGSTER_HOME": "", "PATIENT_INSIGHTS_BUCKETS": "4"}
+    outcome = CliRunner().invoke(
+        app, ["ingest", "--landing", str(landing), "--lake", str(tmp_path / "lake")], env=env
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert "fhir_resources" in outcome.output and "unknown_patient_reference" in outcome.output
+    assert SECRET_NAME not in outcome.output
+    assert (tmp_path / "lake" / "bronze" / "ingest_log").is_dir()

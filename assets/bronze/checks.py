@@ -3,15 +3,18 @@
 import dagster as dg
 import polars as pl
 
-from assets.bronze.assets import INGEST_LOG_KEY, QUARANTINE_KEY
+from assets.bronze.assets import FHIR_RESOURCES_KEY, INGEST_LOG_KEY, QUARANTINE_KEY
 from assets.resources import LakeResource
 from pipelines.bronze.accounting import accounting_discrepancies, duplicate_ingests
 from pipelines.bronze.tables import BRONZE, QUARANTINE
+from pipelines.bronze.validation import validate_sample
 from pipelines.lake import scan_table
 
 ACCOUNTING_BALANCED = "accounting_balanced"
 FILES_INGESTED_ONCE = "files_ingested_once"
 QUARANTINE_HAS_REASONS = "quarantine_has_reasons"
+FHIR_SAMPLE_VALID = "fhir_sample_valid"
+MAX_INVALID_SHARE = 0.02
 
 
 @dg.asset_check(asset=INGEST_LOG_KEY, name=ACCOUNTING_BALANCED, blocking=True)
@@ -43,3 +46,23 @@ def quarantine_has_reasons(lake: LakeResource) -> dg.AssetCheckResult:
     )
     count = int(missing["n"][0] or 0)
     return dg.AssetCheckResult(passed=count == 0, metadata={"records_without_reason": count})
+
+
+@dg.asset_check(asset=FHIR_RESOURCES_KEY, name=FHIR_SAMPLE_VALID)
+def fhir_sample_valid(lake: LakeResource) -> dg.AssetCheckResult:
+    """A sample of whole bronze resources validates against FHIR (fhir.resources R4B models).
+
+    Bronze checks key fields only; this shows type drift and malformed elements before silver does.
+    Warns when more than 2% of the sample fails; metadata lists the failing element paths, no values.
+    """
+    sample = validate_sample(lake.settings().lake)
+    return dg.AssetCheckResult(
+        passed=sample.invalid_share <= MAX_INVALID_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "resources_checked": sample.checked,
+            "resources_invalid": sample.invalid,
+            "invalid_by_type": dict(sample.invalid_by_type),
+            "top_problems": dict(sample.problems.most_common(10)),
+        },
+    )
