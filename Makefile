@@ -16,6 +16,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED ?= false
 DEMO_PATIENTS ?= 1000
 DEMO_SEED ?= 42
+DEMO_DEFECTS ?= 0
 
 .PHONY: setup run test lint dev dashboard bench lock clean
 
@@ -34,7 +35,8 @@ $(DAGSTER_HOME)/dagster.yaml:
 	@printf 'telemetry:\n  enabled: false\n' > "$@"
 
 run: setup
-	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --out "$(PATIENT_INSIGHTS_LANDING)"
+	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --defects $(DEMO_DEFECTS) \
+		--out "$(PATIENT_INSIGHTS_LANDING)"
 	$(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
 
 test: setup

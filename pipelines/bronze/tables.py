@@ -6,7 +6,7 @@ bronze table (source, file, file_sha256, ingest_key, ingest_run_id) and the `buc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -127,8 +127,6 @@ class ReadResult:
     bronze: pl.DataFrame
     quarantine: pl.DataFrame
     blank_lines: int = 0
-    detail: str = ""
-    notes: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.bronze = conform(self.bronze, RECORD_SCHEMAS.get(self.target_table, POSITION_SCHEMA))
