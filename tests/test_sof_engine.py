@@ -1,0 +1,130 @@
+"""The SQL on FHIR engine beyond the conformance suite: parsing, validation errors, semantics."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.sof import ViewDefinitionError, run_view
+from pipelines.sof.boundaries import high_boundary, low_boundary
+from pipelines.sof.fhirpath import Binary, Call, Literal, Member, Path, parse
+
+PATIENTS = [
+    {
+        "resourceType": "Patient",
+        "id": "a",
+        "name": [{"use": "official", "family": "Ng", "given": ["Ann", "Bo"]}, {"family": "Old"}],
+        "telecom": [{"system": "phone", "value": "1"}],
+    },
+    {"resourceType": "Patient", "id": "b", "name": [{"family": "Ode"}]},
+    {"resourceType": "Observation", "id": "o", "status": "final"},
+]
+
+
+def view(*columns: dict[str, object], **extra: object) -> dict[str, object]:
+    return {"resource": "Patient", "select": [{"column": list(columns)}], **extra}
+
+
+def test_parser_precedence_and_invocations() -> None:
+    assert parse("a = 'x' and b") == Binary(
+        "and", Binary("=", Member("a"), Literal("x", "string")), Member("b")
+    )
+    assert parse("name.where(use = 'official').first()") == Path(
+        Path(Member("name"), Call("where", (Binary("=", Member("use"), Literal("official", "string")),))),
+        Call("first", ()),
+    )
+    assert parse("1 + 2 * 3") == Binary(
+        "+", Literal(1, "integer"), Binary("*", Literal(2, "integer"), Literal(3, "integer"))
+    )
+
+
+@pytest.mark.parametrize("expression", ["name.", "name.where(", "a ==", "'open", "name[0", "$index"])
+def test_parser_rejects_broken_expressions(expression: str) -> None:
+    with pytest.raises(ViewDefinitionError):
+        parse(expression)
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        {"select": [{"column": [{"name": "id", "path": "id"}]}]},  # no resource
+        {"resource": "Patient", "select": []},
+        {"resource": "Patient", "select": [{"column": [{"name": "bad name", "path": "id"}]}]},
+        {
+            "resource": "Patient",
+            "select": [{"column": [{"name": "id", "path": "id"}, {"name": "id", "path": "id"}]}],
+        },
+        {"resource": "Patient", "select": [{"forEach": "name", "forEachOrNull": "name", "column": []}]},
+        {"resource": "Patient", "select": [{"column": [{"name": "x", "path": 5}]}]},
+        {
+            "resource": "Patient",
+            "select": [
+                {
+                    "unionAll": [
+                        {"column": [{"name": "a", "path": "id"}]},
+                        {"column": [{"name": "b", "path": "id"}]},
+                    ]
+                }
+            ],
+        },
+        {
+            "resource": "Patient",
+            "constant": [{"name": "c"}],
+            "select": [{"column": [{"name": "a", "path": "%c"}]}],
+        },
+        {"resource": "Patient", "select": [{"column": [{"name": "a", "path": "%undefined"}]}]},
+        {"resource": "Patient", "select": [{"column": [{"name": "a", "path": "name.frobnicate()"}]}]},
+    ],
+)
+def test_invalid_views_raise_a_view_definition_error(definition: dict[str, object]) -> None:
+    with pytest.raises(ViewDefinitionError):
+        run_view(definition, PATIENTS)
+
+
+def test_a_non_collection_column_with_several_values_is_an_error() -> None:
+    with pytest.raises(ViewDefinitionError, match="several values"):
+        run_view(view({"name": "family", "path": "name.family"}), PATIENTS)
+
+
+def test_columns_rows_and_resource_filter() -> None:
+    rows = run_view(
+        view(
+            {"name": "id", "path": "getResourceKey()"},
+            {"name": "official", "path": "name.where(use = 'official').family"},
+            {"name": "given", "path": "name.given", "collection": True},
+            {"name": "phones", "path": "telecom.where(system = 'phone').count()"},
+            {"name": "label", "path": "id & '-' & name.first().family"},
+        ),
+        PATIENTS,
+    )
+    assert rows == [
+        {"id": "a", "official": "Ng", "given": ["Ann", "Bo"], "phones": 1, "label": "a-Ng"},
+        {"id": "b", "official": None, "given": [], "phones": 0, "label": "b-Ode"},
+    ]
+
+
+def test_for_each_rows_and_where() -> None:
+    definition = {
+        "resource": "Patient",
+        "where": [{"path": "name.exists()"}],
+        "select": [
+            {"column": [{"name": "id", "path": "id"}]},
+            {
+                "forEach": "name",
+                "column": [{"name": "family", "path": "family"}, {"name": "i", "path": "%rowIndex"}],
+            },
+        ],
+    }
+    assert run_view(definition, PATIENTS) == [
+        {"id": "a", "family": "Ng", "i": 0},
+        {"id": "a", "family": "Old", "i": 1},
+        {"id": "b", "family": "Ode", "i": 0},
+    ]
+
+
+def test_boundaries() -> None:
+    assert low_boundary(1.0) == "0.95" and high_boundary(1.0) == "1.05"
+    assert low_boundary(12, None) == "11.5"
+    assert low_boundary("2020", "date") == "2020-01-01" and high_boundary("2020-02", "date") == "2020-02-29"
+    assert high_boundary("2010-10-10T10:00", "dateTime") == "2010-10-10T10:00:59.999-12:00"
+    assert low_boundary("12:34", "time") == "12:34:00.000"
+    assert low_boundary("not a date", "date") is None and low_boundary(True) is None
