@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import polars as pl
 
 from pipelines.sof.collections import CID, ORD, V, empty, renumber, singleton
 from pipelines.sof.errors import ViewDefinitionError
 from pipelines.sof.evaluate import Env, evaluate
 from pipelines.sof.fhirpath import Node
+from pipelines.sof.frames import contexts_from_json
 from pipelines.sof.view import Select, View, parse_view
 
 MAX_REPEAT_DEPTH = 64
@@ -20,24 +22,23 @@ _NODE, _PARENT, _KEY = "_node", "_parent", "_key"
 
 
 def run_view(view: dict[str, Any], resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of `view` over `resources` (dicts of FHIR JSON), as dicts in column order."""
+    """The rows of `view` over `resources` (dicts of FHIR JSON), as dicts in column order.
+
+    Resources take the same decoding path as the silver layer's raw JSON, so the conformance suite
+    exercises the production path.
+    """
     parsed = parse_view(view)
     selected = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == parsed.resource]
-    return view_rows(parsed, resource_contexts(selected)).to_dicts()
+    raw = pl.Series("raw", [orjson.dumps(r).decode() for r in selected], dtype=pl.String)
+    contexts, _ = contexts_from_json(raw)
+    return view_rows(parsed, contexts).to_dicts()
 
 
-def resource_contexts(resources: list[dict[str, Any]]) -> pl.DataFrame:
-    """One context per resource: `_cid` is the resource's position, `v` the resource as a struct."""
-    if not resources:
-        return empty(pl.Struct({"resourceType": pl.String}))
-    values = pl.Series(V, resources, strict=False)
-    return pl.DataFrame(
-        {CID: range(len(resources)), ORD: 0, V: values}, schema_overrides={CID: pl.Int64, ORD: pl.Int64}
-    )
+def view_rows(view: View, contexts: pl.DataFrame, keep_context: bool = False) -> pl.DataFrame:
+    """Apply `where`, then build the rows of the view's selects; columns in the view's order.
 
-
-def view_rows(view: View, contexts: pl.DataFrame) -> pl.DataFrame:
-    """Apply `where`, then build the rows of the view's selects; columns in the view's order."""
+    With `keep_context`, the first column is `_cid`: the context (resource) each row came from.
+    """
     env = Env(view.constants, None)
     for condition in view.where:
         verdict = singleton(evaluate(condition, contexts, contexts[CID], env))
@@ -46,7 +47,7 @@ def view_rows(view: View, contexts: pl.DataFrame) -> pl.DataFrame:
         keep = verdict.filter(pl.col(V) == True)  # noqa: E712
         contexts = contexts.join(keep.select(CID), on=CID, how="semi")
     rows = select_rows(view.select, contexts, env)
-    return rows.select(view.select.column_names())
+    return rows.select(*([CID] if keep_context else []), *view.select.column_names())
 
 
 def select_rows(node: Select, contexts: pl.DataFrame, env: Env) -> pl.DataFrame:

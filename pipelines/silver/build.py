@@ -1,0 +1,135 @@
+"""Build the silver tables of one partition (a patient bucket, or `shared`) from bronze.
+
+Each partition is rebuilt whole from its bronze bucket and written atomically, one file per table,
+so a re-run on unchanged bronze writes the same silver and a killed run leaves the old partition.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+from upath import UPath
+
+from pipelines.bronze.tables import BRONZE, FHIR_RESOURCES, INGEST_LOG
+from pipelines.buckets import SHARED_BUCKET
+from pipelines.lake import parquet_files, remove_files, scan_table, table_path, write_parquet_atomic
+from pipelines.silver.current import RESOURCE_KEY, current_resources
+from pipelines.silver.views import SilverView, load_views
+from pipelines.sof.collections import CID
+from pipelines.sof.engine import view_rows
+from pipelines.sof.frames import contexts_from_json
+
+SILVER = "silver"
+TYPE_CONFLICTS = "type_conflicts"
+PARTITION_FILE = "data.parquet"
+
+
+@dataclass
+class SilverReport:
+    """Rows per table and type conflicts of one partition (counts only)."""
+
+    partition: str
+    rows: Counter[str] = field(default_factory=Counter)
+    resources: int = 0
+    deleted: int = 0
+    type_conflicts: Counter[str] = field(default_factory=Counter)  # "<table>.<column>" -> values nulled
+    decoders: Counter[str] = field(default_factory=Counter)
+
+
+def partition_keys(buckets: int) -> list[str]:
+    """Silver partitions: every patient bucket plus `shared` (resources with no patient)."""
+    return [f"{i:02d}" for i in range(buckets)] + [SHARED_BUCKET]
+
+
+def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] | None = None) -> SilverReport:
+    """Rebuild every silver table's `partition` from bronze and return what was written."""
+    views = views if views is not None else load_views()
+    report = SilverReport(partition)
+    resources = _current(lake, partition, report)
+    by_type = {key[0]: frame for key, frame in resources.partition_by("resource_type", as_dict=True).items()}
+    conflicts: list[dict[str, object]] = []
+    for silver_view in views:
+        rows = _rows(silver_view, by_type.get(silver_view.view.resource), report)
+        typed, nulled = _typed(rows, silver_view)
+        for column, count in nulled.items():
+            report.type_conflicts[f"{silver_view.name}.{column}"] += count
+            conflicts.append({"table": silver_view.name, "column": column, "values_nulled": count})
+        report.rows[silver_view.name] = typed.height
+        _write(lake, silver_view.name, partition, typed)
+    conflict_frame = pl.DataFrame(
+        conflicts, schema={"table": pl.String, "column": pl.String, "values_nulled": pl.Int64}
+    )
+    _write(lake, TYPE_CONFLICTS, partition, conflict_frame)
+    return report
+
+
+def _current(lake: UPath, partition: str, report: SilverReport) -> pl.DataFrame:
+    folder = table_path(lake, BRONZE, FHIR_RESOURCES)
+    if not parquet_files(folder):
+        return pl.DataFrame(schema={"resource_type": pl.String, "source": pl.String, "raw": pl.String})
+    bronze = scan_table(lake, BRONZE, FHIR_RESOURCES)
+    upserts = bronze.filter((pl.col("bucket") == partition) & (pl.col("operation") == "upsert"))
+    # Patient deletions sit in the patient's bucket, all others in `shared` (their patient is unknown)
+    deletes = bronze.filter(
+        pl.col("bucket").is_in([partition, SHARED_BUCKET]) & (pl.col("operation") == "delete")
+    )
+    log = scan_table(lake, BRONZE, INGEST_LOG).select(
+        "ingest_key",
+        pl.col("manifest_transaction_time")
+        .str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False)
+        .alias("deleted_at"),
+    )
+    deletes = deletes.join(log, on="ingest_key", how="left").select(*RESOURCE_KEY, "deleted_at")
+    current = current_resources(upserts, deletes).select("source", "resource_type", "raw").collect()
+    report.resources = current.height
+    report.deleted = upserts.select(pl.len()).collect().item() - current.height
+    return current
+
+
+def _rows(silver_view: SilverView, resources: pl.DataFrame | None, report: SilverReport) -> pl.DataFrame:
+    if resources is None or resources.is_empty():
+        return pl.DataFrame(schema={"source": pl.String, **silver_view.dtypes})
+    contexts, decoder = contexts_from_json(resources["raw"])
+    report.decoders[decoder] += 1
+    rows = view_rows(silver_view.view, contexts, keep_context=True)
+    sources = resources.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(CID), "source")
+    return rows.join(sources, on=CID, how="left").select("source", *silver_view.dtypes)
+
+
+def _typed(rows: pl.DataFrame, silver_view: SilverView) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Cast to the declared types; values that do not fit become null and are counted, never hidden."""
+    nulled: dict[str, int] = {}
+    typed = rows.select(pl.col("source").cast(pl.String))
+    for name, dtype in silver_view.dtypes.items():
+        column = rows[name]
+        converted = column if column.dtype == dtype else _convert(column, dtype)
+        lost = int((column.is_not_null() & converted.is_null()).sum())
+        if lost:
+            nulled[name] = lost
+        typed = typed.with_columns(converted.alias(name))
+    return typed, nulled
+
+
+def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """A lenient conversion: objects become JSON text for text columns; what cannot convert is null."""
+    if dtype == pl.String and isinstance(column.dtype, pl.Struct | pl.List):
+        return (
+            column.to_frame().select(pl.col(column.name).struct.json_encode()).to_series()
+            if isinstance(column.dtype, pl.Struct)
+            else column.cast(pl.String, strict=False)
+        )
+    if dtype == pl.Boolean and column.dtype == pl.String:
+        return column.replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
+    try:
+        return column.cast(dtype, strict=False)
+    except pl.exceptions.PolarsError:
+        return pl.Series(column.name, [None] * column.len(), dtype=dtype)
+
+
+def _write(lake: UPath, table: str, partition: str, frame: pl.DataFrame) -> None:
+    folder = table_path(lake, SILVER, table) / f"bucket={partition}"
+    target = folder / PARTITION_FILE
+    remove_files(p for p in parquet_files(folder) if p != target)
+    write_parquet_atomic(frame, target)
