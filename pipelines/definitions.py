@@ -9,7 +9,13 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.bronze.assets import bronze_ingest
-from assets.bronze.automation import landing_sensor, nightly_schedule, pipeline_job
+from assets.bronze.automation import (
+    bronze_job,
+    landing_sensor,
+    nightly_schedule,
+    silver_after_bronze,
+    silver_job,
+)
 from assets.bronze.checks import (
     accounting_balanced,
     fhir_sample_valid,
@@ -17,8 +23,9 @@ from assets.bronze.checks import (
     quarantine_has_reasons,
 )
 from assets.resources import LakeResource, lake_resource_from_env
+from assets.silver.assets import silver_tables
 
-ASSETS = [bronze_ingest]
+ASSETS = [bronze_ingest, silver_tables]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
 
@@ -27,8 +34,8 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[pipeline_job],
-        sensors=[landing_sensor],
+        jobs=[bronze_job, silver_job],
+        sensors=[landing_sensor, silver_after_bronze],
         schedules=[nightly_schedule],
         resources={"lake": lake or lake_resource_from_env()},
         executor=dg.multiprocess_executor,

@@ -29,14 +29,15 @@ class PipelineRun:
 
 
 def run_pipeline(settings: Settings) -> PipelineRun:
-    """Materialize every asset (and run every check) for `settings`, in this process."""
-    from assets.bronze.automation import PIPELINE_JOB  # Dagster imports are slow: only when running
+    """Materialize every asset (and run every check) for `settings`, in this process: the bronze
+    ingest job, then the silver job for every bucket partition."""
+    from assets.bronze.automation import BRONZE_JOB, SILVER_JOB  # Dagster imports are slow: only when running
+    from assets.partitions import patient_buckets
     from assets.resources import lake_resource_for
     from pipelines.definitions import build_definitions
 
     started = time.perf_counter()
     defs = build_definitions(lake_resource_for(settings))
-    job = defs.resolve_job_def(PIPELINE_JOB)
     home = os.environ.get("DAGSTER_HOME")
     if home:
         os.makedirs(home, exist_ok=True)
@@ -44,18 +45,31 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     else:
         instance = dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+    results = [
+        defs.resolve_job_def(BRONZE_JOB).execute_in_process(
+            instance=instance, raise_on_error=False, run_config=quiet
+        )
+    ]
+    if results[0].success:
+        silver = defs.resolve_job_def(SILVER_JOB)
+        for key in patient_buckets(settings.buckets).get_partition_keys():
+            results.append(
+                silver.execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
+                )
+            )
     failed, warnings = [], []
-    for event in result.all_events:
-        if event.event_type_value != "ASSET_CHECK_EVALUATION":
-            continue
-        evaluation = event.asset_check_evaluation_data
-        if evaluation.passed:
-            continue
-        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-        (warnings if evaluation.severity == dg.AssetCheckSeverity.WARN else failed).append(name)
-    seconds = time.perf_counter() - started
-    return PipelineRun(result.success and not failed, result.run_id, seconds, failed, warnings)
+    for result in results:
+        for event in result.all_events:
+            if event.event_type_value != "ASSET_CHECK_EVALUATION":
+                continue
+            evaluation = event.asset_check_evaluation_data
+            if evaluation.passed:
+                continue
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            (warnings if evaluation.severity == dg.AssetCheckSeverity.WARN else failed).append(name)
+    success = all(r.success for r in results) and not failed
+    return PipelineRun(success, results[0].run_id, time.perf_counter() - started, failed, warnings)
 
 
 def table_row_counts(lake: UPath) -> pl.DataFrame:

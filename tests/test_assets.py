@@ -92,7 +92,8 @@ def test_sensor_requests_a_run_only_when_landing_changes(landing: UPath, lake: U
 
 def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
-    assert defs.resolve_job_def("patient_insights_pipeline") is not None
+    assert defs.resolve_job_def("bronze_ingest_job") is not None
+    assert defs.resolve_job_def("silver_build_job") is not None
     assert defs.resolve_schedule_def("nightly_pipeline").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("landing_sensor") is not None
 

@@ -10,10 +10,12 @@ import polars as pl
 import pytest
 from upath import UPath
 
+from assets.bronze.assets import bronze_ingest
 from assets.resources import LakeResource
+from assets.silver.assets import silver_tables
 from pipelines.bronze.accounting import accounting_discrepancies
 from pipelines.bronze.ingest import ingest_landing
-from pipelines.definitions import ASSET_CHECKS, ASSETS
+from pipelines.definitions import ASSET_CHECKS
 from pipelines.generate import generate_landing
 from pipelines.lake import read_table
 
@@ -82,15 +84,33 @@ def test_links_from_devices_and_conversations_reach_the_patients(defective: tupl
 
 def test_pipeline_assets_materialize_on_generated_data(tmp_path: Path) -> None:
     generate_landing(tmp_path / "landing", 40, seed=5)
-    resource = LakeResource(landing=str(tmp_path / "landing"), lake=str(tmp_path / "lake"), buckets=4)
-    result = dg.materialize(
-        [*ASSETS, *ASSET_CHECKS], resources={"lake": resource}, instance=dg.DagsterInstance.ephemeral()
-    )
+    resource = LakeResource(landing=str(tmp_path / "landing"), lake=str(tmp_path / "lake"), buckets=16)
+    bronze = [bronze_ingest, *ASSET_CHECKS]
+    result = dg.materialize(bronze, resources={"lake": resource}, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    again = dg.materialize(
-        [*ASSETS, *ASSET_CHECKS], resources={"lake": resource}, instance=dg.DagsterInstance.ephemeral()
+    fhir = next(
+        m.materialization.metadata
+        for m in result.get_asset_materialization_events()
+        if m.asset_key.path[-1] == "fhir_resources"
     )
+    touched = fhir["buckets_touched"].value.split(",")
+    assert "shared" in touched and len(touched) > 5
+    silver = dg.materialize(
+        [bronze_ingest, silver_tables],
+        selection=dg.AssetSelection.groups("silver"),
+        partition_key=touched[0],
+        resources={"lake": resource},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert silver.success
+    rows = {
+        m.asset_key.path[-1]: m.materialization.metadata["rows"].value
+        for m in silver.get_asset_materialization_events()
+        if "rows" in m.materialization.metadata
+    }
+    assert rows and all(count >= 0 for count in rows.values())
+    again = dg.materialize(bronze, resources={"lake": resource}, instance=dg.DagsterInstance.ephemeral())
     log = next(
         m.materialization.metadata
         for m in again.get_asset_materialization_events()

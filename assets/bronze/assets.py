@@ -55,4 +55,7 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
             metadata |= counts
         if key == QUARANTINE_KEY:
             metadata |= by_reason
+        if key in (FHIR_RESOURCES_KEY, DEVICE_RECORDS_KEY, FEEDBACK_RECORDS_KEY):
+            # bucket keys, not patient data: the silver sensor rebuilds only these partitions
+            metadata["buckets_touched"] = ",".join(report.buckets_touched(table))
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)

@@ -71,6 +71,11 @@ class IngestReport:
     unbalanced_files: int = 0
     rolled_back_batches: int = 0
     seconds: float = 0.0
+    touched: set[tuple[str, str]] = field(default_factory=set)  # (table, bucket) written by this run
+
+    def buckets_touched(self, table: str) -> list[str]:
+        """The buckets of `table` this run added rows to (downstream partitions to rebuild)."""
+        return sorted(bucket for written, bucket in self.touched if written == table)
 
     def as_metadata(self) -> dict[str, object]:
         """Flat counts for Dagster metadata and the command-line summary."""
@@ -146,6 +151,7 @@ def ingest_landing(
                 _count(report, done.landing_file, done.result, done.size)
                 writer.add(done.landing_file, done.sha, done.key, done.result, log_row)
         writer.flush()
+    report.touched = writer.touched
     report.seconds = time.perf_counter() - started
     return report
 

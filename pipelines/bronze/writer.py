@@ -50,6 +50,7 @@ class BatchWriter:
     ) -> None:
         self.lake, self.run_id, self.buckets = lake, run_id, buckets
         self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
+        self.touched: set[tuple[str, str]] = set()  # (table, bucket) partitions written by this writer
         self._frames: dict[str, list[pl.DataFrame]] = {t: [] for t in (*RECORD_TABLES, QUARANTINE)}
         self._log: list[dict[str, object]] = []
         self._rows = 0
@@ -102,6 +103,7 @@ class BatchWriter:
                 self.buckets,
             ).drop("_bucket_source")
             for (bucket,), part in frame.partition_by("bucket", as_dict=True, maintain_order=True).items():
+                self.touched.add((table, str(bucket)))
                 parts.append(
                     (table_path(self.lake, BRONZE, table) / f"bucket={bucket}" / name, part.drop("bucket"))
                 )

@@ -95,7 +95,7 @@ def _rows(silver_view: SilverView, resources: pl.DataFrame | None, report: Silve
     report.decoders[decoder] += 1
     rows = view_rows(silver_view.view, contexts, keep_context=True)
     sources = resources.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(CID), "source")
-    return rows.join(sources, on=CID, how="left").select("source", *silver_view.dtypes)
+    return rows.join(sources, on=CID, how="left", maintain_order="left").select("source", *silver_view.dtypes)
 
 
 def _typed(rows: pl.DataFrame, silver_view: SilverView) -> tuple[pl.DataFrame, dict[str, int]]:

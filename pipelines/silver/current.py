@@ -31,7 +31,7 @@ def current_resources(upserts: pl.LazyFrame, deletes: pl.LazyFrame) -> pl.LazyFr
     last_delete = deletes.group_by(RESOURCE_KEY).agg(
         pl.col("deleted_at").max().alias("deleted_at"), pl.col("deleted_at").is_null().any().alias("_always")
     )
-    joined = latest.join(last_delete, on=RESOURCE_KEY, how="left")
+    joined = latest.join(last_delete, on=RESOURCE_KEY, how="left", maintain_order="left")
     removed = pl.col("_always").fill_null(False) | (
         pl.col("deleted_at").is_not_null()
         & (pl.col("last_updated").is_null() | (pl.col("last_updated") <= pl.col("deleted_at")))

@@ -72,7 +72,7 @@ def select_rows(node: Select, contexts: pl.DataFrame, env: Env) -> pl.DataFrame:
     child_env = Env(env.constants, items.select(pl.col(_NODE).alias(CID), pl.col(ORD).alias(V)))
     rows = _body(node, children, child_env)
     parents = items.select(pl.col(_NODE).alias(CID), pl.col(CID).alias(_PARENT))
-    rows = rows.join(parents, on=CID).drop(CID).rename({_PARENT: CID})
+    rows = rows.join(parents, on=CID, maintain_order="left").drop(CID).rename({_PARENT: CID})
     return rows.select(CID, *node.column_names())
 
 
@@ -84,7 +84,7 @@ def _body(node: Select, contexts: pl.DataFrame, env: Env) -> pl.DataFrame:
         values = evaluate(column.expression, focus, ids, env)
         if column.collection:
             grouped = values.group_by(CID, maintain_order=True).agg(pl.col(V).alias(column.name))
-            rows = rows.join(grouped, on=CID, how="left").with_columns(
+            rows = rows.join(grouped, on=CID, how="left", maintain_order="left").with_columns(
                 pl.col(column.name).fill_null(pl.lit([], dtype=grouped.schema[column.name]))
             )
             continue
@@ -92,12 +92,16 @@ def _body(node: Select, contexts: pl.DataFrame, env: Env) -> pl.DataFrame:
             raise ViewDefinitionError(
                 f"column {column.name} yields several values for one row (set collection: true)"
             )
-        rows = rows.join(values.select(CID, pl.col(V).alias(column.name)), on=CID, how="left")
+        rows = rows.join(
+            values.select(CID, pl.col(V).alias(column.name)), on=CID, how="left", maintain_order="left"
+        )
     for child in node.selects:
-        rows = rows.join(select_rows(child, contexts, env), on=CID, how="inner")
+        rows = rows.join(select_rows(child, contexts, env), on=CID, how="inner", maintain_order="left_right")
     if node.union_all:
         branches = [select_rows(branch, contexts, env) for branch in node.union_all]
-        rows = rows.join(pl.concat(branches, how="vertical_relaxed"), on=CID, how="inner")
+        rows = rows.join(
+            pl.concat(branches, how="vertical_relaxed"), on=CID, how="inner", maintain_order="left_right"
+        )
     return rows.select(CID, *node.column_names())
 
 
@@ -114,7 +118,9 @@ def _repeat(paths: tuple[Node, ...], focus: pl.DataFrame, env: Env) -> pl.DataFr
         for index, path in enumerate(paths):
             items = evaluate(path, level_focus, level_focus[CID], env)
             level.append(
-                items.join(frontier.select(pl.col(_NODE).alias(CID), "_root", _KEY), on=CID).select(
+                items.join(
+                    frontier.select(pl.col(_NODE).alias(CID), "_root", _KEY), on=CID, maintain_order="left"
+                ).select(
                     "_root",
                     pl.concat_str(
                         pl.col(_KEY),

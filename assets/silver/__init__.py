@@ -1,0 +1,1 @@
+"""Silver layer: ViewDefinition tables per patient bucket, rebuilt from bronze."""

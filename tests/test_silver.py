@@ -1,0 +1,148 @@
+"""Silver from bronze: latest version wins, deletions apply, declared types, identical re-runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+from upath import UPath
+
+from assets.bronze.automation import partitions_to_rebuild
+from pipelines.bronze.ingest import ingest_landing
+from pipelines.generate import generate_landing
+from pipelines.silver.build import build_partition, partition_keys
+from pipelines.silver.current import current_resources
+from pipelines.silver.views import load_views
+from tests.conftest import observation, patient, write_ndjson
+
+PATIENT_VIEW = {
+    "resourceType": "ViewDefinition",
+    "name": "patient",
+    "status": "active",
+    "resource": "Patient",
+    "select": [
+        {
+            "column": [
+                {"name": "id", "path": "getResourceKey()", "type": "id"},
+                {"name": "gender", "path": "gender", "type": "code"},
+                {"name": "birth_date", "path": "birthDate", "type": "date"},
+                {"name": "multiple_birth", "path": "multipleBirth.ofType(integer)", "type": "integer"},
+            ]
+        }
+    ],
+}
+COMPONENT_VIEW = {
+    "resourceType": "ViewDefinition",
+    "name": "observation_value",
+    "status": "active",
+    "resource": "Observation",
+    "select": [
+        {
+            "column": [
+                {"name": "id", "path": "getResourceKey()", "type": "id"},
+                {"name": "patient_id", "path": "subject.getReferenceKey(Patient)", "type": "id"},
+                {"name": "value", "path": "value.ofType(Quantity).value", "type": "decimal"},
+            ]
+        }
+    ],
+}
+
+
+@pytest.fixture
+def views(tmp_path: Path):
+    folder = tmp_path / "views"
+    folder.mkdir()
+    for definition in (PATIENT_VIEW, COMPONENT_VIEW):
+        (folder / f"{definition['name']}.json").write_bytes(orjson.dumps(definition))
+    return load_views(folder)
+
+
+def silver(lake: UPath, table: str) -> pl.DataFrame:
+    return pl.read_parquet(str(lake / "silver" / table / "**" / "*.parquet"), hive_partitioning=True)
+
+
+def test_latest_version_wins_and_deletes_apply() -> None:
+    upserts = pl.LazyFrame(
+        {
+            "source": ["a", "a", "a", "a"],
+            "resource_type": ["Observation"] * 4,
+            "resource_id": ["o1", "o1", "o2", "o3"],
+            "version_id": ["1", "2", "1", "1"],
+            "last_updated": pl.Series(
+                ["2026-01-01T00:00:00", "2026-02-01T00:00:00", "2026-01-01T00:00:00", "2026-03-01T00:00:00"]
+            ).str.to_datetime(time_zone="UTC"),
+            "ingest_run_id": ["r1", "r1", "r1", "r1"],
+            "file": ["f", "f", "f", "f"],
+            "line": [1, 2, 3, 4],
+            "entry": [None, None, None, None],
+            "raw": ["v1", "v2", "x", "y"],
+        }
+    )
+    deletes = pl.LazyFrame(
+        {
+            "source": ["a", "a"],
+            "resource_type": ["Observation", "Observation"],
+            "resource_id": ["o2", "o3"],
+            "deleted_at": pl.Series(["2026-02-15T00:00:00", "2026-02-15T00:00:00"]).str.to_datetime(
+                time_zone="UTC"
+            ),
+        }
+    )
+    current = current_resources(upserts, deletes).collect().sort("resource_id")
+    # o1: version 2 wins; o2: deleted after its last update; o3: updated after the delete, so it is back
+    assert current.select("resource_id", "raw").rows() == [("o1", "v2"), ("o3", "y")]
+
+
+def test_silver_partition_from_bronze(landing: UPath, lake: UPath, views) -> None:
+    drifted = patient("p3", multipleBirth=2)
+    drifted["multipleBirthInteger"] = "twins"  # a string where the view declares an integer
+    del drifted["multipleBirth"]
+    newer = {
+        **patient("p1"),
+        "meta": {"versionId": "2", "lastUpdated": "2026-05-01T00:00:00Z"},
+        "gender": "female",
+    }
+    write_ndjson(Path(landing) / "ehr" / "Patient.000.ndjson", [patient("p1"), patient("p2"), drifted, newer])
+    write_ndjson(
+        Path(landing) / "ehr" / "Observation.000.ndjson",
+        [observation(f"o{i}", f"p{i % 3 + 1}") for i in range(9)],
+    )
+    ingest_landing(landing, lake, buckets=2)
+    reports = [build_partition(lake, key, views) for key in partition_keys(2)]
+    patients = silver(lake, "patient").sort("id")
+    assert patients["id"].to_list() == ["p1", "p2", "p3"]
+    assert patients.filter(pl.col("id") == "p1")["gender"].item() == "female"  # the newer version
+    assert patients["birth_date"].to_list() == ["1970-01-01"] * 3  # FHIR dates stay text
+    assert patients.schema["multiple_birth"] == pl.Int64
+    assert sum(r.type_conflicts["patient.multiple_birth"] for r in reports) == 1  # counted, not hidden
+    conflicts = silver(lake, "type_conflicts")
+    assert conflicts.select("table", "column", "values_nulled").rows() == [("patient", "multiple_birth", 1)]
+    values = silver(lake, "observation_value")
+    assert values.height == 9 and values["value"].to_list() == [7.1] * 9
+    # each observation sits in the bucket of its patient
+    buckets = dict(zip(patients["id"], patients["bucket"], strict=True))
+    assert all(buckets[p] == b for p, b in zip(values["patient_id"], values["bucket"], strict=True))
+
+
+def test_rebuilding_unchanged_bronze_writes_identical_files(tmp_path: Path, views) -> None:
+    generate_landing(tmp_path / "landing", 30, seed=2)
+    lake = UPath(tmp_path / "lake")
+    ingest_landing(UPath(tmp_path / "landing"), lake, buckets=2)
+    for key in partition_keys(2):
+        build_partition(lake, key, views)
+    first = {p: p.read_bytes() for p in Path(lake / "silver").rglob("*.parquet")}
+    for key in partition_keys(2):
+        build_partition(lake, key, views)
+    assert {p: p.read_bytes() for p in Path(lake / "silver").rglob("*.parquet")} == first
+    truth = orjson.loads((tmp_path / "ground_truth" / "summary.json").read_bytes())
+    deleted = {d["id"] for d in truth["deleted_ids"] if d["type"] == "Observation"}
+    assert deleted and not deleted & set(silver(lake, "observation_value")["id"].to_list())
+
+
+def test_partitions_to_rebuild() -> None:
+    keys = partition_keys(4)
+    assert partitions_to_rebuild("01,03", keys) == ["01", "03"]
+    assert partitions_to_rebuild("", keys) == []
+    assert partitions_to_rebuild("00,shared", keys) == keys
