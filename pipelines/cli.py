@@ -15,6 +15,8 @@ from upath import UPath
 from pipelines.config import Settings, validate_bucket_count
 
 app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
+views_app = typer.Typer(help="SQL on FHIR v2 ViewDefinitions.")
+app.add_typer(views_app, name="views")
 console = Console()
 
 
@@ -79,6 +81,34 @@ def ingest(
         )
         raise typer.Exit(1)
     console.print(f"[green]pipeline run {run.run_id} succeeded[/green] in {run.seconds:.1f} s")
+
+
+@views_app.command("run")
+def views_run(
+    view: Annotated[Path, typer.Option(help="ViewDefinition JSON file.")],
+    inputs: Annotated[list[Path], typer.Option("--input", help="NDJSON or Bundle file (repeat the option).")],
+    output: Annotated[Path, typer.Option(help="Parquet file to write.")],
+) -> None:
+    """Run one ViewDefinition over NDJSON / Bundle files into a Parquet file."""
+    import orjson
+
+    from pipelines.sof import ViewDefinitionError
+    from pipelines.sof.files import run_view_files
+
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise typer.BadParameter(f"input files not found: {', '.join(missing)}")
+    try:
+        report = run_view_files(orjson.loads(view.read_bytes()), list(inputs), output)
+    except (ViewDefinitionError, orjson.JSONDecodeError) as err:
+        console.print(f"[red]invalid view[/red]: {err}")
+        raise typer.Exit(2) from None
+    written = f"{report.rows:,} rows from {report.resources:,} resources in {report.files} files"
+    console.print(f"{written} written to {output}")
+    for reason, count in sorted(report.rejected.items()):
+        console.print(f"[yellow]skipped[/yellow] {count:,} records: {reason}")
+    for column, count in sorted(report.values_nulled.items()):
+        console.print(f"[yellow]type conflict[/yellow]: {count:,} values of {column} did not fit its type")
 
 
 @app.command()

@@ -128,3 +128,41 @@ def test_boundaries() -> None:
     assert high_boundary("2010-10-10T10:00", "dateTime") == "2010-10-10T10:00:59.999-12:00"
     assert low_boundary("12:34", "time") == "12:34:00.000"
     assert low_boundary("not a date", "date") is None and low_boundary(True) is None
+
+
+def test_views_run_command_writes_parquet_and_counts_bad_lines(tmp_path) -> None:
+    import orjson
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    definition = view(
+        {"name": "id", "path": "id", "type": "id"}, {"name": "gender", "path": "gender", "type": "code"}
+    )
+    (tmp_path / "v.json").write_bytes(orjson.dumps(definition))
+    lines = [orjson.dumps({**p, "gender": "other"}) for p in PATIENTS] + [b"{broken"]
+    (tmp_path / "in.ndjson").write_bytes(b"\n".join(lines))
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "c"}}]}
+    (tmp_path / "b.json").write_bytes(orjson.dumps(bundle))
+    args = ["views", "run", "--view", str(tmp_path / "v.json"), "--input", str(tmp_path / "in.ndjson")]
+    args += ["--input", str(tmp_path / "b.json"), "--output", str(tmp_path / "out.parquet")]
+    outcome = CliRunner().invoke(app, args)
+    assert outcome.exit_code == 0, outcome.output
+    assert "invalid_json" in outcome.output
+    written = pl.read_parquet(tmp_path / "out.parquet")
+    assert written.sort("id").rows() == [("a", "other"), ("b", "other"), ("c", None)]
+    bad = CliRunner().invoke(
+        app,
+        [
+            "views",
+            "run",
+            "--view",
+            str(tmp_path / "in.ndjson"),
+            "--input",
+            str(tmp_path / "b.json"),
+            "--output",
+            str(tmp_path / "x.parquet"),
+        ],
+    )
+    assert bad.exit_code == 2 and not (tmp_path / "x.parquet").exists()
