@@ -49,9 +49,10 @@ def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] |
     report = SilverReport(partition)
     resources = _current(lake, partition, report)
     by_type = {key[0]: frame for key, frame in resources.partition_by("resource_type", as_dict=True).items()}
+    decoded: dict[str, pl.DataFrame] = {}  # contexts per resource type, decoded once for all its views
     conflicts: list[dict[str, object]] = []
     for silver_view in views:
-        rows = _rows(silver_view, by_type.get(silver_view.view.resource), report)
+        rows = _rows(silver_view, by_type.get(silver_view.view.resource), decoded, report)
         typed, nulled = _typed(rows, silver_view)
         for column, count in nulled.items():
             report.type_conflicts[f"{silver_view.name}.{column}"] += count
@@ -88,11 +89,19 @@ def _current(lake: UPath, partition: str, report: SilverReport) -> pl.DataFrame:
     return current
 
 
-def _rows(silver_view: SilverView, resources: pl.DataFrame | None, report: SilverReport) -> pl.DataFrame:
+def _rows(
+    silver_view: SilverView,
+    resources: pl.DataFrame | None,
+    decoded: dict[str, pl.DataFrame],
+    report: SilverReport,
+) -> pl.DataFrame:
     if resources is None or resources.is_empty():
         return pl.DataFrame(schema={"source": pl.String, **silver_view.dtypes})
-    contexts, decoder = contexts_from_json(resources["raw"])
-    report.decoders[decoder] += 1
+    resource_type = silver_view.view.resource
+    if resource_type not in decoded:
+        decoded[resource_type], decoder = contexts_from_json(resources["raw"])
+        report.decoders[decoder] += 1
+    contexts = decoded[resource_type]
     rows = view_rows(silver_view.view, contexts, keep_context=True)
     sources = resources.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(CID), "source")
     return rows.join(sources, on=CID, how="left", maintain_order="left").select("source", *silver_view.dtypes)

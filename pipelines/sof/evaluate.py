@@ -84,16 +84,28 @@ def evaluate(node: Node, focus: pl.DataFrame, ids: pl.Series, env: Env) -> pl.Da
 
 
 def member(focus: pl.DataFrame, name: str) -> pl.DataFrame:
-    """`focus.name`: the element of every object item, flattened; a type name filters resources."""
+    """`focus.name`: the element of every object item, flattened; a type name filters resources.
+
+    The common case, one item per context (a resource, a forEach item), needs no renumbering: a
+    single element keeps position 0 and a list's positions are its indexes.
+    """
     elements = fields(focus)
     if name not in elements:
         if name[:1].isupper() and "resourceType" in elements:
             return renumber(focus.filter(pl.col(V).struct.field("resourceType") == name))
         return empty()
     out = focus.select(CID, ORD, pl.col(V).struct.field(name).alias(V))
-    if isinstance(elements[name], pl.List):
-        out = out.explode(V)
-    return renumber(out)
+    singletons = focus.is_empty() or focus[ORD].max() == 0
+    if not isinstance(elements[name], pl.List):
+        return out.filter(pl.col(V).is_not_null()) if singletons else renumber(out)
+    if (
+        not singletons
+        or out.select(pl.col(V).list.eval(pl.element().is_null().sum()).list.first().sum()).item()
+    ):
+        return renumber(out.explode(V))
+    positions = pl.int_ranges(0, pl.col(V).list.len(), dtype=pl.Int64).alias(ORD)
+    present = out.filter(pl.col(V).list.len() > 0)
+    return present.with_columns(positions).explode([V, ORD]).filter(pl.col(V).is_not_null())
 
 
 def _path(node: Path, focus: pl.DataFrame, ids: pl.Series, env: Env) -> pl.DataFrame:
