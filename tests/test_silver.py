@@ -146,3 +146,30 @@ def test_partitions_to_rebuild() -> None:
     assert partitions_to_rebuild("01,03", keys) == ["01", "03"]
     assert partitions_to_rebuild("", keys) == []
     assert partitions_to_rebuild("00,shared", keys) == keys
+
+
+def test_expectation_suites_cover_every_view_and_report_without_values() -> None:
+    from pipelines.silver.expectations import check_table, load_suites
+
+    suites = load_suites()
+    assert set(suites) == {view.name for view in load_views()}
+    secret = "Zeppelina-Contract-Probe"
+    values = {
+        "source": ["ehr_a", "ehr_a", "ehr_a"],
+        "id": ["p1", "p1", "p2"],
+        "gender": ["female", secret, "male"],
+        "birth_date": ["1970-01-01", "1970-13", "not a date"],
+    }
+    patient_view = next(view for view in load_views() if view.name == "patient")
+    frame = pl.DataFrame(
+        {name: values.get(name, [None] * 3) for name in ["source", *patient_view.dtypes]},
+        schema={"source": pl.String, **patient_view.dtypes},
+    )
+    outcome = check_table("patient", frame, suites["patient"])
+    assert not outcome.success
+    text = "; ".join(outcome.failures)
+    assert "expect_compound_columns_to_be_unique(source,id): 2 unexpected" in text
+    assert "expect_column_values_to_be_in_set(gender): 1 unexpected" in text
+    assert "birth_date" in text and secret not in text and "not a date" not in text
+    clean = frame.filter(pl.col("id") == "p2").with_columns(pl.lit("1980-02-29").alias("birth_date"))
+    assert check_table("patient", clean, suites["patient"]).success

@@ -5,11 +5,25 @@ import dagster as dg
 from assets.bronze.assets import FHIR_RESOURCES_KEY
 from assets.partitions import patient_buckets
 from assets.resources import LakeResource
-from pipelines.silver.build import SILVER, TYPE_CONFLICTS, build_partition
+from pipelines.silver.build import SILVER, TYPE_CONFLICTS, build_partition, read_partition
+from pipelines.silver.expectations import check_table, load_suites
 from pipelines.silver.views import load_views
 
 SILVER_GROUP = "silver"
 TYPE_CONFLICTS_KEY = dg.AssetKey([SILVER, TYPE_CONFLICTS])
+EXPECTATIONS_CHECK = "expectations"
+
+
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    """One contract check per silver table that has a suite in data_contracts/expectations."""
+    suites = load_suites()
+    return [
+        dg.AssetCheckSpec(
+            EXPECTATIONS_CHECK, asset=[SILVER, view.name], description="Great Expectations suite"
+        )
+        for view in load_views()
+        if view.name in suites
+    ]
 
 
 def _specs() -> list[dg.AssetSpec]:
@@ -34,7 +48,9 @@ def _specs() -> list[dg.AssetSpec]:
     return specs
 
 
-@dg.multi_asset(specs=_specs(), partitions_def=patient_buckets(), can_subset=False)
+@dg.multi_asset(
+    specs=_specs(), check_specs=_check_specs(), partitions_def=patient_buckets(), can_subset=False
+)
 def silver_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     """Rebuild one bucket of every silver table from bronze: latest versions, deletions applied, views run."""
     report = build_partition(lake.settings().lake, context.partition_key)
@@ -55,3 +71,15 @@ def silver_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     yield dg.MaterializeResult(
         asset_key=TYPE_CONFLICTS_KEY, metadata={"values_nulled": sum(report.type_conflicts.values())}
     )
+    suites = load_suites()
+    for view in load_views():
+        if view.name not in suites:
+            continue
+        table = read_partition(lake.settings().lake, view.name, context.partition_key)
+        outcome = check_table(view.name, table, suites[view.name])
+        yield dg.AssetCheckResult(
+            asset_key=[SILVER, view.name],
+            check_name=EXPECTATIONS_CHECK,
+            passed=outcome.success,
+            metadata={"expectations_evaluated": outcome.evaluated, "failures": "; ".join(outcome.failures)},
+        )

@@ -142,3 +142,9 @@ def _write(lake: UPath, table: str, partition: str, frame: pl.DataFrame) -> None
     target = folder / PARTITION_FILE
     remove_files(p for p in parquet_files(folder) if p != target)
     write_parquet_atomic(frame, target)
+
+
+def read_partition(lake: UPath, table: str, partition: str) -> pl.DataFrame:
+    """One partition of a silver table (empty when it has no file)."""
+    path = table_path(lake, SILVER, table) / f"bucket={partition}" / PARTITION_FILE
+    return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
