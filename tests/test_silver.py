@@ -173,3 +173,27 @@ def test_expectation_suites_cover_every_view_and_report_without_values() -> None
     assert "birth_date" in text and secret not in text and "not a date" not in text
     clean = frame.filter(pl.col("id") == "p2").with_columns(pl.lit("1980-02-29").alias("birth_date"))
     assert check_table("patient", clean, suites["patient"]).success
+
+
+def test_schema_drift_does_not_break_or_drop(landing: UPath, lake: UPath, views) -> None:
+    odd = [
+        {**patient("d1"), "_birthDate": {"extension": [{"url": "http://x", "valueString": "approx"}]}},
+        {
+            **patient("d2"),
+            "contained": [{"resourceType": "Practitioner", "id": "c1"}],
+            "unknownElement": {"a": [1]},
+        },
+        {**patient("d3"), "name": [], "extension": [{"url": "http://y", "valueDecimal": 1.5}]},
+        {**patient("d4"), "multipleBirthInteger": 2, "text": {"div": "x" * 2_000_000}},
+        {**patient("d5"), "multipleBirthInteger": "three"},  # the same element as text: widened, then counted
+    ]
+    write_ndjson(Path(landing) / "ehr" / "Patient.000.ndjson", odd)
+    ingest_landing(landing, lake, buckets=1)
+    reports = [build_partition(lake, key, views) for key in partition_keys(1)]
+    rows = silver(lake, "patient").sort("id")
+    assert rows["id"].to_list() == ["d1", "d2", "d3", "d4", "d5"]
+    assert rows["birth_date"].to_list() == ["1970-01-01"] * 5
+    assert rows.filter(pl.col("id") == "d4")["multiple_birth"].item() == 2
+    assert rows.filter(pl.col("id") == "d5")["multiple_birth"].item() is None
+    assert sum(r.type_conflicts["patient.multiple_birth"] for r in reports) == 1
+    assert sum(r.decoders["polars"] for r in reports) == 1  # pyarrow refused the mixed types; Polars widened
