@@ -166,3 +166,20 @@ def test_views_run_command_writes_parquet_and_counts_bad_lines(tmp_path) -> None
         ],
     )
     assert bad.exit_code == 2 and not (tmp_path / "x.parquet").exists()
+
+
+def test_decoding_keeps_dates_as_text_even_when_they_first_appear_after_the_sample() -> None:
+    import orjson
+    import polars as pl
+
+    from pipelines.sof.frames import SAMPLE_LINES, contexts_from_json
+
+    plain = [{"resourceType": "Patient", "id": f"p{i}"} for i in range(SAMPLE_LINES + 10)]
+    plain[-1] = {**plain[-1], "birthDate": "2020-05-11", "meta": {"lastUpdated": "2020-05-11T10:00:00+02:00"}}
+    plain[-2] = {**plain[-2], "extra": {"nested": [1, 2]}}
+    raw = pl.Series([orjson.dumps(r).decode() for r in plain])
+    contexts, decoder = contexts_from_json(raw)
+    assert decoder == "pyarrow"
+    last = contexts["v"][-1]
+    assert last["birthDate"] == "2020-05-11" and last["meta"]["lastUpdated"] == "2020-05-11T10:00:00+02:00"
+    assert contexts["v"][-2]["extra"] == {"nested": [1, 2]}
