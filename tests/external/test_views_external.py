@@ -11,6 +11,7 @@ import pytest
 from pipelines.sof import run_view
 from tests.views_support import (
     SNOMED,
+    bundle_resources,
     by_type,
     expected_rows_per_key,
     load_views,
@@ -105,3 +106,39 @@ def test_spot_checks(
     assert all(row["performed_start"] and row["performed_end"] for row in procedures)
     assert {row["vaccine_system"] for row in bulk_rows["immunization"]} == {"http://hl7.org/fhir/sid/cvx"}
     assert all(row["udi_device_identifier"] for row in bulk_rows["device"])
+
+
+@pytest.fixture(scope="module")
+def bundles(synthea_bundles: Path) -> dict[str, list[dict[str, Any]]]:
+    """The 79-patient Synthea transaction Bundles' resources by type, references resolved as bronze does."""
+    return by_type(r for path in sorted(synthea_bundles.rglob("*.json")) for r in bundle_resources(path))
+
+
+@pytest.fixture(scope="module")
+def bundle_rows(bundles: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    return {table: run_view(view, bundles.get(view["resource"], [])) for table, view in VIEWS.items()}
+
+
+@pytest.mark.parametrize("table", sorted(VIEWS))
+def test_bundles_rows_and_values(
+    table: str, bundles: dict[str, list[dict[str, Any]]], bundle_rows: dict[str, list[dict[str, Any]]]
+) -> None:
+    view = VIEWS[table]
+    resources = bundles.get(view["resource"], [])
+    key = view_columns(view)[0]["name"]
+    assert Counter(row[key] for row in bundle_rows[table]) == expected_rows_per_key(table, resources)
+    assert row_mismatches(table, bundle_rows[table], resources) == []
+
+
+def test_bundles_spot_checks(
+    bundles: dict[str, list[dict[str, Any]]], bundle_rows: dict[str, list[dict[str, Any]]]
+) -> None:
+    assert len(bundle_rows["patient"]) == 79
+    assert len(bundle_rows["observation"]) == len(bundles["Observation"]) > 10_000
+    patients = {row["id"] for row in bundle_rows["patient"]}
+    # urn:uuid references were resolved, so every observation names one of the 79 patients
+    assert {row["patient_id"] for row in bundle_rows["observation"]} <= patients
+    # these bundles carry blood pressure as separate CIEL-coded observations (5085 systolic), no panels
+    systolic = [row for row in bundle_rows["observation"] if row["code"] and row["code"].startswith("5085")]
+    assert systolic and all(row["value_quantity_value"] is not None for row in systolic)
+    assert bundle_rows["observation_component"] == []
