@@ -183,3 +183,25 @@ def test_decoding_keeps_dates_as_text_even_when_they_first_appear_after_the_samp
     last = contexts["v"][-1]
     assert last["birthDate"] == "2020-05-11" and last["meta"]["lastUpdated"] == "2020-05-11T10:00:00+02:00"
     assert contexts["v"][-2]["extra"] == {"nested": [1, 2]}
+
+
+def test_row_wise_columns_are_reported() -> None:
+    from pipelines.sof.view import parse_view, row_wise_columns
+
+    definition = {
+        "resource": "Observation",
+        "select": [
+            {
+                "column": [
+                    {"name": "id", "path": "id"},
+                    {"name": "low", "path": "value.ofType(Quantity).value.lowBoundary()"},
+                ]
+            },
+            {
+                "forEach": "component",
+                "column": [{"name": "high", "path": "(value.ofType(Quantity).value).highBoundary() + 1"}],
+            },
+        ],
+    }
+    assert row_wise_columns(parse_view(definition)) == ["low", "high"]
+    assert row_wise_columns(parse_view(view({"name": "id", "path": "id"}))) == []

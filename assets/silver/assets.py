@@ -8,6 +8,7 @@ from assets.resources import LakeResource
 from pipelines.silver.build import SILVER, TYPE_CONFLICTS, build_partition, read_partition
 from pipelines.silver.expectations import check_table, load_suites
 from pipelines.silver.views import load_views
+from pipelines.sof.view import row_wise_columns
 
 SILVER_GROUP = "silver"
 TYPE_CONFLICTS_KEY = dg.AssetKey([SILVER, TYPE_CONFLICTS])
@@ -33,7 +34,11 @@ def _specs() -> list[dg.AssetSpec]:
             description=view.definition.get("description") or f"Rows of the {view.name} ViewDefinition.",
             group_name=SILVER_GROUP,
             deps=[FHIR_RESOURCES_KEY],
-            metadata={"view_resource": view.view.resource, "columns": ", ".join(view.dtypes)},
+            metadata={
+                "view_resource": view.view.resource,
+                "columns": ", ".join(view.dtypes),
+                "row_wise_columns": ", ".join(row_wise_columns(view.view)) or "none",
+            },
         )
         for view in load_views()
     ]

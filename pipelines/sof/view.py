@@ -170,3 +170,33 @@ def _constants(items: Any) -> dict[str, tuple[Any, str]]:
             raise ViewDefinitionError(f"constant {name} needs exactly one value[x] of a primitive type")
         constants[name] = (item[values[0]], _CONSTANT_TYPES[values[0]])
     return constants
+
+
+ROW_WISE_FUNCTIONS = frozenset({"lowBoundary", "highBoundary"})
+"""FHIRPath functions evaluated value by value (each value's own precision decides the result)."""
+
+
+def row_wise_columns(view: View) -> list[str]:
+    """Columns whose expression uses a row-wise function: the engine's only non-vectorized code."""
+    from pipelines.sof.fhirpath import Binary, Call, Index, Path, Unary
+
+    def uses(node: Node) -> bool:
+        if isinstance(node, Call):
+            return node.name in ROW_WISE_FUNCTIONS or any(uses(a) for a in node.args)
+        if isinstance(node, Path | Binary):
+            return uses(node.left) or uses(node.right)
+        if isinstance(node, Index):
+            return uses(node.target) or uses(node.index)
+        if isinstance(node, Unary):
+            return uses(node.operand)
+        return False
+
+    found: list[str] = []
+
+    def walk(select: Select) -> None:
+        found.extend(c.name for c in select.columns if uses(c.expression))
+        for child in (*select.selects, *select.union_all):
+            walk(child)
+
+    walk(view.select)
+    return list(dict.fromkeys(found))
