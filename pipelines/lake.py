@@ -31,17 +31,19 @@ def is_local(path: UPath) -> bool:
     return path.protocol in ("", "file", "local")
 
 
-def write_parquet_atomic(frame: pl.DataFrame | pa.Table, path: UPath) -> None:
+def write_parquet_atomic(
+    frame: pl.DataFrame | pa.Table, path: UPath, row_group_size: int | None = None
+) -> None:
     """Write one Parquet file so that readers see either the old file, the new one, or none."""
     table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_local(path):
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        pq.write_table(table, str(tmp), compression="zstd")
+        pq.write_table(table, str(tmp), compression="zstd", row_group_size=row_group_size)
         os.replace(str(tmp), str(path))
         return
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd", row_group_size=row_group_size)
     path.write_bytes(buffer.getvalue())
 
 
@@ -84,3 +86,43 @@ def remove_files(paths: Iterable[UPath]) -> None:
 def _storage_options(path: UPath) -> dict[str, str] | None:
     options = dict(getattr(path, "storage_options", {}) or {})
     return options or None
+
+
+class AtomicParquetWriter:
+    """Append row groups to a Parquet file that appears only when complete (`commit`).
+
+    Local lakes write a hidden temporary file beside the target and rename it; object stores get the
+    finished file in one upload. Memory holds one row group at a time, not the whole table.
+    """
+
+    def __init__(self, path: UPath, schema: pa.Schema) -> None:
+        self.path, self.schema = path, schema
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if is_local(path):
+            self._temp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
+        else:
+            import tempfile
+
+            self._temp = tempfile.mkstemp(suffix=".parquet")[1]
+        self._writer = pq.ParquetWriter(self._temp, schema, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        """Append one batch (cast to the file's schema)."""
+        if table.num_rows:
+            self._writer.write_table(table.cast(self.schema))
+
+    def commit(self) -> None:
+        """Close the file and put it in place."""
+        self._writer.close()
+        if is_local(self.path):
+            os.replace(self._temp, str(self.path))
+        else:
+            with open(self._temp, "rb") as handle:
+                self.path.write_bytes(handle.read())
+            os.unlink(self._temp)
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        self._writer.close()
+        if os.path.exists(self._temp):
+            os.unlink(self._temp)

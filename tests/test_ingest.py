@@ -131,10 +131,10 @@ def test_a_crash_before_the_commit_leaves_nothing_visible(
     build_landing(Path(landing))
     real_write = writer_module.write_parquet_atomic
 
-    def crash_on_log(frame, path):  # the ingest_log part is the commit: die just before it
+    def crash_on_log(frame, path, **options):  # the ingest_log part is the commit: die just before it
         if "ingest_log" in str(path):
             raise KeyboardInterrupt("killed")
-        real_write(frame, path)
+        real_write(frame, path, **options)
 
     monkeypatch.setattr(writer_module, "write_parquet_atomic", crash_on_log)
     with pytest.raises(KeyboardInterrupt):

@@ -40,6 +40,7 @@ DEFAULT_BATCH_BYTES = 64 << 20
 the writer's memory (raw records are kept in full, so bytes matter more than rows)."""
 RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)
 _FILE_POSITION = "_file_position"
+ROW_GROUP_ROWS = 16_384
 
 
 class BatchWriter:
@@ -102,6 +103,9 @@ class BatchWriter:
                 "patient_key",
                 self.buckets,
             ).drop("_bucket_source")
+            if table == FHIR_RESOURCES:
+                # grouped by type in small row groups, so a reader of one resource type skips the others
+                frame = frame.sort("resource_type", maintain_order=True)
             for (bucket,), part in frame.partition_by("bucket", as_dict=True, maintain_order=True).items():
                 self.touched.add((table, str(bucket)))
                 parts.append(
@@ -122,7 +126,7 @@ class BatchWriter:
             )
         )
         for path, frame in parts:
-            write_parquet_atomic(frame, path)
+            write_parquet_atomic(frame, path, row_group_size=ROW_GROUP_ROWS)
         write_parquet_atomic(pl.DataFrame(self._log, schema=INGEST_LOG_SCHEMA), log_path)
         marker.unlink()
         self._frames = {t: [] for t in self._frames}

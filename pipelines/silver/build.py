@@ -10,11 +10,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow as pa
 from upath import UPath
 
 from pipelines.bronze.tables import BRONZE, FHIR_RESOURCES, INGEST_LOG
 from pipelines.buckets import SHARED_BUCKET
-from pipelines.lake import parquet_files, remove_files, scan_table, table_path, write_parquet_atomic
+from pipelines.lake import (
+    AtomicParquetWriter,
+    parquet_files,
+    remove_files,
+    scan_table,
+    table_path,
+    write_parquet_atomic,
+)
 from pipelines.silver.current import RESOURCE_KEY, current_resources
 from pipelines.silver.views import SilverView, load_views
 from pipelines.sof.collections import CID
@@ -43,34 +51,65 @@ def partition_keys(buckets: int) -> list[str]:
     return [f"{i:02d}" for i in range(buckets)] + [SHARED_BUCKET]
 
 
+RESOURCES_PER_CHUNK = 50_000
+"""Resources decoded and flattened at a time; bounds memory however large a bucket grows."""
+
+
 def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] | None = None) -> SilverReport:
-    """Rebuild every silver table's `partition` from bronze and return what was written."""
+    """Rebuild every silver table's `partition` from bronze and return what was written.
+
+    Resource type by resource type, and within a type chunk by chunk, each chunk decoded once for all
+    views of its type; rows are appended to per-table files that replace the old partition at the end.
+    """
     views = views if views is not None else load_views()
     report = SilverReport(partition)
-    resources = _current(lake, partition, report)
-    by_type = {key[0]: frame for key, frame in resources.partition_by("resource_type", as_dict=True).items()}
-    decoded: dict[str, pl.DataFrame] = {}  # contexts per resource type, decoded once for all its views
-    conflicts: list[dict[str, object]] = []
-    for silver_view in views:
-        rows = _rows(silver_view, by_type.get(silver_view.view.resource), decoded, report)
-        typed, nulled = _typed(rows, silver_view)
-        for column, count in nulled.items():
-            report.type_conflicts[f"{silver_view.name}.{column}"] += count
-            conflicts.append({"table": silver_view.name, "column": column, "values_nulled": count})
-        report.rows[silver_view.name] = typed.height
-        _write(lake, silver_view.name, partition, typed)
+    writers = {
+        v.name: AtomicParquetWriter(_partition_file(lake, v.name, partition), _arrow_schema(v)) for v in views
+    }
+    conflicts: Counter[tuple[str, str]] = Counter()
+    try:
+        for resource_type in sorted({v.view.resource for v in views}):
+            of_type = [v for v in views if v.view.resource == resource_type]
+            current = _current(lake, partition, resource_type, report)
+            for chunk in current.iter_slices(RESOURCES_PER_CHUNK):
+                contexts, decoder = contexts_from_json(chunk["raw"])
+                report.decoders[decoder] += 1
+                sources = chunk.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(CID), "source")
+                for silver_view in of_type:
+                    rows = view_rows(silver_view.view, contexts, keep_context=True)
+                    rows = rows.join(sources, on=CID, how="left", maintain_order="left")
+                    typed, nulled = _typed(rows.select("source", *silver_view.dtypes), silver_view)
+                    for column, count in nulled.items():
+                        conflicts[(silver_view.name, column)] += count
+                    report.rows[silver_view.name] += typed.height
+                    writers[silver_view.name].write(typed.to_arrow())
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    for name, writer in writers.items():
+        _clear_stale(lake, name, partition)
+        writer.commit()
+    for (table, column), count in conflicts.items():
+        report.type_conflicts[f"{table}.{column}"] += count
     conflict_frame = pl.DataFrame(
-        conflicts, schema={"table": pl.String, "column": pl.String, "values_nulled": pl.Int64}
+        [{"table": t, "column": c, "values_nulled": n} for (t, c), n in sorted(conflicts.items())],
+        schema={"table": pl.String, "column": pl.String, "values_nulled": pl.Int64},
     )
-    _write(lake, TYPE_CONFLICTS, partition, conflict_frame)
+    _clear_stale(lake, TYPE_CONFLICTS, partition)
+    write_parquet_atomic(conflict_frame, _partition_file(lake, TYPE_CONFLICTS, partition))
     return report
 
 
-def _current(lake: UPath, partition: str, report: SilverReport) -> pl.DataFrame:
+def _arrow_schema(silver_view: SilverView) -> pa.Schema:
+    return pl.DataFrame(schema={"source": pl.String, **silver_view.dtypes}).to_arrow().schema
+
+
+def _current(lake: UPath, partition: str, resource_type: str, report: SilverReport) -> pl.DataFrame:
     folder = table_path(lake, BRONZE, FHIR_RESOURCES)
     if not parquet_files(folder):
-        return pl.DataFrame(schema={"resource_type": pl.String, "source": pl.String, "raw": pl.String})
-    bronze = scan_table(lake, BRONZE, FHIR_RESOURCES)
+        return pl.DataFrame(schema={"source": pl.String, "raw": pl.String})
+    bronze = scan_table(lake, BRONZE, FHIR_RESOURCES).filter(pl.col("resource_type") == resource_type)
     upserts = bronze.filter((pl.col("bucket") == partition) & (pl.col("operation") == "upsert"))
     # Patient deletions sit in the patient's bucket, all others in `shared` (their patient is unknown)
     deletes = bronze.filter(
@@ -83,28 +122,10 @@ def _current(lake: UPath, partition: str, report: SilverReport) -> pl.DataFrame:
         .alias("deleted_at"),
     )
     deletes = deletes.join(log, on="ingest_key", how="left").select(*RESOURCE_KEY, "deleted_at")
-    current = current_resources(upserts, deletes).select("source", "resource_type", "raw").collect()
-    report.resources = current.height
-    report.deleted = upserts.select(pl.len()).collect().item() - current.height
+    current = current_resources(upserts, deletes).select("source", "raw").collect()
+    report.resources += current.height
+    report.deleted += upserts.select(pl.len()).collect().item() - current.height
     return current
-
-
-def _rows(
-    silver_view: SilverView,
-    resources: pl.DataFrame | None,
-    decoded: dict[str, pl.DataFrame],
-    report: SilverReport,
-) -> pl.DataFrame:
-    if resources is None or resources.is_empty():
-        return pl.DataFrame(schema={"source": pl.String, **silver_view.dtypes})
-    resource_type = silver_view.view.resource
-    if resource_type not in decoded:
-        decoded[resource_type], decoder = contexts_from_json(resources["raw"])
-        report.decoders[decoder] += 1
-    contexts = decoded[resource_type]
-    rows = view_rows(silver_view.view, contexts, keep_context=True)
-    sources = resources.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(CID), "source")
-    return rows.join(sources, on=CID, how="left", maintain_order="left").select("source", *silver_view.dtypes)
 
 
 def _typed(rows: pl.DataFrame, silver_view: SilverView) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -137,11 +158,13 @@ def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
         return pl.Series(column.name, [None] * column.len(), dtype=dtype)
 
 
-def _write(lake: UPath, table: str, partition: str, frame: pl.DataFrame) -> None:
+def _partition_file(lake: UPath, table: str, partition: str) -> UPath:
+    return table_path(lake, SILVER, table) / f"bucket={partition}" / PARTITION_FILE
+
+
+def _clear_stale(lake: UPath, table: str, partition: str) -> None:
     folder = table_path(lake, SILVER, table) / f"bucket={partition}"
-    target = folder / PARTITION_FILE
-    remove_files(p for p in parquet_files(folder) if p != target)
-    write_parquet_atomic(frame, target)
+    remove_files(p for p in parquet_files(folder) if p.name != PARTITION_FILE)
 
 
 def read_partition(lake: UPath, table: str, partition: str) -> pl.DataFrame:
