@@ -197,3 +197,27 @@ def test_schema_drift_does_not_break_or_drop(landing: UPath, lake: UPath, views)
     assert rows.filter(pl.col("id") == "d5")["multiple_birth"].item() is None
     assert sum(r.type_conflicts["patient.multiple_birth"] for r in reports) == 1
     assert sum(r.decoders["polars"] for r in reports) == 1  # pyarrow refused the mixed types; Polars widened
+
+
+def test_declared_types_convert_leniently_and_count_what_does_not_fit() -> None:
+    from pipelines.silver.build import _typed
+    from pipelines.silver.views import SilverView
+
+    silver_view = SilverView(
+        "t",
+        {},
+        None,
+        {"obj": pl.String(), "flag": pl.Boolean(), "n": pl.Int64(), "items": pl.String()},  # type: ignore[arg-type]
+    )
+    rows = pl.DataFrame(
+        {
+            "source": ["a", "a"],
+            "obj": [{"x": 1}, None],
+            "flag": ["true", "maybe"],
+            "n": ["7", "seven"],
+            "items": [[1, 2], None],
+        }
+    )
+    typed, nulled = _typed(rows, silver_view)
+    assert typed.rows() == [("a", '{"x":1}', True, 7, "[1,2]"), ("a", None, None, None, None)]
+    assert nulled == {"flag": 1, "n": 1}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import orjson
 import polars as pl
 import pyarrow as pa
 from upath import UPath
@@ -145,11 +146,9 @@ def _typed(rows: pl.DataFrame, silver_view: SilverView) -> tuple[pl.DataFrame, d
 def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:
     """A lenient conversion: objects become JSON text for text columns; what cannot convert is null."""
     if dtype == pl.String and isinstance(column.dtype, pl.Struct | pl.List):
-        return (
-            column.to_frame().select(pl.col(column.name).struct.json_encode()).to_series()
-            if isinstance(column.dtype, pl.Struct)
-            else column.cast(pl.String, strict=False)
-        )
+        # a conflict path only (an element that is an object where the view expected text): row-wise is fine
+        texts = [None if value is None else orjson.dumps(value).decode() for value in column.to_list()]
+        return pl.Series(column.name, texts, dtype=pl.String)
     if dtype == pl.Boolean and column.dtype == pl.String:
         return column.replace_strict({"true": True, "false": False}, default=None, return_dtype=pl.Boolean)
     try:
@@ -169,5 +168,5 @@ def _clear_stale(lake: UPath, table: str, partition: str) -> None:
 
 def read_partition(lake: UPath, table: str, partition: str) -> pl.DataFrame:
     """One partition of a silver table (empty when it has no file)."""
-    path = table_path(lake, SILVER, table) / f"bucket={partition}" / PARTITION_FILE
+    path = _partition_file(lake, table, partition)
     return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
