@@ -221,3 +221,37 @@ def test_declared_types_convert_leniently_and_count_what_does_not_fit() -> None:
     typed, nulled = _typed(rows, silver_view)
     assert typed.rows() == [("a", '{"x":1}', True, 7, "[1,2]"), ("a", None, None, None, None)]
     assert nulled == {"flag": 1, "n": 1}
+
+
+def test_a_new_export_rebuilds_only_touched_buckets_and_matches_a_full_rebuild(
+    landing: UPath, lake: UPath, views, tmp_path: Path
+) -> None:
+    write_ndjson(Path(landing) / "ehr" / "Patient.000.ndjson", [patient(f"p{i}") for i in range(12)])
+    write_ndjson(
+        Path(landing) / "ehr" / "Observation.000.ndjson",
+        [observation(f"o{i}", f"p{i % 12}") for i in range(24)],
+    )
+    ingest_landing(landing, lake, buckets=4)
+    for key in partition_keys(4):
+        build_partition(lake, key, views)
+    before = {p: p.read_bytes() for p in Path(lake / "silver").rglob("data.parquet")}
+
+    # the next export: one new observation and a newer version of another, both for patient p5
+    newer = {**observation("o5", "p5"), "meta": {"versionId": "2", "lastUpdated": "2026-06-01T00:00:00Z"}}
+    write_ndjson(Path(landing) / "ehr" / "Observation.001.ndjson", [observation("o-new", "p5"), newer])
+    report = ingest_landing(landing, lake, buckets=4)
+    touched = partitions_to_rebuild(",".join(report.buckets_touched("fhir_resources")), partition_keys(4))
+    assert len(touched) == 1
+    for key in touched:
+        build_partition(lake, key, views)
+    after = {p: p.read_bytes() for p in Path(lake / "silver").rglob("data.parquet")}
+    changed = {p.parent.name for p in after if after[p] != before.get(p)}
+    assert changed == {f"bucket={touched[0]}"}  # untouched buckets were not rewritten
+
+    full = UPath(tmp_path / "full-lake")
+    ingest_landing(landing, full, buckets=4)
+    for key in partition_keys(4):
+        build_partition(full, key, views)
+    for table in ("patient", "observation_value"):
+        assert silver(full, table).sort("id").equals(silver(lake, table).sort("id")), table
+    assert silver(lake, "observation_value").height == 25
