@@ -49,11 +49,6 @@ def singleton(collection: pl.DataFrame) -> pl.DataFrame:
     return collection.filter(pl.col(ORD) == 0).select(CID, V)
 
 
-def is_struct(collection: pl.DataFrame) -> bool:
-    """Whether the items are objects (FHIR complex types or resources)."""
-    return isinstance(collection.schema[V], pl.Struct)
-
-
 def fields(collection: pl.DataFrame) -> dict[str, pl.DataType]:
     """Element names and types of object items (empty for primitives)."""
     dtype = collection.schema[V]
