@@ -103,7 +103,8 @@ class AtomicParquetWriter:
         else:
             import tempfile
 
-            self._temp = tempfile.mkstemp(suffix=".parquet")[1]
+            handle, self._temp = tempfile.mkstemp(suffix=".parquet")
+            os.close(handle)
         self._writer = pq.ParquetWriter(self._temp, schema, compression="zstd")
 
     def write(self, table: pa.Table) -> None:

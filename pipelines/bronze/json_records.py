@@ -1,4 +1,4 @@
-"""Shared machinery for non-FHIR JSON inputs (device data points, vendor payload items, conversations).
+"""Shared machinery of the JSON readers (FHIR resources, device data points, vendor items, conversations).
 
 A reader declares the Arrow schema of the key fields it needs and which of them must be strings; this
 module parses NDJSON files or lists of JSON items into positioned rows plus quarantine rows.

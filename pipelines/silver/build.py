@@ -42,7 +42,6 @@ class SilverReport:
     partition: str
     rows: Counter[str] = field(default_factory=Counter)
     resources: int = 0
-    deleted: int = 0
     type_conflicts: Counter[str] = field(default_factory=Counter)  # "<table>.<column>" -> values nulled
     decoders: Counter[str] = field(default_factory=Counter)
 
@@ -125,7 +124,6 @@ def _current(lake: UPath, partition: str, resource_type: str, report: SilverRepo
     deletes = deletes.join(log, on="ingest_key", how="left").select(*RESOURCE_KEY, "deleted_at")
     current = current_resources(upserts, deletes).select("source", "raw").collect()
     report.resources += current.height
-    report.deleted += upserts.select(pl.len()).collect().item() - current.height
     return current
 
 
