@@ -5,12 +5,15 @@ Each stage runs in a fresh interpreter so that its peak resident memory is its o
 
 from __future__ import annotations
 
+import copy
 import json
 import resource
+import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from upath import UPath
 
@@ -61,8 +64,9 @@ def silver(landing: str, lake: str, buckets: int, workers: int) -> dict[str, obj
     fhir_files = [
         p for source in ("ehr_a", "ehr_b") for p in (Path(landing) / source).rglob("*") if p.is_file()
     ]
+    fhir_bytes = sum(p.stat().st_size for p in fhir_files)
     started = time.perf_counter()
-    fhir_bytes = sum(len(p.read_bytes()) for p in fhir_files)
+    subprocess.run(["cat", *map(str, fhir_files)], stdout=subprocess.DEVNULL, check=True)
     read_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
@@ -77,7 +81,129 @@ def silver(landing: str, lake: str, buckets: int, workers: int) -> dict[str, obj
     }
 
 
-STAGES = {"generate": generate, "ingest": ingest, "silver": silver}
+def compare(landing: str, per_type: int) -> dict[str, object]:
+    """Every silver view through this engine and through `sqlonfhir` (fhirpathpy, row by row) over the
+    same fixed sample: the first `per_type` resources of each type in the ehr_a Bulk export. Ours reads
+    the NDJSON text (as silver does); sqlonfhir gets the resources already parsed, untimed. One core each."""
+    import orjson
+    import polars as pl
+
+    from pipelines.silver.views import load_views
+    from pipelines.sof.engine import view_rows
+    from pipelines.sof.frames import contexts_from_json
+    from pipelines.sof.view import parse_view
+
+    views = load_views()
+    wanted = {v.view.resource for v in views}
+    sample: dict[str, list[bytes]] = {t: [] for t in wanted}
+    for path in sorted((Path(landing) / "ehr_a").glob("*.ndjson")):
+        resource_type = path.name.split(".")[0]
+        if resource_type not in wanted or len(sample[resource_type]) >= per_type:
+            continue
+        with path.open("rb") as lines:
+            for line in lines:
+                if len(sample[resource_type]) >= per_type:
+                    break
+                sample[resource_type].append(line.rstrip(b"\n"))
+    ours = theirs = 0.0
+    resources = 0
+    dropped: list[str] = []
+    for resource_type, lines in sorted(sample.items()):
+        parsed = [orjson.loads(line) for line in lines]  # sqlonfhir gets parsed JSON; its parse is untimed
+        comparable = []
+        for silver_view in (v for v in views if v.view.resource == resource_type):
+            # probe on a few resources first; if the full sample then fails, probe on all of it
+            definition, lost = _what_sqlonfhir_runs(silver_view.definition, parsed[:200])
+            seconds = _timed_sqlonfhir(definition, parsed)
+            if seconds is None:
+                definition, lost = _what_sqlonfhir_runs(silver_view.definition, parsed)
+                seconds = _timed_sqlonfhir(definition, parsed)
+            dropped += [f"{silver_view.name}.{name}" for name in lost]
+            if definition is None or seconds is None:
+                continue
+            theirs += seconds
+            comparable.append(parse_view(definition))
+        if not comparable:
+            continue
+        text = pl.Series([line.decode() for line in lines], dtype=pl.String)
+        started = time.perf_counter()
+        contexts, _ = contexts_from_json(text)  # decoded once for all views of the type, as silver does
+        for view in comparable:
+            view_rows(view, contexts)
+        ours += time.perf_counter() - started
+        resources += len(lines) * len(comparable)
+    return {
+        "seconds": ours,
+        "records": resources,  # resource × view evaluations
+        "bytes": 0,
+        "sqlonfhir_seconds": theirs,
+        "columns_sqlonfhir_cannot_run": dropped,
+    }
+
+
+def _timed_sqlonfhir(definition: dict[str, Any] | None, resources: list[dict[str, Any]]) -> float | None:
+    """Seconds `sqlonfhir` takes for the view over the resources; None when it fails."""
+    import sqlonfhir
+
+    if definition is None:
+        return None
+    started = time.perf_counter()
+    try:
+        sqlonfhir.evaluate(resources, definition)
+    except Exception:
+        return None
+    return time.perf_counter() - started
+
+
+def _what_sqlonfhir_runs(
+    definition: dict[str, Any], probe: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The view without the columns `sqlonfhir` fails on (it has no %constants or %rowIndex and fails on
+    an absent reference in getReferenceKey), and those columns' names; None when nothing is left."""
+    import sqlonfhir
+
+    def runs(candidate: dict[str, Any] | None) -> bool:
+        try:
+            return candidate is not None and sqlonfhir.evaluate(probe, candidate) is not None
+        except Exception:
+            return False
+
+    names = _column_names(definition)
+    kept = {name for name in names if runs(_keep_columns(definition, {name}))}
+    reduced = _keep_columns(definition, kept)
+    if not runs(reduced):
+        return None, names
+    return reduced, [name for name in names if name not in kept]
+
+
+def _column_names(node: dict[str, Any]) -> list[str]:
+    names = [c["name"] for c in node.get("column", [])]
+    for child in [*node.get("select", []), *node.get("unionAll", [])]:
+        names += _column_names(child)
+    return names
+
+
+def _keep_columns(definition: dict[str, Any], keep: set[str]) -> dict[str, Any] | None:
+    """A copy of the view with only the columns in `keep` (select nodes left empty are dropped)."""
+
+    def prune(node: dict[str, Any]) -> dict[str, Any] | None:
+        node = dict(node)
+        if "column" in node:
+            node["column"] = [c for c in node["column"] if c["name"] in keep]
+            if not node["column"]:
+                del node["column"]
+        for key in ("select", "unionAll"):
+            if key in node:
+                node[key] = [p for p in (prune(child) for child in node[key]) if p is not None]
+                if not node[key]:
+                    del node[key]
+        return node if any(k in node for k in ("column", "select", "unionAll")) else None
+
+    pruned = prune(copy.deepcopy(definition))
+    return pruned if pruned is not None and "select" in pruned else None
+
+
+STAGES = {"generate": generate, "ingest": ingest, "silver": silver, "compare": compare}
 
 
 def main() -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import orjson
+import polars as pl
 import pytest
 
 from pipelines.sof import ViewDefinitionError, run_view
 from pipelines.sof.boundaries import high_boundary, low_boundary
+from pipelines.sof.compiled import compile_singleton
 from pipelines.sof.fhirpath import Binary, Call, Literal, Member, Path, parse
+from pipelines.sof.frames import contexts_from_json
 
 PATIENTS = [
     {
@@ -205,3 +209,58 @@ def test_row_wise_columns_are_reported() -> None:
     }
     assert row_wise_columns(parse_view(definition)) == ["low", "high"]
     assert row_wise_columns(parse_view(view({"name": "id", "path": "id"}))) == []
+
+
+TRICKY_OBSERVATIONS = [
+    {
+        "resourceType": "Observation",
+        "id": "o1",
+        "category": [{"text": "no coding"}, {"coding": [{"code": "vital-signs"}, {"code": "x"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "display": "no code"}, {"code": "8867-4"}]},
+        "subject": {"reference": "Patient/p1/_history/2"},
+        "effectivePeriod": {"start": "2026-01-01", "end": "2026-01-02"},
+        "valueQuantity": {"value": 72, "unit": "/min"},
+    },
+    {
+        "resourceType": "Observation",
+        "id": "o2",
+        "code": {"text": "no coding at all"},
+        "subject": {"reference": "Group/g1"},
+        "effectiveDateTime": "2026-02-01T10:00:00Z",
+        "valueString": "text",
+    },
+    {"resourceType": "Observation", "id": "o3", "category": [], "code": {"coding": []}},
+]
+COMPILED_PATHS = [
+    "getResourceKey()",
+    "code.coding.first().code",
+    "code.coding.first().system",
+    "category.coding.first().code",
+    "category.text.first()",
+    "subject.getReferenceKey(Patient)",
+    "subject.getReferenceKey()",
+    "value.ofType(Quantity).value",
+    "value.ofType(string)",
+    "(effective.ofType(dateTime) | effective.ofType(Period).start).first()",
+    "(category.coding.code | id).first()",
+    "absent.element",
+]
+
+
+@pytest.mark.parametrize("path", COMPILED_PATHS)
+def test_compiled_columns_agree_with_the_general_evaluator(path: str, monkeypatch) -> None:
+    definition = {"resource": "Observation", "select": [{"column": [{"name": "c", "path": path}]}]}
+    contexts, _ = contexts_from_json(
+        pl.Series([orjson.dumps(r).decode() for r in TRICKY_OBSERVATIONS], dtype=pl.String)
+    )
+    assert compile_singleton(parse(path), contexts.schema["v"]) is not None, "path should take the fast path"
+    fast = run_view(definition, TRICKY_OBSERVATIONS)
+    monkeypatch.setattr("pipelines.sof.engine.compile_singleton", lambda *_: None)
+    assert fast == run_view(definition, TRICKY_OBSERVATIONS)
+
+
+def test_paths_the_fast_path_cannot_prove_single_take_the_general_path() -> None:
+    contexts, _ = contexts_from_json(pl.Series([orjson.dumps(TRICKY_OBSERVATIONS[0]).decode()]))
+    multiple = ("category.coding.code", "code.coding.where(code = 'x').code", "(id | status).first().lower()")
+    for path in multiple:
+        assert compile_singleton(parse(path), contexts.schema["v"]) is None

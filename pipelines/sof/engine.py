@@ -11,6 +11,7 @@ import orjson
 import polars as pl
 
 from pipelines.sof.collections import CID, ORD, V, empty, renumber, singleton
+from pipelines.sof.compiled import compile_singleton
 from pipelines.sof.errors import ViewDefinitionError
 from pipelines.sof.evaluate import Env, evaluate
 from pipelines.sof.fhirpath import Node
@@ -79,8 +80,16 @@ def select_rows(node: Select, contexts: pl.DataFrame, env: Env) -> pl.DataFrame:
 def _body(node: Select, contexts: pl.DataFrame, env: Env) -> pl.DataFrame:
     ids = contexts[CID]
     focus = contexts.filter(pl.col(V).is_not_null())
-    rows = pl.DataFrame({CID: ids})
+    compiled = {
+        column.name: compile_singleton(column.expression, contexts.schema[V])
+        for column in node.columns
+        if not column.collection
+    }
+    # contexts hold one item each, so single-valued columns are computed in place, without joins
+    rows = contexts.select(CID, *(expr.alias(name) for name, expr in compiled.items() if expr is not None))
     for column in node.columns:
+        if compiled.get(column.name) is not None:
+            continue
         values = evaluate(column.expression, focus, ids, env)
         if column.collection:
             grouped = values.group_by(CID, maintain_order=True).agg(pl.col(V).alias(column.name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,8 @@ PRIMITIVE_DTYPES: dict[str, tuple[type[pl.DataType], ...]] = {
     "integer64": (pl.Int64,),
     "decimal": (pl.Float64, pl.Float32, pl.Int64),
 }
-_REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[^/]+)?$")
+REFERENCE_PATTERN = r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-\.]{1,64})(?:/_history/[^/]+)?$"
+"""A literal reference: type and id groups (a version suffix ignored)."""
 
 
 @dataclass
@@ -111,7 +111,7 @@ def member(focus: pl.DataFrame, name: str) -> pl.DataFrame:
 def _path(node: Path, focus: pl.DataFrame, ids: pl.Series, env: Env) -> pl.DataFrame:
     right = node.right
     if isinstance(right, Call) and right.name == "ofType" and len(right.args) == 1:
-        choice = _choice_element(node.left, _type_name(right.args[0]), focus, ids, env)
+        choice = _choice_element(node.left, type_name(right.args[0]), focus, ids, env)
         if choice is not None:
             return choice
     left = evaluate(node.left, focus, ids, env)
@@ -126,7 +126,7 @@ def _path(node: Path, focus: pl.DataFrame, ids: pl.Series, env: Env) -> pl.DataF
 
 
 def _choice_element(
-    left: Node, type_name: str, focus: pl.DataFrame, ids: pl.Series, env: Env
+    left: Node, wanted: str, focus: pl.DataFrame, ids: pl.Series, env: Env
 ) -> pl.DataFrame | None:
     """`value.ofType(Quantity)` is the JSON element `valueQuantity` (FHIR's choice-type naming)."""
     if isinstance(left, Member):
@@ -137,10 +137,11 @@ def _choice_element(
         return None
     if name in fields(base):
         return None  # a real element of that name: filter it by type instead
-    return member(base, name + type_name[:1].upper() + type_name[1:])
+    return member(base, name + wanted[:1].upper() + wanted[1:])
 
 
-def _type_name(node: Node) -> str:
+def type_name(node: Node) -> str:
+    """The type named in `ofType(T)` / `getReferenceKey(T)`, without a `FHIR.`/`System.` prefix."""
     if isinstance(node, Member):
         return node.name.removeprefix("FHIR.").removeprefix("System.")
     if isinstance(node, Path) and isinstance(node.right, Member):
@@ -212,16 +213,16 @@ def _call(name: str, args: tuple[Node, ...], focus: pl.DataFrame, ids: pl.Series
         return renumber(extensions.filter(pl.col(V).struct.field("url") == url))
     if name == "ofType":
         _arity(name, args, 1)
-        return _of_type(focus, _type_name(args[0]))
+        return _of_type(focus, type_name(args[0]))
     if name == "getResourceKey":
         _arity(name, args, 0)
         return member(focus, "id")
     if name == "getReferenceKey":
-        wanted = _type_name(args[0]) if args else None
+        wanted = type_name(args[0]) if args else None
         references = member(focus, "reference")
         if references.is_empty():
             return empty(pl.String)
-        parts = pl.col(V).str.extract_groups(_REFERENCE.pattern)
+        parts = pl.col(V).str.extract_groups(REFERENCE_PATTERN)
         keyed = references.with_columns(
             parts.struct.field("1").alias("_type"), parts.struct.field("2").alias("_id")
         )
@@ -249,7 +250,7 @@ def _boundaries(name: str, focus: pl.DataFrame, kind: str | None) -> pl.DataFram
 def _type_hint(node: Node) -> str | None:
     """The FHIR type of the items a node yields, where the expression shows it (ofType, or element name)."""
     if isinstance(node, Path) and isinstance(node.right, Call) and node.right.name == "ofType":
-        return _type_name(node.right.args[0])
+        return type_name(node.right.args[0])
     name = (
         node.name
         if isinstance(node, Member)

@@ -67,3 +67,13 @@ def test_conformance(case_id: str | None, sof_tests: Path) -> None:
 def test_known_failures_name_suite_tests(sof_tests: Path) -> None:
     stale = sorted(set(KNOWN_FAILURES) - set(cases_by_id(sof_tests)))
     assert not stale, f"sof_known_failures.json names tests that are not in the suite: {stale}"
+
+
+def test_the_general_evaluator_alone_passes_the_same_tests(sof_tests: Path, monkeypatch) -> None:
+    """Columns compiled to one expression (`pipelines.sof.compiled`) are only a faster route to the same
+    rows: with that route switched off, the suite's results must not change."""
+    cases = cases_by_id(sof_tests)
+    fast = {case_id: evaluate_case(case, ENGINE).passed for case_id, case in cases.items()}
+    monkeypatch.setattr("pipelines.sof.engine.compile_singleton", lambda *_: None)
+    general = {case_id: evaluate_case(case, ENGINE).passed for case_id, case in cases.items()}
+    assert general == fast
