@@ -12,6 +12,8 @@ export PATIENT_INSIGHTS_LANDING ?= ./landing
 export PATIENT_INSIGHTS_LAKE ?= ./lake
 export PATIENT_INSIGHTS_EXPORTS ?= ./exports
 export PATIENT_INSIGHTS_BUCKETS ?= 16
+# the demo history ends on this day; analytics windows (adherence, care gaps) are as of it
+export PATIENT_INSIGHTS_AS_OF ?= 2026-06-30
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED ?= false
 DEMO_PATIENTS ?= 1000
@@ -36,7 +38,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 
 run: setup
 	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --defects $(DEMO_DEFECTS) \
-		--out "$(PATIENT_INSIGHTS_LANDING)"
+		--as-of $(PATIENT_INSIGHTS_AS_OF) --out "$(PATIENT_INSIGHTS_LANDING)"
 	$(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
 
 test: setup

@@ -7,7 +7,14 @@ import os
 import dagster as dg
 from upath import UPath
 
-from pipelines.config import DEFAULT_BUCKETS, DEFAULT_EXPORTS, DEFAULT_LAKE, DEFAULT_LANDING, Settings
+from pipelines.config import (
+    DEFAULT_BUCKETS,
+    DEFAULT_EXPORTS,
+    DEFAULT_LAKE,
+    DEFAULT_LANDING,
+    Settings,
+    parse_as_of,
+)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -17,10 +24,13 @@ class LakeResource(dg.ConfigurableResource):
     lake: str = DEFAULT_LAKE
     exports: str = DEFAULT_EXPORTS
     buckets: int = DEFAULT_BUCKETS
+    as_of: str = ""  # YYYY-MM-DD; empty: today (UTC)
 
     def settings(self) -> Settings:
         """The same locations as a plain `Settings` for the pure pipeline functions."""
-        return Settings(UPath(self.landing), UPath(self.lake), UPath(self.exports), self.buckets)
+        return Settings(
+            UPath(self.landing), UPath(self.lake), UPath(self.exports), self.buckets, parse_as_of(self.as_of)
+        )
 
 
 def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
@@ -35,6 +45,7 @@ def lake_resource_from_env() -> LakeResource:
         lake=_env_or_default("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE),
         exports=_env_or_default("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS),
         buckets=Settings.from_env().buckets,
+        as_of=_env_or_default("PATIENT_INSIGHTS_AS_OF", ""),
     )
 
 
@@ -45,4 +56,5 @@ def lake_resource_for(settings: Settings) -> LakeResource:
         lake=str(settings.lake),
         exports=str(settings.exports),
         buckets=settings.buckets,
+        as_of=settings.as_of.isoformat() if settings.as_of else "",
     )

@@ -66,7 +66,9 @@ def silver(landing: str, lake: str, buckets: int, workers: int) -> dict[str, obj
     ]
     fhir_bytes = sum(p.stat().st_size for p in fhir_files)
     started = time.perf_counter()
-    subprocess.run(["cat", *map(str, fhir_files)], stdout=subprocess.DEVNULL, check=True)
+    for first in range(0, len(fhir_files), 500):  # in groups: one argument list cannot hold 100k bundles
+        batch = fhir_files[first : first + 500]
+        subprocess.run(["cat", *map(str, batch)], stdout=subprocess.DEVNULL, check=True)
     read_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:

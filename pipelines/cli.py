@@ -69,6 +69,7 @@ def ingest(
         lake=UPath(lake),
         exports=env.exports,
         buckets=validate_bucket_count(buckets) if buckets else env.buckets,
+        as_of=env.as_of,
     )
     with console.status("running the pipeline"):
         run = run_pipeline(settings)
@@ -123,6 +124,7 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
 
     console.print(_table("Rows per table", table_row_counts(lake)))
     console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
+    _print_device_summary(lake)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
 
@@ -138,3 +140,16 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
 
 if __name__ == "__main__":
     app()
+
+
+def _print_device_summary(lake: UPath) -> None:
+    """Device readings by metric and link, alerts by rule, adherence (counts only)."""
+    from pipelines.devices.summary import device_summary
+
+    summary = device_summary(lake)
+    if summary is None:
+        return
+    console.print(_table("Device readings by metric", summary.readings))
+    console.print(_table("Device readings by patient link", summary.links))
+    console.print(_table("Device alerts by rule", summary.alerts))
+    console.print(_table("Device adherence (30 days up to the as-of date)", summary.adherence))

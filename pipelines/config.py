@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from upath import UPath
 
@@ -24,6 +25,11 @@ class Settings:
     lake: UPath
     exports: UPath
     buckets: int = DEFAULT_BUCKETS
+    as_of: date | None = None  # the day analytics are "as of" (windows, adherence); None: today (UTC)
+
+    def as_of_date(self) -> date:
+        """The configured as-of day, or today in UTC."""
+        return self.as_of or datetime.now(UTC).date()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,7 +40,18 @@ class Settings:
             lake=UPath(os.environ.get("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE)),
             exports=UPath(os.environ.get("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS)),
             buckets=validate_bucket_count(buckets),
+            as_of=parse_as_of(os.environ.get("PATIENT_INSIGHTS_AS_OF", "")),
         )
+
+
+def parse_as_of(text: str) -> date | None:
+    """`PATIENT_INSIGHTS_AS_OF` (YYYY-MM-DD) as a date; empty means today."""
+    if not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"PATIENT_INSIGHTS_AS_OF must be a date like 2026-06-30, got {text!r}") from None
 
 
 def validate_bucket_count(buckets: int) -> int:

@@ -32,6 +32,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     """Materialize every asset (and run every check) for `settings`, in this process: the bronze
     ingest job, then the silver job for every bucket partition."""
     from assets.bronze.automation import BRONZE_JOB, SILVER_JOB  # Dagster imports are slow: only when running
+    from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
     from assets.partitions import patient_buckets
     from assets.resources import lake_resource_for
     from pipelines.definitions import build_definitions
@@ -50,11 +51,15 @@ def run_pipeline(settings: Settings) -> PipelineRun:
             instance=instance, raise_on_error=False, run_config=quiet
         )
     ]
-    if results[0].success:
-        silver = defs.resolve_job_def(SILVER_JOB)
-        for key in patient_buckets(settings.buckets).get_partition_keys():
+    partitions = patient_buckets(settings.buckets).get_partition_keys()
+    # each job for every bucket before the next: a derived device bucket reads readings from all buckets
+    for job_name in (SILVER_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
+        if not all(r.success for r in results):
+            break
+        job = defs.resolve_job_def(job_name)
+        for key in partitions:
             results.append(
-                silver.execute_in_process(
+                job.execute_in_process(
                     instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
                 )
             )

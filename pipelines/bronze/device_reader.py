@@ -1,19 +1,30 @@
-"""Device feeds → bronze/device_records: Open mHealth data points, iHealth-style payloads, enrolment CSV.
+"""Device feeds → bronze/device_records: Open mHealth data points, vendor API payloads (iHealth,
+Withings, Fitbit), device CSV exports described by a column mapping, and the enrolment CSV.
 
-Bronze keeps each data point or payload item raw; units and metrics are normalized in silver. The
-patient key of a device record is the device source's own user key (OMH `header.user_id`, or the
-vendor-user folder a payload was delivered in); enrolment rows link those keys to EHR patients.
+Bronze keeps each data point, payload item or CSV row raw; units and metrics are normalized in silver.
+The patient key of a device record is the device source's own user key (OMH `header.user_id`, the
+vendor-user folder a payload was delivered in, or a device CSV's user column); enrolment rows link
+those keys to EHR patients.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import re
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import yaml
 
 from pipelines.bronze.json_records import (
     NO_PROBLEM,
@@ -182,32 +193,277 @@ def _tagged(frame: pl.DataFrame, doc: int) -> pl.DataFrame:
     return frame.with_columns(pl.lit(doc, pl.Int64).alias(DOC))
 
 
+# --- Withings and Fitbit API responses ------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ItemList:
+    """One list of a vendor payload: its items, the payload-level fields they need, their id member."""
+
+    name: str  # becomes record_type
+    items: list[tuple[str | None, Any]]  # (key when the vendor sends an object keyed by time, item)
+    context: dict[str, Any]
+    id_member: str | None
+
+
+@dataclass
+class _PayloadLists:
+    """What a vendor payload splits into: item lists, and members that should be lists but are not."""
+
+    lists: list[_ItemList] = field(default_factory=list)
+    broken: list[tuple[Any, str]] = field(default_factory=list)  # (member value, reason)
+    # reasons name no member: Fitbit and Withings record lists are any list-valued member, so a name is
+    # file content as much as structure
+
+
+PayloadSplitter = Callable[[Any], "_PayloadLists | tuple[str, str]"]
+"""Splits a parsed payload into item lists, or refuses it with (reason_code, reason)."""
+
+WITHINGS_LISTS = ("activities", "measuregrps", "series")
+WITHINGS_ID_MEMBERS = {"measuregrps": "grpid", "series": "id"}
+FITBIT_ID_MEMBER = "logId"
+FITBIT_INTRADAY_SUFFIX = "-intraday"
+ITEM_KEY = "item_key"
+"""payload_context member holding an item's key when the vendor sends items as an object keyed by time."""
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _withings_lists(value: Any) -> _PayloadLists | tuple[str, str]:
+    """A Withings response: `{"status": 0, "body": {...}}`; the lists in `body` hold the records.
+
+    `body.series` is a list (sleep) or an object keyed by epoch second (intraday activity); each entry of
+    the object is one record and its key is kept in the payload context. Body fields beside the lists
+    (`timezone`, `updatetime`, `more`, ...) and the top-level `status` are the payload context.
+    """
+    if not isinstance(value, dict):
+        return "unrecognized_format", "the payload is not a JSON object: not a Withings API response"
+    if value.get("status", 0) != 0:
+        return "vendor_error", "the response is a Withings error (status is not 0), not data"
+    body = value.get("body")
+    if not isinstance(body, dict):
+        return "unrecognized_format", "the payload has no body object: not a Withings API response"
+    named = {k: v for k, v in body.items() if k in WITHINGS_LISTS or isinstance(v, list)}
+    if not named:
+        return "unrecognized_format", "the body has no measuregrps, activities or series list"
+    context = {
+        **{k: v for k, v in value.items() if k != "body"},
+        **{k: v for k, v in body.items() if k not in named},
+    }
+    found = _PayloadLists()
+    for name, member in sorted(named.items()):
+        id_member = WITHINGS_ID_MEMBERS.get(name)
+        if isinstance(member, list):
+            found.lists.append(_ItemList(name, [(None, item) for item in member], context, id_member))
+        elif name == "series" and isinstance(member, dict):
+            found.lists.append(_ItemList(name, [(str(k), v) for k, v in member.items()], context, id_member))
+        else:
+            found.broken.append((member, "a body member that holds records is not a list"))
+    return found
+
+
+def _fitbit_lists(value: Any) -> _PayloadLists | tuple[str, str]:
+    """A Fitbit response: every top-level list is a record list (`weight`, `sleep`, `activities`,
+    `activities-steps`, `activities-heart`, ...), and every `<series>-intraday` object's `dataset` too.
+
+    Only top-level scalars are payload context (Fitbit sends none itself; a sync job may add the user's
+    profile `timezone`, `offsetFromUTCMillis` or `weightUnit` there). An intraday point carries only a
+    time of day, so its context also holds the `dateTime` of the one-day summary sent beside it, and
+    the dataset's `datasetInterval` and `datasetType`.
+    """
+    if not isinstance(value, dict):
+        return "unrecognized_format", "the payload is not a JSON object: not a Fitbit API response"
+    if "errors" in value or value.get("success") is False:
+        return "vendor_error", "the response is a Fitbit error, not data"
+    context = {k: v for k, v in value.items() if _is_scalar(v)}
+    found = _PayloadLists()
+    for name, member in sorted(value.items()):
+        if isinstance(member, list):
+            found.lists.append(_ItemList(name, [(None, item) for item in member], context, FITBIT_ID_MEMBER))
+        elif name.endswith(FITBIT_INTRADAY_SUFFIX):
+            dataset = member.get("dataset") if isinstance(member, dict) else None
+            if not isinstance(dataset, list):
+                found.broken.append((member, "an intraday series has no dataset list"))
+                continue
+            point_context = {
+                **context,
+                **{k: v for k, v in member.items() if k != "dataset" and _is_scalar(v)},
+            }
+            summary = value.get(name.removesuffix(FITBIT_INTRADAY_SUFFIX))
+            if isinstance(summary, list) and len(summary) == 1 and isinstance(summary[0], dict):
+                day = summary[0].get("dateTime")
+                if isinstance(day, str):
+                    point_context["dateTime"] = day
+            found.lists.append(_ItemList(name, [(None, item) for item in dataset], point_context, None))
+    if not found.lists and not found.broken:
+        return "unrecognized_format", "the payload has no Fitbit data list: not a Fitbit API response"
+    return found
+
+
+def read_withings_payload(data: bytes, folder_user: str | None) -> ReadResult:
+    """One Withings API response (see `read_withings_payloads`)."""
+    return read_withings_payloads([(data, folder_user)])[0]
+
+
+def read_withings_payloads(payloads: list[tuple[bytes, str | None]]) -> list[ReadResult]:
+    """Withings API responses, read as one batch: each measure group, activity day or series entry is
+    one record (`record_type` = its list name), keyed by the vendor-user folder it was delivered in."""
+    return _read_vendor_payloads(payloads, "withings", _withings_lists)
+
+
+def read_fitbit_payload(data: bytes, folder_user: str | None) -> ReadResult:
+    """One Fitbit API response (see `read_fitbit_payloads`)."""
+    return read_fitbit_payloads([(data, folder_user)])[0]
+
+
+def read_fitbit_payloads(payloads: list[tuple[bytes, str | None]]) -> list[ReadResult]:
+    """Fitbit API responses, read as one batch: each item of a top-level list and each intraday point
+    is one record (`record_type` = the list name), keyed by the vendor-user folder it was delivered in."""
+    return _read_vendor_payloads(payloads, "fitbit", _fitbit_lists)
+
+
+def _read_vendor_payloads(
+    payloads: list[tuple[bytes, str | None]], vendor: str, splitter: PayloadSplitter
+) -> list[ReadResult]:
+    """Split vendor payloads into one bronze record per list item, with exact per-file accounting.
+
+    `record_id` is the vendor's id member when the item has one, else `<file hash>/<list>/<position>`
+    (the entry key for keyed series), stable for the same content. `entry` numbers the records of a
+    file across its lists. An empty list is a valid payload with no records.
+    """
+    rows: list[tuple[int, int, str, str, str | None, str, str]] = []
+    quarantined: list[tuple[int, int | None, str, str, bytes]] = []  # doc, entry, code, reason, raw
+    records_in: list[int] = []
+    for doc, (data, folder_user) in enumerate(payloads):
+        try:
+            value = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
+        except orjson.JSONDecodeError as err:
+            quarantined.append((doc, None, "invalid_json", f"invalid JSON: {err}", data))
+            records_in.append(1)
+            continue
+        found = splitter(value)
+        if isinstance(found, tuple):
+            quarantined.append((doc, None, found[0], found[1], data))
+            records_in.append(1)
+            continue
+        for member, reason in found.broken:
+            quarantined.append((doc, None, "invalid_field_type", reason, orjson.dumps(member)))
+        file_id = hashlib.sha256(data).hexdigest()[:16]
+        entry = 0
+        for item_list in found.lists:
+            shared_context = orjson.dumps(item_list.context, option=orjson.OPT_SORT_KEYS).decode()
+            for position, (key, item) in enumerate(item_list.items):
+                if not isinstance(item, dict):
+                    reason = "a list item is not a JSON object"
+                    quarantined.append((doc, entry, "not_an_object", reason, orjson.dumps(item)))
+                    entry += 1
+                    continue
+                vendor_id = item.get(item_list.id_member) if item_list.id_member else None
+                if isinstance(vendor_id, bool) or not (vendor_id is None or isinstance(vendor_id, str | int)):
+                    reason = "the item's vendor id is not a string or an integer"
+                    quarantined.append((doc, entry, "invalid_field_type", reason, orjson.dumps(item)))
+                    entry += 1
+                    continue
+                record_id = (
+                    str(vendor_id)
+                    if vendor_id not in (None, "")
+                    else f"{file_id}/{item_list.name}/{key if key is not None else position}"
+                )
+                context = (
+                    shared_context
+                    if key is None
+                    else orjson.dumps(
+                        {**item_list.context, ITEM_KEY: key}, option=orjson.OPT_SORT_KEYS
+                    ).decode()
+                )
+                rows.append(
+                    (doc, entry, item_list.name, record_id, folder_user, context, orjson.dumps(item).decode())
+                )
+                entry += 1
+        records_in.append(entry + len(found.broken))
+    bronze = pl.DataFrame(
+        rows,
+        schema={
+            DOC: pl.Int64,
+            "entry": pl.Int64,
+            "record_type": pl.String,
+            "record_id": pl.String,
+            "patient_key": pl.String,
+            "payload_context": pl.String,
+            "raw": pl.String,
+        },
+        orient="row",
+    ).with_columns(pl.lit(vendor).alias("record_format"), pl.lit(None, pl.Int64).alias("line"))
+    quarantine = pl.DataFrame(
+        quarantined,
+        schema={
+            DOC: pl.Int64,
+            "entry": pl.Int64,
+            "reason_code": pl.String,
+            "reason": pl.String,
+            "raw": pl.Binary,
+        },
+        orient="row",
+    ).with_columns(pl.lit(None, pl.Int64).alias("line"))
+    return split_by_document(DEVICE_RECORDS, records_in, bronze, quarantine)
+
+
 def read_enrolment_csv(data: bytes) -> ReadResult:
     """Remote-monitoring enrolment rows (vendor user and device → EHR patient), one record per data row."""
+    table = _csv_table(data, ENROLMENT_COLUMNS)
+    if table.rows is None:
+        return table.result(pl.DataFrame())
+    frame = table.rows.with_columns(
+        pl.lit("device_enrolment").alias("record_format"),
+        pl.lit("enrolment").alias("record_type"),
+        pl.concat_str("vendor", "vendor_user_id", "device_id", separator="/").alias("record_id"),
+        pl.col("vendor_user_id").alias("patient_key"),
+    )
+    blank_key = pl.any_horizontal([pl.col(c).str.strip_chars() == "" for c in ENROLMENT_COLUMNS])
+    bronze, bad_keys = split_by_problem(
+        frame,
+        pl.when(blank_key)
+        .then(problem("missing_id", "a required enrolment field is empty"))
+        .otherwise(NO_PROBLEM),
+    )
+    table.quarantine.append(bad_keys)
+    return table.result(bronze)
+
+
+@dataclass
+class _CsvTable:
+    """A CSV file's data rows as strings (`line`, `entry`, one column per header name, `raw` = the row
+    as a JSON object), or None when the header is unusable; plus the quarantine so far."""
+
+    records_in: int
+    blank_lines: int
+    rows: pl.DataFrame | None
+    quarantine: list[pl.DataFrame]
+
+    def result(self, bronze: pl.DataFrame) -> ReadResult:
+        return ReadResult(
+            DEVICE_RECORDS,
+            self.records_in,
+            bronze,
+            pl.concat(self.quarantine, how="vertical_relaxed"),
+            blank_lines=self.blank_lines,
+        )
+
+
+def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
+    """Read a CSV file with a header row; undecodable and malformed rows go to quarantine by line."""
     split = split_lines(data)
     undecodable = quarantine_rows(split.invalid_utf8, "invalid_utf8", "the line is not valid UTF-8")
     if split.lines.is_empty():
-        return ReadResult(
-            DEVICE_RECORDS,
-            split.invalid_utf8.height,
-            pl.DataFrame(),
-            undecodable,
-            blank_lines=split.blank_lines,
-        )
+        return _CsvTable(split.invalid_utf8.height, split.blank_lines, None, [undecodable])
     header = next(csv.reader([split.lines["raw"][0]]))
     data_lines = split.lines.slice(1).with_columns(pl.lit(None, pl.Int64).alias("entry"))
     records_in = data_lines.height + split.invalid_utf8.height
-    missing = [c for c in ENROLMENT_COLUMNS if c not in header]
+    missing = [c for c in required if c not in header]
     if missing or len(set(header)) != len(header):
         reason = f"the header lacks required columns {missing}" if missing else "the header repeats a column"
         bad = quarantine_rows(data_lines, "unrecognized_format", reason)
-        return ReadResult(
-            DEVICE_RECORDS,
-            records_in,
-            pl.DataFrame(),
-            pl.concat([undecodable, bad]),
-            blank_lines=split.blank_lines,
-        )
+        return _CsvTable(records_in, split.blank_lines, None, [undecodable, bad])
     invalid: list[int] = []
 
     def _skip(row: pa_csv.InvalidRow) -> str:
@@ -231,29 +487,130 @@ def read_enrolment_csv(data: bytes) -> ReadResult:
     rows = pl.from_arrow(table)
     assert isinstance(rows, pl.DataFrame)
     if rows.height != good_lines.height:
-        raise ValueError("enrolment CSV rows and lines disagree (a quoted field spans lines)")
+        raise ValueError("CSV rows and lines disagree (a quoted field spans lines)")
     frame = pl.concat([good_lines.select("line", "entry"), rows], how="horizontal").with_columns(
-        pl.struct(list(header)).struct.json_encode().alias("raw"),
-        pl.lit("device_enrolment").alias("record_format"),
-        pl.lit("enrolment").alias("record_type"),
-        pl.concat_str("vendor", "vendor_user_id", "device_id", separator="/").alias("record_id"),
-        pl.col("vendor_user_id").alias("patient_key"),
+        pl.struct(list(header)).struct.json_encode().alias("raw")
     )
-    blank_key = pl.any_horizontal([pl.col(c).str.strip_chars() == "" for c in ENROLMENT_COLUMNS])
+    malformed_rows = quarantine_rows(
+        malformed, "malformed_csv_row", "the row has a different number of fields than the header"
+    )
+    return _CsvTable(records_in, split.blank_lines, frame, [undecodable, malformed_rows])
+
+
+# --- device CSV exports described by a column mapping --------------------------------------------------
+CSV_MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "devices" / "csv_mappings"
+CSV_REQUIRED_ROLES = ("user_id", "timestamp", "metric", "value")
+CSV_OPTIONAL_ROLES = ("device_id", "time_zone", "unit", "group_id", "record_id")
+_MAPPING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_FIXED_OFFSET = re.compile(r"^[+-]\d{2}:?\d{2}$")
+
+
+@dataclass(frozen=True)
+class CsvMapping:
+    """How to read one kind of device CSV export (data_contracts/devices/csv_mappings/<name>.yaml)."""
+
+    name: str
+    columns: dict[str, str]  # role (user_id, timestamp, metric, value, ...) → CSV column name
+    timestamp_format: str  # strftime codes; local wall-clock time unless it has %z
+    fixed_time_zone: str | None = None  # the time zone of every row when there is no time_zone column
+    metrics: dict[str, str] = field(default_factory=dict)  # the file's metric names → platform metrics
+    units: dict[str, str] = field(default_factory=dict)  # the file's unit spellings → accepted spellings
+
+    @property
+    def record_format(self) -> str:
+        """The bronze `record_format` of this file kind's records."""
+        return "device_csv"
+
+
+def parse_csv_mapping(name: str, document: Any) -> CsvMapping:
+    """Validate a mapping document (the parsed YAML); a ValueError names what is wrong."""
+    where = f"CSV mapping {name}"
+    if not isinstance(document, dict) or document.get("version") != 1:
+        raise ValueError(f"{where}: must be a mapping with version: 1")
+    columns = document.get("columns")
+    if not isinstance(columns, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in columns.items()
+    ):
+        raise ValueError(f"{where}: columns must map roles to CSV column names")
+    unknown = sorted(set(columns) - set(CSV_REQUIRED_ROLES) - set(CSV_OPTIONAL_ROLES))
+    missing = [r for r in CSV_REQUIRED_ROLES if r not in columns]
+    if unknown or missing:
+        raise ValueError(f"{where}: unknown column roles {unknown}, missing roles {missing}")
+    if len(set(columns.values())) != len(columns):
+        raise ValueError(f"{where}: two roles name the same CSV column")
+    timestamp_format = document.get("timestamp_format")
+    if not isinstance(timestamp_format, str) or "%" not in timestamp_format:
+        raise ValueError(f"{where}: timestamp_format must be a strftime format")
+    fixed = document.get("fixed_time_zone")
+    if fixed is not None and not (
+        isinstance(fixed, str) and (_FIXED_OFFSET.match(fixed) or fixed in zoneinfo.available_timezones())
+    ):
+        raise ValueError(f"{where}: fixed_time_zone must be a UTC offset like +01:00 or an IANA name")
+    # a timestamp is only an instant with its zone: from a column, the mapping, or the text itself (%z)
+    zone_sources = ("time_zone" in columns) + (fixed is not None) + ("%z" in timestamp_format)
+    if zone_sources != 1:
+        raise ValueError(f"{where}: give exactly one of a time_zone column, fixed_time_zone, or %z")
+    translations = {}
+    for key in ("metrics", "units"):
+        value = document.get(key) or {}
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError(f"{where}: {key} must map strings to strings")
+        translations[key] = dict(value)
+    return CsvMapping(
+        name, dict(columns), timestamp_format, fixed, translations["metrics"], translations["units"]
+    )
+
+
+@cache
+def load_csv_mapping(name: str) -> CsvMapping:
+    """The mapping data_contracts/devices/csv_mappings/<name>.yaml, validated."""
+    if not _MAPPING_NAME.match(name):
+        raise ValueError(f"CSV mapping name {name!r} must be letters, digits, '_' or '-'")
+    path = CSV_MAPPINGS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"CSV mapping {name} not found in data_contracts/devices/csv_mappings")
+    return parse_csv_mapping(name, yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def read_device_csv(data: bytes, mapping: CsvMapping) -> ReadResult:
+    """A device CSV export: each data row is one record (`raw` = the row as a JSON object of strings).
+
+    `record_type` is the mapping's name, so silver reads the row with the same mapping; the patient key
+    is the user column and `record_id` the mapping's record_id column, else `<file hash>/<line>`.
+    Rows with a blank user id are quarantined (they could never be linked to a patient).
+    """
+    columns = mapping.columns
+    table = _csv_table(data, tuple(columns.values()))
+    if table.rows is None:
+        return table.result(pl.DataFrame())
+    file_id = hashlib.sha256(data).hexdigest()[:16]
+    position_id = pl.format(f"{file_id}/{{}}", "line")
+    record_id = (
+        pl.when(pl.col(columns["record_id"]).str.strip_chars() != "")
+        .then(pl.col(columns["record_id"]).str.strip_chars())
+        .otherwise(position_id)
+        if "record_id" in columns
+        else position_id
+    )
+    device = (
+        pl.col(columns["device_id"]).str.strip_chars().replace("", None)
+        if "device_id" in columns
+        else pl.lit(None, pl.String)
+    )
+    frame = table.rows.with_columns(
+        pl.lit(mapping.record_format).alias("record_format"),
+        pl.lit(mapping.name).alias("record_type"),
+        record_id.alias("record_id"),
+        device.alias("device_id"),
+        pl.col(columns["user_id"]).str.strip_chars().alias("patient_key"),
+    )
     bronze, bad_keys = split_by_problem(
         frame,
-        pl.when(blank_key)
-        .then(problem("missing_id", "a required enrolment field is empty"))
+        pl.when(pl.col("patient_key") == "")
+        .then(problem("missing_id", "the row's user id is empty"))
         .otherwise(NO_PROBLEM),
     )
-    quarantine = pl.concat(
-        [
-            undecodable,
-            quarantine_rows(
-                malformed, "malformed_csv_row", "the row has a different number of fields than the header"
-            ),
-            bad_keys,
-        ],
-        how="vertical_relaxed",
-    )
-    return ReadResult(DEVICE_RECORDS, records_in, bronze, quarantine, blank_lines=split.blank_lines)
+    table.quarantine.append(bad_keys)
+    return table.result(bronze)

@@ -1,10 +1,12 @@
 """Which landing files to read, in which format, in which order.
 
 Layout: `<landing>/<source>/…`; a source is a folder. Its format comes from an optional
-`<source>/source.yaml` (`format: fhir | openmhealth | ihealth | device_enrolment | conversations`), else
-from the files themselves. A FHIR source holding a Bulk Data manifest (`manifest.json`, or any top-level
-`*.json` with `transactionTime` and `output`) is read through the manifest: only listed outputs, with
-`deleted[]` and `error[]` files, never a file outside the source folder and never a download.
+`<source>/source.yaml` (`format: fhir | openmhealth | ihealth | withings | fitbit | device_csv |
+device_enrolment | conversations`), else from the files themselves. A `device_csv` source also names
+the column mapping its files follow (`mapping: <name>` → data_contracts/devices/csv_mappings/<name>.yaml).
+A FHIR source holding a Bulk Data manifest (`manifest.json`, or any top-level `*.json` with
+`transactionTime` and `output`) is read through the manifest: only listed outputs, with `deleted[]` and
+`error[]` files, never a file outside the source folder and never a download.
 """
 
 from __future__ import annotations
@@ -18,8 +20,19 @@ import orjson
 import yaml
 from upath import UPath
 
+from pipelines.bronze.device_reader import load_csv_mapping
+
 SOURCE_CONFIG = "source.yaml"
-SOURCE_FORMATS = ("fhir", "openmhealth", "ihealth", "device_enrolment", "conversations")
+SOURCE_FORMATS = (
+    "fhir",
+    "openmhealth",
+    "ihealth",
+    "withings",
+    "fitbit",
+    "device_csv",
+    "device_enrolment",
+    "conversations",
+)
 SNIFF_BYTES = 65536
 IGNORED_SUFFIXES = (".md", ".txt", ".yaml", ".yml")
 IGNORED_PREFIXES = ("license", "licence", "readme", "notice", "copying")  # documentation shipped with data
@@ -31,6 +44,9 @@ FHIR_ERRORS = "fhir_error_ndjson"
 OMH_NDJSON = "openmhealth_ndjson"
 OMH_DOCUMENT = "openmhealth_json"
 IHEALTH = "ihealth_json"
+WITHINGS = "withings_json"
+FITBIT = "fitbit_json"
+DEVICE_CSV = "device_csv"
 ENROLMENT_CSV = "device_enrolment_csv"
 CONVERSATIONS = "conversations_ndjson"
 BULK_MANIFEST = "bulk_manifest"
@@ -50,6 +66,7 @@ class LandingFile:
     relative: str  # POSIX path relative to the landing root
     format: str
     folder_user: str | None = None  # device payloads: the vendor-user folder they were delivered in
+    mapping: str | None = None  # device CSV: the column mapping named by source.yaml
     manifest: str | None = None  # the Bulk manifest that listed the file
     transaction_time: str | None = None
     order: int = _OTHER
@@ -88,7 +105,7 @@ def discover(landing: UPath) -> LandingPlan:
 
 def _discover_source(landing: UPath, source_dir: UPath, plan: LandingPlan) -> None:
     source = source_dir.name
-    declared = _declared_format(source_dir)
+    declared, mapping = _declared_format(source_dir)
     files = [
         p
         for p in _walk(source_dir)
@@ -112,6 +129,7 @@ def _discover_source(landing: UPath, source_dir: UPath, plan: LandingPlan) -> No
                 relative=_relative(landing, p),
                 format=fmt,
                 folder_user=_folder_user(source_dir, p),
+                mapping=mapping if fmt == DEVICE_CSV else None,
                 order=order,
             )
         )
@@ -208,16 +226,27 @@ def resolve_manifest_url(source_dir: UPath, url: str) -> tuple[UPath | None, str
     return source_dir.joinpath(*relative.parts), None
 
 
-def _declared_format(source_dir: UPath) -> str | None:
+def _declared_format(source_dir: UPath) -> tuple[str | None, str | None]:
+    """The format source.yaml declares, and the CSV mapping it names (checked here: a wrong name is a
+    configuration error to fix before any file is read, not a quarantine of every row)."""
     config = source_dir / SOURCE_CONFIG
     if not config.exists():
-        return None
-    declared = (yaml.safe_load(config.read_text()) or {}).get("format")
+        return None, None
+    settings = yaml.safe_load(config.read_text()) or {}
+    declared = settings.get("format")
     if declared not in SOURCE_FORMATS:
         raise ValueError(
             f"{SOURCE_CONFIG} of source {source_dir.name}: format must be one of {SOURCE_FORMATS}"
         )
-    return declared
+    mapping = settings.get("mapping")
+    if declared != "device_csv":
+        return declared, None
+    if not isinstance(mapping, str):
+        raise ValueError(
+            f"{SOURCE_CONFIG} of source {source_dir.name}: format device_csv needs mapping: <name>"
+        )
+    load_csv_mapping(mapping)
+    return declared, mapping
 
 
 def _file_format(path: UPath, declared: str | None) -> str:
@@ -230,6 +259,9 @@ def _file_format(path: UPath, declared: str | None) -> str:
         ("openmhealth", ".jsonl"): OMH_NDJSON,
         ("openmhealth", ".json"): OMH_DOCUMENT,
         ("ihealth", ".json"): IHEALTH,
+        ("withings", ".json"): WITHINGS,
+        ("fitbit", ".json"): FITBIT,
+        ("device_csv", ".csv"): DEVICE_CSV,
         ("device_enrolment", ".csv"): ENROLMENT_CSV,
         ("conversations", ".ndjson"): CONVERSATIONS,
         ("conversations", ".jsonl"): CONVERSATIONS,

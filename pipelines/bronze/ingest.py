@@ -27,11 +27,17 @@ from upath import UPath
 
 from pipelines.bronze import discovery as d
 from pipelines.bronze.device_reader import (
+    load_csv_mapping,
+    read_device_csv,
     read_enrolment_csv,
+    read_fitbit_payload,
+    read_fitbit_payloads,
     read_ihealth_payload,
     read_ihealth_payloads,
     read_omh_document,
     read_omh_ndjson,
+    read_withings_payload,
+    read_withings_payloads,
 )
 from pipelines.bronze.feedback_reader import read_conversations_ndjson
 from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
@@ -59,6 +65,7 @@ class IngestReport:
 
     run_id: str
     files_ingested: int = 0
+    files_empty: int = 0  # ingested files that held no records (an empty vendor list, an empty CSV)
     files_skipped_duplicate: int = 0
     files_unrecognized: int = 0
     files_unlisted: int = 0
@@ -82,6 +89,7 @@ class IngestReport:
         return {
             "run_id": self.run_id,
             "files_ingested": self.files_ingested,
+            "files_empty": self.files_empty,
             "files_skipped_duplicate": self.files_skipped_duplicate,
             "files_unrecognized": self.files_unrecognized,
             "files_unlisted_by_manifest": self.files_unlisted,
@@ -272,6 +280,9 @@ READ_TARGETS: dict[str, str] = {
     d.OMH_NDJSON: DEVICE_RECORDS,
     d.OMH_DOCUMENT: DEVICE_RECORDS,
     d.IHEALTH: DEVICE_RECORDS,
+    d.WITHINGS: DEVICE_RECORDS,
+    d.FITBIT: DEVICE_RECORDS,
+    d.DEVICE_CSV: DEVICE_RECORDS,
     d.ENROLMENT_CSV: DEVICE_RECORDS,
     d.CONVERSATIONS: FEEDBACK_RECORDS,
 }
@@ -280,6 +291,12 @@ READ_TARGETS: dict[str, str] = {
 BATCH_READERS: dict[str, BatchReader] = {
     d.FHIR_DOCUMENT: lambda files, contents, known: read_fhir_documents(contents, known),
     d.IHEALTH: lambda files, contents, known: read_ihealth_payloads(
+        [(data, f.folder_user) for f, data in zip(files, contents, strict=True)]
+    ),
+    d.WITHINGS: lambda files, contents, known: read_withings_payloads(
+        [(data, f.folder_user) for f, data in zip(files, contents, strict=True)]
+    ),
+    d.FITBIT: lambda files, contents, known: read_fitbit_payloads(
         [(data, f.folder_user) for f, data in zip(files, contents, strict=True)]
     ),
 }
@@ -293,6 +310,9 @@ READERS: dict[str, Reader] = {
     d.OMH_NDJSON: lambda f, data, known: read_omh_ndjson(data, f.folder_user),
     d.OMH_DOCUMENT: lambda f, data, known: read_omh_document(data, f.folder_user),
     d.IHEALTH: lambda f, data, known: read_ihealth_payload(data, f.folder_user),
+    d.WITHINGS: lambda f, data, known: read_withings_payload(data, f.folder_user),
+    d.FITBIT: lambda f, data, known: read_fitbit_payload(data, f.folder_user),
+    d.DEVICE_CSV: lambda f, data, known: read_device_csv(data, load_csv_mapping(f.mapping or "")),
     d.ENROLMENT_CSV: lambda f, data, known: read_enrolment_csv(data),
     d.CONVERSATIONS: lambda f, data, known: read_conversations_ndjson(data),
 }
@@ -363,6 +383,7 @@ def _manifest_errors(landing_file: d.LandingFile, result: ReadResult) -> str | N
 
 def _count(report: IngestReport, landing_file: d.LandingFile, result: ReadResult, size: int) -> None:
     report.files_ingested += 1
+    report.files_empty += result.records_in == 0 and landing_file.format != d.BULK_MANIFEST
     report.files_unrecognized += landing_file.format == d.UNRECOGNIZED
     report.bytes_read += size
     report.records_in += result.records_in
@@ -410,7 +431,7 @@ def _has_table(lake: UPath, table: str) -> bool:
     return folder.exists() and any(folder.glob("**/*.parquet"))
 
 
-FOLDER_KEYED_FORMATS = frozenset({d.OMH_NDJSON, d.OMH_DOCUMENT, d.IHEALTH})
+FOLDER_KEYED_FORMATS = frozenset({d.OMH_NDJSON, d.OMH_DOCUMENT, d.IHEALTH, d.WITHINGS, d.FITBIT})
 """Formats whose records take their user from the folder a file was delivered in."""
 
 

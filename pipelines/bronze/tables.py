@@ -46,9 +46,10 @@ FHIR_RECORD_SCHEMA: dict[str, pl.DataType] = {
 
 DEVICE_RECORD_SCHEMA: dict[str, pl.DataType] = {
     **POSITION_SCHEMA,
-    "record_format": pl.String(),  # openmhealth | ihealth | device_enrolment
-    "record_type": pl.String(),  # OMH schema name, vendor list name, 'enrolment'
-    "record_id": pl.String(),  # OMH header.id, vendor DataID, or '<vendor>/<user>/<device>' for enrolment
+    "record_format": pl.String(),  # openmhealth | ihealth | withings | fitbit | device_csv | device_enrolment
+    "record_type": pl.String(),  # OMH schema name, vendor list name, CSV mapping name, 'enrolment'
+    "record_id": pl.String(),  # OMH header.id, vendor item id (else file hash/list/position), CSV row id,
+    # or '<vendor>/<user>/<device>' for enrolment
     "device_id": pl.String(),
     "patient_key": pl.String(),  # the device source's own user key (vendor user id)
     "payload_context": pl.String(),  # JSON of payload-level fields (units, paging) for list items

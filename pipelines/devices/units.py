@@ -1,0 +1,113 @@
+"""Units: every reading converted to its metric's one UCUM unit, with the original value and unit kept.
+
+The conversions come from data_contracts/devices/metrics.yaml. A reading whose unit is missing, or is
+not a spelling listed for its metric, is rejected with a reason: a unit is never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from pipelines.devices.contract import REJECT_SCHEMA, ROW
+
+METRICS_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "devices" / "metrics.yaml"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the catalogue."""
+
+    name: str
+    loinc: str
+    display: str
+    unit: str
+    plausible: tuple[float, float]
+    fhir_codes: tuple[str, ...]
+
+
+@cache
+def metric_catalogue() -> dict[str, Metric]:
+    """The metrics by name."""
+    document = yaml.safe_load(METRICS_FILE.read_text(encoding="utf-8"))
+    return {
+        name: Metric(
+            name,
+            spec["loinc"],
+            spec["display"],
+            spec["unit"],
+            tuple(spec["plausible"]),
+            tuple(spec.get("fhir_codes", [spec["loinc"]])),
+        )
+        for name, spec in document["metrics"].items()
+    }
+
+
+@cache
+def conversions() -> pl.DataFrame:
+    """One row per accepted (metric, unit spelling): factor and offset to the canonical unit."""
+    document = yaml.safe_load(METRICS_FILE.read_text(encoding="utf-8"))
+    rows = []
+    for name, spec in document["metrics"].items():
+        for spelling, rule in spec["units"].items():
+            factor, offset = (rule["factor"], rule["offset"]) if isinstance(rule, dict) else (rule, 0.0)
+            rows.append((name, spelling, float(factor), float(offset), spec["unit"], spec["loinc"]))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "metric": pl.String,
+            "original_unit": pl.String,
+            "_factor": pl.Float64,
+            "_offset": pl.Float64,
+            "unit": pl.String,
+            "loinc": pl.String,
+        },
+        orient="row",
+    )
+
+
+def normalize_units(readings: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Readings with `value`, `unit` (canonical UCUM) and `loinc` added, and the rejects (`_row`,
+    `reason_code`, `reason`) of readings whose metric or unit is not known."""
+    known_metric = pl.col("metric").is_in(list(metric_catalogue()))
+    joined = readings.join(conversions(), on=["metric", "original_unit"], how="left")
+    reason = (
+        pl.when(~known_metric)
+        .then(pl.lit("unknown_metric"))
+        .when(pl.col("original_value").is_null() | pl.col("original_value").is_nan())
+        .then(pl.lit("missing_value"))
+        .when(pl.col("original_unit").is_null() | (pl.col("original_unit").str.strip_chars() == ""))
+        .then(pl.lit("missing_unit"))
+        .when(pl.col("_factor").is_null())
+        .then(pl.lit("unknown_unit"))
+    )
+    flagged = joined.with_columns(reason.alias("reason_code"))
+    rejects = flagged.filter(pl.col("reason_code").is_not_null()).select(
+        ROW,
+        "reason_code",
+        pl.format(
+            "{} reading: {}",
+            pl.when(known_metric).then(pl.col("metric")).otherwise(pl.lit("a")),
+            _REASON_TEXT,
+        ).alias("reason"),
+    )
+    good = flagged.filter(pl.col("reason_code").is_null())
+    normalized = good.with_columns(
+        (pl.col("original_value") * pl.col("_factor") + pl.col("_offset")).alias("value")
+    ).drop("_factor", "_offset", "reason_code")
+    return normalized, rejects.cast(REJECT_SCHEMA)  # type: ignore[arg-type]
+
+
+_REASON_TEXT = pl.col("reason_code").replace_strict(
+    {
+        "unknown_metric": "the metric is not one the platform carries",
+        "missing_value": "the reading has no numeric value",
+        "missing_unit": "the reading states no unit",
+        "unknown_unit": "the unit is not an accepted spelling for this metric (see metrics.yaml)",
+    },
+    default="rejected",
+)
