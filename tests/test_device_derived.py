@@ -32,10 +32,16 @@ def frame(rows: list[dict[str, object]]) -> pl.DataFrame:
                 "statistic": row.get("statistic"),
                 "group_id": row.get("group", f"g{i}"),
                 "plausible": row.get("plausible", True),
+                "effective_end": row.get("end"),
             }
         )
     return pl.DataFrame(
-        full, schema_overrides={"statistic": pl.String, "effective_start": pl.Datetime("us", "UTC")}
+        full,
+        schema_overrides={
+            "statistic": pl.String,
+            "effective_start": pl.Datetime("us", "UTC"),
+            "effective_end": pl.Datetime("us", "UTC"),
+        },
     )
 
 
@@ -189,3 +195,19 @@ def test_heart_failure_patients_from_snomed_and_icd10_codes() -> None:
         }
     )
     assert sorted(heart_failure_patients(conditions).rows()) == [("ehr_a", "p1"), ("ehr_b", "q1")]
+
+
+def test_intraday_step_slots_do_not_count_beside_the_daily_total() -> None:
+    day = datetime(2026, 6, 1, 4, tzinfo=UTC)
+    readings = frame(
+        [
+            {"metric": "step_count", "value": 9000, "at": day, "end": day + timedelta(hours=23, minutes=59)},
+            {
+                "metric": "step_count",
+                "value": 400,
+                "at": day + timedelta(hours=5),
+                "end": day + timedelta(hours=6),
+            },
+        ]
+    )
+    assert daily_aggregates(readings).select("readings", "mean").rows() == [(1, 9000.0)]

@@ -16,6 +16,9 @@ ADHERENCE_WINDOW_DAYS = 30
 ADHERENT_DAYS = 16
 """Days with readings in 30 that count as adherent (the common remote-monitoring billing threshold)."""
 
+DAILY_TOTAL_HOURS = 20
+"""A step count covering at least this long is a day's total (vendors write 23:59:59 or 24 h intervals)."""
+
 DEVICE_TYPE_METRICS = {
     "blood_pressure_monitor": "systolic_blood_pressure",
     "glucometer": "blood_glucose",
@@ -33,7 +36,8 @@ HEART_FAILURE_CODES = {
 
 
 def usable(readings: pl.DataFrame) -> pl.DataFrame:
-    """Plausible, dated, single-value readings of linked patients, with their local `day`."""
+    """Plausible, dated, single-value readings of linked patients, with their local `day` (step counts:
+    daily totals only)."""
     minutes = (
         pl.col("time_zone")
         .str.slice(0, 1)
@@ -43,11 +47,16 @@ def usable(readings: pl.DataFrame) -> pl.DataFrame:
             + pl.col("time_zone").str.slice(4, 2).cast(pl.Int64, strict=False)
         )
     ).fill_null(0)
+    # step counts come as daily totals and as intraday slots covering the same walking: keep the totals
+    partial_steps = (pl.col("metric") == "step_count") & (
+        pl.col("effective_end").is_null()
+        | (pl.col("effective_end") - pl.col("effective_start") < timedelta(hours=DAILY_TOTAL_HOURS))
+    )
     return (
         readings.filter(
             pl.col("plausible") & pl.col("effective_start").is_not_null() & pl.col("patient_id").is_not_null()
         )
-        .filter(pl.col("statistic").is_null())
+        .filter(pl.col("statistic").is_null() & ~partial_steps)
         .with_columns((pl.col("effective_start") + pl.duration(minutes=minutes)).dt.date().alias("day"))
     )
 

@@ -67,10 +67,12 @@ def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] |
         v.name: AtomicParquetWriter(_partition_file(lake, v.name, partition), _arrow_schema(v)) for v in views
     }
     conflicts: Counter[tuple[str, str]] = Counter()
+    bronze = _BronzeOfPartition.scan(lake, partition)
     try:
         for resource_type in sorted({v.view.resource for v in views}):
             of_type = [v for v in views if v.view.resource == resource_type]
-            current = _current(lake, partition, resource_type, report)
+            current = bronze.current(resource_type)
+            report.resources += current.height
             for chunk in current.iter_slices(RESOURCES_PER_CHUNK):
                 contexts, decoder = contexts_from_json(chunk["raw"])
                 report.decoders[decoder] += 1
@@ -105,26 +107,54 @@ def _arrow_schema(silver_view: SilverView) -> pa.Schema:
     return pl.DataFrame(schema={"source": pl.String, **silver_view.dtypes}).to_arrow().schema
 
 
-def _current(lake: UPath, partition: str, resource_type: str, report: SilverReport) -> pl.DataFrame:
-    folder = table_path(lake, BRONZE, FHIR_RESOURCES)
-    if not parquet_files(folder):
-        return pl.DataFrame(schema={"source": pl.String, "raw": pl.String})
-    bronze = scan_table(lake, BRONZE, FHIR_RESOURCES).filter(pl.col("resource_type") == resource_type)
-    upserts = bronze.filter((pl.col("bucket") == partition) & (pl.col("operation") == "upsert"))
-    # Patient deletions sit in the patient's bucket, all others in `shared` (their patient is unknown)
-    deletes = bronze.filter(
-        pl.col("bucket").is_in([partition, SHARED_BUCKET]) & (pl.col("operation") == "delete")
-    )
-    log = scan_table(lake, BRONZE, INGEST_LOG).select(
-        "ingest_key",
-        pl.col("manifest_transaction_time")
-        .str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False)
-        .alias("deleted_at"),
-    )
-    deletes = deletes.join(log, on="ingest_key", how="left").select(*RESOURCE_KEY, "deleted_at")
-    current = current_resources(upserts, deletes).select("source", "raw").collect()
-    report.resources += current.height
-    return current
+@dataclass(frozen=True)
+class _BronzeOfPartition:
+    """The bronze rows a partition reads, scanned once: its bucket's versions and deletions (deletions
+    of non-patient resources sit in `shared`), and each ingest's transaction time."""
+
+    versions: pl.LazyFrame
+    deletes: pl.LazyFrame
+
+    @classmethod
+    def scan(cls, lake: UPath, partition: str) -> _BronzeOfPartition:
+        folder = table_path(lake, BRONZE, FHIR_RESOURCES)
+        files = [str(f) for b in {partition, SHARED_BUCKET} for f in parquet_files(folder / f"bucket={b}")]
+        if not files:
+            empty = pl.LazyFrame(schema={"source": pl.String, "raw": pl.String, "resource_type": pl.String})
+            return cls(empty, empty)
+        bronze = pl.scan_parquet(files, hive_partitioning=True, hive_schema={"bucket": pl.String})
+        log = (
+            scan_table(lake, BRONZE, INGEST_LOG)
+            .select(
+                "ingest_key",
+                pl.col("manifest_transaction_time")
+                .str.to_datetime("%+", time_zone="UTC", time_unit="us", strict=False)
+                .alias("deleted_at"),
+            )
+            .collect()
+            .lazy()
+        )
+        upserts = bronze.filter((pl.col("bucket") == partition) & (pl.col("operation") == "upsert"))
+        deletes = (
+            bronze.filter(pl.col("operation") == "delete")
+            .select(*RESOURCE_KEY, "ingest_key")
+            .collect()
+            .lazy()
+            .join(log, on="ingest_key", how="left")
+            .select(*RESOURCE_KEY, "deleted_at")
+        )
+        return cls(upserts, deletes)
+
+    def current(self, resource_type: str) -> pl.DataFrame:
+        """The current version of every resource of one type (`source`, `raw`), in key order."""
+        if "operation" not in self.versions.collect_schema():
+            return pl.DataFrame(schema={"source": pl.String, "raw": pl.String})
+        of_type = pl.col("resource_type") == resource_type
+        return (
+            current_resources(self.versions.filter(of_type), self.deletes.filter(of_type))
+            .select("source", "raw")
+            .collect()
+        )
 
 
 def _typed(rows: pl.DataFrame, silver_view: SilverView) -> tuple[pl.DataFrame, dict[str, int]]:
