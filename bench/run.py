@@ -108,7 +108,7 @@ def write_report(rows: list[tuple[int, Measurements, Measurements, Measurements,
             f"{int(sil['rows']):,} rows. FHIR NDJSON/Bundles → silver end to end (bronze ingest of every "
             f"source + silver): {sil['bytes'] / mib / both:,.1f} MB/s, {sil['records'] / both:,.0f} FHIR "
             f"resources/s. `cat` of the FHIR landing files to /dev/null: {sil['raw_read_mb_s']:,.0f} MB/s "
-            "(page cache warm).",
+            f"({'page cache emptied first: the disk' if sil.get('raw_read_cold') else 'page cache warm'}).",
             f"- {patients:,} patients, SQL on FHIR engines on one core over the same fixed sample "
             f"({COMPARE_PER_TYPE:,} resources per type, every silver view; "
             f"{int(cmp['records']):,} resource × view evaluations): this engine "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def silver(landing: str, lake: str, buckets: int, workers: int) -> dict[str, obj
         p for source in ("ehr_a", "ehr_b") for p in (Path(landing) / source).rglob("*") if p.is_file()
     ]
     fhir_bytes = sum(p.stat().st_size for p in fhir_files)
+    cold = _drop_page_cache()
     started = time.perf_counter()
     for first in range(0, len(fhir_files), 500):  # in groups: one argument list cannot hold 100k bundles
         batch = fhir_files[first : first + 500]
@@ -80,7 +82,19 @@ def silver(landing: str, lake: str, buckets: int, workers: int) -> dict[str, obj
         "rows": sum(sum(r.rows.values()) for r in reports),
         "bytes": fhir_bytes,
         "raw_read_mb_s": fhir_bytes / 2**20 / read_seconds,
+        "raw_read_cold": cold,
     }
+
+
+def _drop_page_cache() -> bool:
+    """Empty the kernel's page cache (root only) so that the plain read measures the disk and silver
+    reads bronze from disk too; False when not permitted (then the read is from a warm cache)."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
 
 
 def compare(landing: str, per_type: int) -> dict[str, object]:

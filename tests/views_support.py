@@ -125,6 +125,7 @@ def _item_rows(items: list[Resource] | None) -> int:
 ROWS_PER_RESOURCE: dict[str, Callable[[Resource], int]] = {
     "patient_identifier": lambda r: len(r.get("identifier") or []),
     "patient_telecom": lambda r: len(r.get("telecom") or []),
+    "patient_name": lambda r: len(r.get("name") or []),
     "observation_component": lambda r: len(r.get("component") or []),
     "questionnaire_response_item": lambda r: _item_rows(r.get("item")),
 }
@@ -425,6 +426,10 @@ def element_tuples(table: str, resources: list[Resource]) -> Iterator[tuple[Any,
         elif table == "patient_telecom":
             for t in r.get("telecom") or []:
                 yield r["id"], t.get("system"), t.get("value"), t.get("use"), t.get("rank")
+        elif table == "patient_name":
+            for index, n in enumerate(r.get("name") or []):
+                given = " ".join(g for g in n.get("given") or [] if g) or None
+                yield r["id"], index, n.get("use"), n.get("family"), given
         elif table == "observation_component":
             for index, c in enumerate(r.get("component") or []):
                 q = c.get("valueQuantity") or {}
@@ -455,6 +460,7 @@ def _answers(qr_id: str, items: list[Resource] | None) -> Iterator[tuple[Any, ..
 ELEMENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "patient_identifier": ("patient_id", "system", "value", "type_code", "use"),
     "patient_telecom": ("patient_id", "system", "value", "use", "rank"),
+    "patient_name": ("patient_id", "name_index", "use", "family", "given"),
     "observation_component": (
         "observation_id",
         "component_index",

@@ -1,0 +1,1 @@
+"""Identity resolution: one person across sources (master patient index) and the golden record."""

@@ -1,0 +1,158 @@
+"""Identity records: one row per source Patient with the normalized attributes matching compares.
+
+Names are folded to lower-case ASCII (accents removed: one EHR may store only ASCII), given names
+mapped to a canonical form through data_contracts/identity/nicknames.csv, phones reduced to their last
+ten digits, e-mails lower-cased, postal codes to five digits. Every name a record carries (official,
+maiden, old, ...) is kept as `family_names` so that a maiden name in one source meets the married name
+in the other.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+from upath import UPath
+
+from pipelines.lake import parquet_files, scan_table, table_path
+from pipelines.silver.build import SILVER
+
+NICKNAMES_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "identity" / "nicknames.csv"
+SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+
+RECORD_SCHEMA: dict[str, pl.DataType] = {
+    "unique_id": pl.String(),  # '<source>|<patient id>'
+    "source": pl.String(),
+    "patient_id": pl.String(),
+    "given": pl.String(),  # first given name, folded
+    "given_canonical": pl.String(),  # nickname → formal name
+    "middle_initial": pl.String(),
+    "family": pl.String(),  # official family name, folded (first word of a compound name kept separately)
+    "family_first_word": pl.String(),
+    "family_names": pl.List(pl.String()),  # every family name of every name of the record
+    "birth_date": pl.String(),
+    "gender": pl.String(),
+    "postal_code": pl.String(),
+    "address_line": pl.String(),
+    "phones": pl.List(pl.String()),
+    "email": pl.String(),
+    "ssn": pl.String(),
+    "last_updated": pl.String(),
+}
+
+
+def fold(text: pl.Expr) -> pl.Expr:
+    """Lower-case ASCII letters, digits and single spaces (accents and punctuation removed)."""
+    return (
+        text.str.normalize("NFKD")
+        .str.replace_all(r"\p{M}", "")
+        .str.to_lowercase()
+        .str.replace_all(r"[^a-z0-9 ]", " ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+        .replace("", None)
+    )
+
+
+@cache
+def nicknames() -> pl.DataFrame:
+    """variant → canonical given name (a formal name maps to itself)."""
+    table = pl.read_csv(NICKNAMES_FILE, comment_prefix="#")
+    return table.select(pl.col("variant"), pl.col("name").alias("canonical")).unique(
+        subset="variant", keep="first"
+    )
+
+
+def identity_records(lake: UPath) -> pl.DataFrame:
+    """One identity record per current source Patient in silver (all buckets)."""
+    if not parquet_files(table_path(lake, SILVER, "patient")):
+        return pl.DataFrame(schema=RECORD_SCHEMA)
+    patients = scan_table(lake, SILVER, "patient").collect()
+    names = _table(lake, "patient_name", {"source": pl.String, "patient_id": pl.String, "family": pl.String})
+    identifiers = _table(
+        lake,
+        "patient_identifier",
+        {"source": pl.String, "patient_id": pl.String, "system": pl.String, "value": pl.String},
+    )
+    telecom = _table(
+        lake,
+        "patient_telecom",
+        {"source": pl.String, "patient_id": pl.String, "system": pl.String, "value": pl.String},
+    )
+    return build_records(patients, names, identifiers, telecom)
+
+
+def build_records(
+    patients: pl.DataFrame, names: pl.DataFrame, identifiers: pl.DataFrame, telecom: pl.DataFrame
+) -> pl.DataFrame:
+    """The identity records from silver `patient`, `patient_name`, `patient_identifier`, `patient_telecom`."""
+    key = ["source", "patient_id"]
+    given_words = fold(pl.col("given")).str.split(" ")
+    base = patients.select(
+        "source",
+        pl.col("id").alias("patient_id"),
+        given_words.list.get(0, null_on_oob=True).alias("given"),
+        given_words.list.get(1, null_on_oob=True).str.slice(0, 1).alias("middle_initial"),
+        fold(pl.col("family")).alias("family"),
+        pl.col("birth_date").str.slice(0, 10).alias("birth_date"),
+        pl.col("gender").str.to_lowercase().alias("gender"),
+        pl.col("address_postal_code")
+        .str.replace_all(r"[^0-9]", "")
+        .str.slice(0, 5)
+        .replace("", None)
+        .alias("postal_code"),
+        fold(pl.col("address_line")).alias("address_line"),
+        pl.col("last_updated").cast(pl.String),
+    )
+    family_names = (
+        names.select(*key, fold(pl.col("family")).alias("name"))
+        .drop_nulls("name")
+        .group_by(key)
+        .agg(pl.col("name").unique().sort().alias("family_names"))
+    )
+    phones = (
+        telecom.filter(pl.col("system").is_in(["phone", "sms"]))
+        .select(*key, pl.col("value").str.replace_all(r"[^0-9]", "").str.slice(-10).alias("phone"))
+        .filter(pl.col("phone").str.len_chars() >= 7)
+        .group_by(key)
+        .agg(pl.col("phone").unique().sort().alias("phones"))
+    )
+    emails = (
+        telecom.filter(pl.col("system") == "email")
+        .select(*key, pl.col("value").str.strip_chars().str.to_lowercase().alias("email"))
+        .group_by(key)
+        .agg(pl.col("email").sort().first())
+    )
+    ssns = (
+        identifiers.filter(pl.col("system") == SSN_SYSTEM)
+        .select(*key, pl.col("value").str.replace_all(r"[^0-9]", "").alias("ssn"))
+        .filter(pl.col("ssn").str.len_chars() == 9)
+        .group_by(key)
+        .agg(pl.col("ssn").sort().first())
+    )
+    records = (
+        base.join(family_names, on=key, how="left")
+        .join(phones, on=key, how="left")
+        .join(emails, on=key, how="left")
+        .join(ssns, on=key, how="left")
+        .join(nicknames(), left_on="given", right_on="variant", how="left")
+        .with_columns(
+            pl.format("{}|{}", "source", "patient_id").alias("unique_id"),
+            pl.coalesce("canonical", "given").alias("given_canonical"),
+            pl.col("family").str.split(" ").list.first().alias("family_first_word"),
+            pl.concat_list(pl.col("family_names").fill_null([]), pl.col("family").fill_null(pl.lit(None)))
+            .list.drop_nulls()
+            .list.unique()
+            .list.sort()
+            .alias("family_names"),
+            pl.col("phones").fill_null([]),
+        )
+    )
+    return records.select([pl.col(n).cast(t) for n, t in RECORD_SCHEMA.items()]).sort("unique_id")
+
+
+def _table(lake: UPath, table: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    if not parquet_files(table_path(lake, SILVER, table)):
+        return pl.DataFrame(schema=schema)
+    return scan_table(lake, SILVER, table).collect()
