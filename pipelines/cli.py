@@ -124,6 +124,7 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
 
     console.print(_table("Rows per table", table_row_counts(lake)))
     console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
+    _print_identity_summary(lake)
     _print_device_summary(lake)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
@@ -153,3 +154,12 @@ def _print_device_summary(lake: UPath) -> None:
     console.print(_table("Device readings by patient link", summary.links))
     console.print(_table("Device alerts by rule", summary.alerts))
     console.print(_table("Device adherence (30 days up to the as-of date)", summary.adherence))
+
+
+def _print_identity_summary(lake: UPath) -> None:
+    """Persons, links by rule and the clerical-review queue (counts only)."""
+    from pipelines.identity.summary import identity_summary
+
+    summary = identity_summary(lake)
+    if summary is not None:
+        console.print(_table("Identity: source records by link rule", summary))

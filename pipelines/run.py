@@ -33,6 +33,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     ingest job, then the silver job for every bucket partition."""
     from assets.bronze.automation import BRONZE_JOB, SILVER_JOB  # Dagster imports are slow: only when running
     from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
+    from assets.identity.assets import IDENTITY_JOB
     from assets.partitions import patient_buckets
     from assets.resources import lake_resource_for
     from pipelines.definitions import build_definitions
@@ -62,6 +63,11 @@ def run_pipeline(settings: Settings) -> PipelineRun:
                 job.execute_in_process(
                     instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
                 )
+            )
+        if job_name == SILVER_JOB and all(r.success for r in results):  # identity reads all of silver
+            identity = defs.resolve_job_def(IDENTITY_JOB)
+            results.append(
+                identity.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
             )
     failed, warnings = [], []
     for result in results:

@@ -1,10 +1,10 @@
 """Device feeds: silver `device_reading` per bucket, and the derived device tables per patient bucket."""
 
 import dagster as dg
-import polars as pl
 from upath import UPath
 
 from assets.bronze.assets import DEVICE_RECORDS_KEY
+from assets.contracts import contract_check
 from assets.partitions import patient_buckets
 from assets.resources import LakeResource
 from assets.silver.assets import EXPECTATIONS_CHECK
@@ -12,7 +12,7 @@ from pipelines.devices.build import DEVICE_READING, DEVICE_READING_REJECTS, buil
 from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, DEVICE_DAILY, GOLD, build_device_gold
 from pipelines.lake import table_path
 from pipelines.silver.build import SILVER
-from pipelines.silver.expectations import EXPECTATIONS_DIR, check_table, load_suites
+from pipelines.silver.expectations import EXPECTATIONS_DIR
 
 DEVICE_GROUP = "devices"
 DEVICE_GOLD_GROUP = "device_gold"
@@ -137,13 +137,5 @@ def device_gold(context: dg.AssetExecutionContext, lake: LakeResource):
 def _contract_check(
     lake: UPath, layer: str, table: str, partition: str, key: dg.AssetKey
 ) -> dg.AssetCheckResult:
-    """The table's Great Expectations suite on this partition (counts and expectation names only)."""
     path = table_path(lake, layer, table) / f"bucket={partition}" / "data.parquet"
-    frame = pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
-    outcome = check_table(table, frame, load_suites(DEVICE_SUITES)[table])
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=EXPECTATIONS_CHECK,
-        passed=outcome.success,
-        metadata={"expectations_evaluated": outcome.evaluated, "failures": "; ".join(outcome.failures)},
-    )
+    return contract_check(path, table, DEVICE_SUITES, key, EXPECTATIONS_CHECK)

@@ -1,0 +1,234 @@
+"""Who is the same person: deterministic links on shared identifiers, then Fellegi-Sunter probabilistic
+matching with Splink (DuckDB) on names, birth date, sex, address, phone, e-mail and SSN.
+
+Splink is the field's standard implementation of the Fellegi-Sunter model; it estimates the model's
+u-probabilities by random sampling and its m-probabilities by expectation maximisation from the data
+itself (no labels), compares only pairs that share a blocking key (so cost grows near-linearly), and
+runs the same settings on Spark when the data outgrows one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+SETTINGS_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "identity" / "matching.yaml"
+
+PAIR_SCHEMA: dict[str, pl.DataType] = {
+    "unique_id_l": pl.String(),
+    "unique_id_r": pl.String(),
+    "match_rule": pl.String(),  # identifier:<system> | probabilistic
+    "match_probability": pl.Float64(),
+}
+EVIDENCE_FIELDS = (
+    "given",
+    "family",
+    "birth_date",
+    "gender",
+    "postal_code",
+    "address_line",
+    "phones",
+    "email",
+    "ssn",
+)
+
+
+@dataclass(frozen=True)
+class MatchingSettings:
+    """Thresholds and rules from data_contracts/identity/matching.yaml."""
+
+    auto_link: float
+    review: float
+    identifier_systems: tuple[str, ...]
+    source_rank: tuple[str, ...]
+
+
+@cache
+def matching_settings(path: Path = SETTINGS_FILE) -> MatchingSettings:
+    """The matching settings."""
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return MatchingSettings(
+        float(document["thresholds"]["auto_link"]),
+        float(document["thresholds"]["review"]),
+        tuple(document["deterministic"]["identifier_systems"]),
+        tuple(document["survivorship"]["source_rank"]),
+    )
+
+
+def deterministic_pairs(records: pl.DataFrame) -> pl.DataFrame:
+    """Pairs sharing an SSN, confirmed by birth date (exact or day/month swapped) or a family name."""
+    with_ssn = records.filter(pl.col("ssn").is_not_null()).select(
+        "unique_id", "ssn", "birth_date", "family_names"
+    )
+    pairs = with_ssn.join(with_ssn, on="ssn", suffix="_r").filter(pl.col("unique_id") < pl.col("unique_id_r"))
+    swapped = pl.concat_str(
+        pl.col("birth_date_r").str.slice(0, 5),
+        pl.col("birth_date_r").str.slice(8, 2),
+        pl.lit("-"),
+        pl.col("birth_date_r").str.slice(5, 2),
+    )
+    confirmed = (
+        (pl.col("birth_date") == pl.col("birth_date_r"))
+        | (pl.col("birth_date") == swapped)
+        | (pl.col("family_names").list.set_intersection("family_names_r").list.len() > 0)
+    )
+    return pairs.filter(confirmed).select(
+        pl.col("unique_id").alias("unique_id_l"),
+        "unique_id_r",
+        pl.lit("identifier:ssn").alias("match_rule"),
+        pl.lit(1.0).alias("match_probability"),
+    )
+
+
+def _comparisons() -> list[object]:
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    def null(column: str) -> object:
+        return cll.CustomLevel(f'"{column}_l" IS NULL OR "{column}_r" IS NULL').configure(is_null_level=True)
+
+    return [
+        cl.CustomComparison(
+            output_column_name="given",
+            comparison_levels=[
+                null("given"),
+                cll.ExactMatchLevel("given"),
+                cll.CustomLevel(
+                    '"given_canonical_l" = "given_canonical_r"', "nickname or same canonical name"
+                ),
+                cll.JaroWinklerLevel("given", 0.92),
+                cll.JaroWinklerLevel("given", 0.80),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.CustomComparison(
+            output_column_name="family",
+            comparison_levels=[
+                null("family"),
+                cll.ExactMatchLevel("family"),
+                cll.CustomLevel(
+                    'list_has_any("family_names_l", "family_names_r")', "another name of the record"
+                ),
+                cll.CustomLevel(
+                    '"family_first_word_l" = "family_first_word_r"', "first word of a compound name"
+                ),
+                cll.JaroWinklerLevel("family", 0.92),
+                cll.JaroWinklerLevel("family", 0.80),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.CustomComparison(
+            output_column_name="birth_date",
+            comparison_levels=[
+                null("birth_date"),
+                cll.ExactMatchLevel("birth_date"),
+                cll.CustomLevel(
+                    'substr("birth_date_l", 1, 4) = substr("birth_date_r", 1, 4) AND '
+                    'substr("birth_date_l", 6, 2) = substr("birth_date_r", 9, 2) AND '
+                    'substr("birth_date_l", 9, 2) = substr("birth_date_r", 6, 2)',
+                    "day and month swapped",
+                ),
+                cll.CustomLevel(
+                    'substr("birth_date_l", 6, 5) = substr("birth_date_r", 6, 5) AND '
+                    'abs(TRY_CAST(substr("birth_date_l", 1, 4) AS INTEGER) - '
+                    'TRY_CAST(substr("birth_date_r", 1, 4) AS INTEGER)) = 1',
+                    "year off by one",
+                ),
+                cll.CustomLevel('substr("birth_date_l", 1, 7) = substr("birth_date_r", 1, 7)', "same month"),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.ExactMatch("gender"),
+        cl.ExactMatch("postal_code"),
+        cl.CustomComparison(
+            output_column_name="address_line",
+            comparison_levels=[
+                null("address_line"),
+                cll.ExactMatchLevel("address_line"),
+                cll.JaroWinklerLevel("address_line", 0.90),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.CustomComparison(
+            output_column_name="phones",
+            comparison_levels=[
+                cll.CustomLevel('len("phones_l") = 0 OR len("phones_r") = 0').configure(is_null_level=True),
+                cll.CustomLevel('list_has_any("phones_l", "phones_r")', "a phone in common"),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.ExactMatch("email"),
+        cl.CustomComparison(
+            output_column_name="ssn",
+            comparison_levels=[
+                null("ssn"),
+                cll.ExactMatchLevel("ssn"),
+                cll.DamerauLevenshteinLevel("ssn", 1),
+                cll.ElseLevel(),
+            ],
+        ),
+    ]
+
+
+def _blocking_rules() -> list[object]:
+    from splink import block_on
+
+    return [
+        block_on("birth_date"),
+        block_on("family", "given_canonical"),
+        block_on("ssn"),
+        block_on("email"),
+        block_on("phone_first"),
+        block_on("postal_code", "given_canonical"),
+        block_on("postal_code", "substr(birth_date, 1, 4)"),
+    ]
+
+
+def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
+    """Every blocked pair with its match probability and per-field comparison level (`gamma_<field>`).
+
+    The model is estimated on `records` themselves each run: random-sample u-probabilities, EM for the
+    m-probabilities on three blocking passes, each leaving different fields free to be learned.
+    """
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink.internals.exceptions import EMTrainingException
+
+    frame = records.with_columns(pl.col("phones").list.first().alias("phone_first")).to_pandas()
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=_comparisons(),
+        blocking_rules_to_generate_predictions=_blocking_rules(),
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+    )
+    # no basic logging: Splink's training chatter would reach the root logger and the Dagster console
+    linker = Linker(frame, settings, db_api=DuckDBAPI(), set_up_basic_logging=False)
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("ssn"), block_on("given", "family", "birth_date")], recall=0.8
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
+    trained = 0
+    for rule in (block_on("birth_date"), block_on("family", "given_canonical"), block_on("postal_code")):
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule, fix_u_probabilities=True)
+            trained += 1
+        except EMTrainingException:  # no pairs share this key (a small or very diverse population)
+            continue
+    if trained == 0:  # never link on an untrained model: identifiers alone decide
+        return pl.DataFrame(schema=PAIR_SCHEMA)
+    predictions = linker.inference.predict(threshold_match_probability=matching_settings().review)
+    pairs = pl.from_pandas(predictions.as_pandas_dataframe())
+    return pairs.select(
+        pl.col("unique_id_l").cast(pl.String),
+        pl.col("unique_id_r").cast(pl.String),
+        pl.lit("probabilistic").alias("match_rule"),
+        pl.col("match_probability").cast(pl.Float64),
+        *[pl.col(f"gamma_{f}").cast(pl.Int64) for f in EVIDENCE_FIELDS if f"gamma_{f}" in pairs.columns],
+    )
