@@ -63,7 +63,9 @@ def main() -> None:
         )
         console.print("  comparing with sqlonfhir on a fixed sample")
         cmp = run_stage("compare", landing=str(folder / "landing"), per_type=COMPARE_PER_TYPE)
-        rows.append((patients, gen, ing, sil, cmp))
+        console.print("  building identity")
+        ident = run_stage("identity", lake=str(folder / "lake"), truth=str(folder / "ground_truth"))
+        rows.append((patients, gen, ing, sil, cmp, ident))
         shutil.rmtree(folder, ignore_errors=True)
     write_report(rows)
     console.print(f"report written to {REPORT.relative_to(ROOT)}")
@@ -72,14 +74,16 @@ def main() -> None:
 Measurements = dict[str, Any]
 
 
-def write_report(rows: list[tuple[int, Measurements, Measurements, Measurements, Measurements]]) -> None:
+def write_report(
+    rows: list[tuple[int, Measurements, Measurements, Measurements, Measurements, Measurements]],
+) -> None:
     """The markdown report: one line per stage and size."""
     mib = 1024 * 1024
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
     lines = [
-        "# Pipeline benchmark: synthetic generator, landing → bronze, bronze → silver",
+        "# Pipeline benchmark: synthetic generator, landing → bronze, bronze → silver, identity",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit or 'unknown'} with `make bench` "
         f"(`BENCH_PATIENTS` {','.join(str(r[0]) for r in rows)}) on {platform.machine()}, "
@@ -89,7 +93,7 @@ def write_report(rows: list[tuple[int, Measurements, Measurements, Measurements,
         "| patients | stage | records | MB | seconds | records/s | MB/s | peak RSS (MiB) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for patients, gen, ing, sil, _ in rows:
+    for patients, gen, ing, sil, _, _ in rows:
         for name, stage in (("generate", gen), ("bronze ingest", ing), ("silver (FHIR only)", sil)):
             lines.append(
                 f"| {patients:,} | {name} | {int(stage['records']):,} | {stage['bytes'] / mib:,.0f} | "
@@ -101,7 +105,7 @@ def write_report(rows: list[tuple[int, Measurements, Measurements, Measurements,
         "MB is the landing data read or written (for silver: the FHIR landing files). Also measured:",
         "",
     ]
-    for patients, _, ing, sil, cmp in rows:
+    for patients, _, ing, sil, cmp, ident in rows:
         both = ing["seconds"] + sil["seconds"]
         lines += [
             f"- {patients:,} patients: bronze lake {ing['lake_bytes'] / mib:,.0f} MB on disk; silver wrote "
@@ -116,6 +120,11 @@ def write_report(rows: list[tuple[int, Measurements, Measurements, Measurements,
             f"{cmp['records'] / cmp['sqlonfhir_seconds']:,.0f}/s from parsed dicts: "
             f"{cmp['sqlonfhir_seconds'] / cmp['seconds']:,.1f}× faster. Columns sqlonfhir cannot run "
             f"(left out of both): {', '.join(cmp['columns_sqlonfhir_cannot_run']) or 'none'}.",
+            f"- {patients:,} patients, identity: {int(ident['records']):,} source Patient records → "
+            f"{int(ident['persons']):,} persons (ground truth {int(ident['true_persons']):,}) in "
+            f"{ident['seconds']:,.1f} s (peak {ident['peak_rss_mib']:,.0f} MiB); pairwise precision "
+            f"{ident['precision']:.4f}, recall {ident['recall']:.4f} over {int(ident['true_pairs']):,} true "
+            f"pairs; {int(ident['clerical_review']):,} pairs for clerical review.",
         ]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines) + "\n")

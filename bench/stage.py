@@ -219,7 +219,42 @@ def _keep_columns(definition: dict[str, Any], keep: set[str]) -> dict[str, Any] 
     return pruned if pruned is not None and "select" in pruned else None
 
 
-STAGES = {"generate": generate, "ingest": ingest, "silver": silver, "compare": compare}
+def identity(lake: str, truth: str) -> dict[str, object]:
+    """Build identity over the silver patients and score it against the generator's ground truth:
+    pairwise precision and recall of "these two records are the same person"."""
+    import polars as pl
+
+    from pipelines.identity.build import build_identity
+    from pipelines.lake import read_table
+
+    started = time.perf_counter()
+    report = build_identity(UPath(lake))
+    seconds = time.perf_counter() - started
+    key = pl.format("{}|{}", "source", "source_patient_id").alias("unique_id")
+    expected = pl.read_csv(Path(truth) / "identity.csv", infer_schema_length=0).select(key, "person_index")
+    found = read_table(UPath(lake), "identity", "person_link").select(key, "person_id")
+
+    def pairs(frame: pl.DataFrame, by: str) -> pl.DataFrame:
+        joined = frame.join(frame, on=by, suffix="_r").filter(pl.col("unique_id") < pl.col("unique_id_r"))
+        return joined.select("unique_id", "unique_id_r")
+
+    true_pairs, predicted = pairs(expected, "person_index"), pairs(found, "person_id")
+    hits = predicted.join(true_pairs, on=["unique_id", "unique_id_r"]).height
+    return {
+        "seconds": seconds,
+        "records": report.records,
+        "bytes": 0,
+        "persons": report.persons,
+        "true_persons": expected["person_index"].n_unique(),
+        "true_pairs": true_pairs.height,
+        "predicted_pairs": predicted.height,
+        "precision": hits / max(predicted.height, 1),
+        "recall": hits / max(true_pairs.height, 1),
+        "clerical_review": report.clerical_review,
+    }
+
+
+STAGES = {"generate": generate, "ingest": ingest, "silver": silver, "compare": compare, "identity": identity}
 
 
 def main() -> None:

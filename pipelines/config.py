@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 from upath import UPath
 
@@ -25,11 +25,7 @@ class Settings:
     lake: UPath
     exports: UPath
     buckets: int = DEFAULT_BUCKETS
-    as_of: date | None = None  # the day analytics are "as of" (windows, adherence); None: today (UTC)
-
-    def as_of_date(self) -> date:
-        """The configured as-of day, or today in UTC."""
-        return self.as_of or datetime.now(UTC).date()
+    as_of: date | None = None  # the day analytics are "as of"; None: the data's own (pipelines.gold.as_of)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,7 +41,7 @@ class Settings:
 
 
 def parse_as_of(text: str) -> date | None:
-    """`PATIENT_INSIGHTS_AS_OF` (YYYY-MM-DD) as a date; empty means today."""
+    """`PATIENT_INSIGHTS_AS_OF` (YYYY-MM-DD) as a date; empty means: as of the data's latest transaction."""
     if not text.strip():
         return None
     try:

@@ -24,11 +24,12 @@ from assets.bronze.checks import (
 )
 from assets.devices.assets import device_gold, device_readings
 from assets.devices.automation import device_gold_job, device_silver_job
+from assets.gold.assets import person_job, person_tables
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
 from assets.silver.assets import silver_tables
 
-ASSETS = [bronze_ingest, silver_tables, device_readings, device_gold, identity_tables]
+ASSETS = [bronze_ingest, silver_tables, device_readings, device_gold, identity_tables, person_tables]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
 
@@ -37,7 +38,7 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[bronze_job, silver_job, device_silver_job, device_gold_job, identity_job],
+        jobs=[bronze_job, silver_job, device_silver_job, device_gold_job, identity_job, person_job],
         sensors=[landing_sensor, silver_after_bronze],
         schedules=[nightly_schedule],
         resources={"lake": lake or lake_resource_from_env()},

@@ -10,6 +10,7 @@ from assets.resources import LakeResource
 from assets.silver.assets import EXPECTATIONS_CHECK
 from pipelines.devices.build import DEVICE_READING, DEVICE_READING_REJECTS, build_device_partition
 from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, DEVICE_DAILY, GOLD, build_device_gold
+from pipelines.gold.as_of import resolve_as_of
 from pipelines.lake import table_path
 from pipelines.silver.build import SILVER
 from pipelines.silver.expectations import EXPECTATIONS_DIR
@@ -122,7 +123,9 @@ def device_readings(context: dg.AssetExecutionContext, lake: LakeResource):
 def device_gold(context: dg.AssetExecutionContext, lake: LakeResource):
     """Daily aggregates, adherence and alerts of the patients of one bucket."""
     settings = lake.settings()
-    report = build_device_gold(settings.lake, context.partition_key, settings.buckets, settings.as_of_date())
+    report = build_device_gold(
+        settings.lake, context.partition_key, settings.buckets, resolve_as_of(settings.as_of, settings.lake)
+    )
     for table in GOLD_TABLES:
         metadata: dict[str, int] = {"rows": report.rows[table]}
         if table == DEVICE_ALERTS:

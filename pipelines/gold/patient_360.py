@@ -1,0 +1,437 @@
+"""`gold/patient_360`: one row per person, everything a care manager looks at first.
+
+Every source record of the person contributes (through `identity/person_link`); windows are counted back
+from the as-of date. Columns that later layers fill (open care gaps, risk, sentiment) are present as
+nulls until then, so consumers can rely on the contract today.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+import yaml
+from upath import UPath
+
+from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, GOLD
+from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK, TABLE_FILE
+from pipelines.lake import parquet_files, scan_table, table_path
+from pipelines.silver.build import SILVER
+
+CODES_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "gold" / "clinical_codes.yaml"
+PATIENT_360 = "patient_360"
+CHANNELS = ("phone", "sms", "email", "mail")
+OPEN_ALERT_DAYS = 14
+"""A device alert counts as open for this many days after it fired (until care-gap work closes it)."""
+
+
+@cache
+def clinical_codes() -> dict:
+    """Chronic condition code lists and result LOINC codes (data_contracts/gold/clinical_codes.yaml)."""
+    return yaml.safe_load(CODES_FILE.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class Silver:
+    """The silver and identity frames the 360 view reads, each keyed by person."""
+
+    links: pl.DataFrame  # person_id, source, patient_id
+
+    def table(self, lake: UPath, name: str, layer: str = SILVER) -> pl.DataFrame:
+        """Rows of a per-patient table with `person_id` added (empty when the table does not exist)."""
+        if not parquet_files(table_path(lake, layer, name)):
+            return pl.DataFrame(schema={"person_id": pl.String})
+        frame = scan_table(lake, layer, name).collect()
+        if "patient_id" not in frame.columns and "id" in frame.columns:  # silver `patient` itself
+            frame = frame.rename({"id": "patient_id"})
+        key = (
+            ("patient_source", "patient_id")
+            if "patient_source" in frame.columns
+            else ("source", "patient_id")
+        )
+        return frame.join(
+            self.links.rename({"source": key[0]}) if key[0] != "source" else self.links,
+            on=list(key),
+            how="inner",
+        )
+
+
+def build_patient_360(lake: UPath, as_of: date) -> pl.DataFrame:
+    """The 360 view of every person as of the end of `as_of` (UTC)."""
+    links = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON_LINK) / TABLE_FILE)).select(
+        "person_id", "source", pl.col("source_patient_id").alias("patient_id")
+    )
+    persons = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON) / TABLE_FILE))
+    silver = Silver(links)
+    end = datetime.combine(as_of, time(23, 59, 59, 999999)).replace(tzinfo=None)
+    at = pl.lit(end).dt.replace_time_zone("UTC")
+    base = persons.select(
+        "person_id",
+        "source_records",
+        "given",
+        "family",
+        pl.col("birth_date"),
+        _age(pl.col("birth_date"), as_of).alias("age"),
+        pl.col("gender").alias("sex"),
+        "language",
+        pl.col("deceased").is_not_null().alias("deceased"),
+        "address_line",
+        "address_city",
+        "address_state",
+        "address_postal_code",
+        "phone",
+        "email",
+    )
+    parts = [
+        _contact_and_consent(lake, silver),
+        _primary_care(lake, silver, at),
+        _coverage(lake, silver, as_of),
+        _conditions(lake, silver),
+        _medications(lake, silver),
+        _latest_results(lake, silver, at),
+        _utilization(lake, silver, at),
+        _appointments(lake, silver, at),
+        _devices(lake, silver, as_of),
+    ]
+    view = base
+    for part in parts:
+        view = view.join(part, on="person_id", how="left")
+    # a part with no source rows (no encounters, no devices yet) still yields its columns
+    view = view.with_columns(
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in _optional_columns().items()
+        if name not in view.columns
+    )
+    counts = [
+        c
+        for c in view.columns
+        if c.endswith(("_6m", "_12m")) or c in ("upcoming_appointments", "open_device_alerts")
+    ]
+    return view.with_columns(
+        *[pl.col(f"consent_{channel}").fill_null(True) for channel in CHANNELS],  # no deny recorded
+        *[pl.col(c).fill_null(False) for c in view.columns if c.startswith("has_")],
+        *[pl.col(c).fill_null(0) for c in counts],
+        pl.col("coverage_active").fill_null(False),
+        pl.lit(as_of).alias("as_of"),
+        pl.lit(None, pl.Int64).alias("open_care_gaps"),
+        pl.lit(None, pl.Float64).alias("risk_score"),
+        pl.lit(None, pl.String).alias("risk_tier"),
+        pl.lit(None, pl.Float64).alias("latest_sentiment"),
+    ).sort("person_id")
+
+
+def _optional_columns() -> dict[str, pl.DataType]:
+    """Columns that come from optional sources, with their types."""
+    columns: dict[str, pl.DataType] = {
+        "preferred_phone": pl.String(),
+        "preferred_phone_use": pl.String(),
+        **{f"consent_{c}": pl.Boolean() for c in CHANNELS},
+        "pcp_practitioner_id": pl.String(),
+        "pcp_attribution": pl.String(),
+        "coverage_payor_id": pl.String(),
+        "coverage_type": pl.String(),
+        "coverage_active": pl.Boolean(),
+        "active_problems": pl.List(pl.String()),
+        **{f"has_{g}": pl.Boolean() for g in clinical_codes()["chronic_conditions"]},
+        "active_medications": pl.List(pl.String()),
+    }
+    for name in clinical_codes()["latest_results"]:
+        columns[f"last_{name}"] = pl.Float64()
+        columns[f"last_{name}_date"] = pl.Date()
+    for months in (6, 12):
+        for measure in ("ed_visits", "inpatient_admissions", "outpatient_visits", "bed_days"):
+            columns[f"{measure}_{months}m"] = pl.Int64()
+    columns |= {
+        "last_discharge_date": pl.Date(),
+        "upcoming_appointments": pl.Int64(),
+        "next_appointment_at": pl.Datetime("us", "UTC"),
+        "missed_appointments_12m": pl.Int64(),
+        "device_metrics_enrolled": pl.List(pl.String()),
+        "device_min_days_with_readings_30d": pl.Int64(),
+        "device_adherent": pl.Boolean(),
+        "open_device_alerts": pl.Int64(),
+        "open_device_alert_types": pl.List(pl.String()),
+    }
+    return columns
+
+
+def _age(birth: pl.Expr, as_of: date) -> pl.Expr:
+    born = birth.str.to_date("%Y-%m-%d", strict=False)
+    years = as_of.year - born.dt.year()
+    before_birthday = (born.dt.month() > as_of.month) | (
+        (born.dt.month() == as_of.month) & (born.dt.day() > as_of.day)
+    )
+    return (years - before_birthday.cast(pl.Int32)).cast(pl.Int32)
+
+
+def _timestamp(text: pl.Expr) -> pl.Expr:
+    from pipelines.devices.fhir_readings import _timestamp as parse
+
+    return parse(text)
+
+
+def _contact_and_consent(lake: UPath, silver: Silver) -> pl.DataFrame:
+    """Preferred phone (rank, then mobile) and per-channel consent (a Consent deny for the channel or for
+    all contact makes it false)."""
+    telecom = silver.table(lake, "patient_telecom")
+    preferred = (
+        telecom.filter(pl.col("system").is_in(["phone", "sms"]))
+        .sort(["person_id", "rank", "use"], nulls_last=True)
+        .group_by("person_id", maintain_order=True)
+        .agg(
+            pl.col("value").first().alias("preferred_phone"),
+            pl.col("use").first().alias("preferred_phone_use"),
+        )
+        if telecom.height and "system" in telecom.columns
+        else pl.DataFrame(
+            schema={"person_id": pl.String, "preferred_phone": pl.String, "preferred_phone_use": pl.String}
+        )
+    )
+    consent = silver.table(lake, "consent")
+    if consent.height and "provision_type" in consent.columns:
+        denied = consent.filter((pl.col("status") == "active") & (pl.col("provision_type") == "deny"))
+        flags = denied.group_by("person_id").agg(
+            [
+                (~(pl.col("provision_code").is_in([channel, "all"])).any()).alias(f"consent_{channel}")
+                for channel in CHANNELS
+            ]
+        )
+    else:
+        flags = pl.DataFrame(
+            schema={"person_id": pl.String, **{f"consent_{c}": pl.Boolean for c in CHANNELS}}
+        )
+    out = preferred.join(flags, on="person_id", how="full", coalesce=True)
+    return out.with_columns(pl.col(f"consent_{c}").fill_null(True) for c in CHANNELS)
+
+
+def _primary_care(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+    """Patient.generalPractitioner, else the practitioner of most outpatient visits in 24 months."""
+    patients = silver.table(lake, "patient")
+    named = (
+        patients.drop_nulls("general_practitioner_id")
+        .group_by("person_id")
+        .agg(pl.col("general_practitioner_id").sort().first().alias("_named"))
+        if "general_practitioner_id" in patients.columns
+        else pl.DataFrame(schema={"person_id": pl.String, "_named": pl.String})
+    )
+    encounters = silver.table(lake, "encounter")
+    if encounters.height and "class_code" in encounters.columns:
+        start = _timestamp(pl.col("period_start"))
+        visits = (
+            encounters.filter(
+                (pl.col("class_code") == "AMB")
+                & pl.col("practitioner_id").is_not_null()
+                & (start <= at)
+                & (start > at - pl.duration(days=730))
+            )
+            .group_by("person_id", "practitioner_id")
+            .agg(pl.len().alias("n"))
+            .sort(["person_id", "n", "practitioner_id"], descending=[False, True, False])
+            .group_by("person_id", maintain_order=True)
+            .agg(pl.col("practitioner_id").first().alias("_visited"))
+        )
+    else:
+        visits = pl.DataFrame(schema={"person_id": pl.String, "_visited": pl.String})
+    both = named.join(visits, on="person_id", how="full", coalesce=True)
+    return both.select(
+        "person_id",
+        pl.coalesce("_named", "_visited").alias("pcp_practitioner_id"),
+        pl.when(pl.col("_named").is_not_null())
+        .then(pl.lit("general_practitioner"))
+        .when(pl.col("_visited").is_not_null())
+        .then(pl.lit("most_visits_24_months"))
+        .alias("pcp_attribution"),
+    )
+
+
+def _coverage(lake: UPath, silver: Silver, as_of: date) -> pl.DataFrame:
+    coverage = silver.table(lake, "coverage")
+    if not coverage.height or "status" not in coverage.columns:
+        return pl.DataFrame(
+            schema={
+                "person_id": pl.String,
+                "coverage_payor_id": pl.String,
+                "coverage_type": pl.String,
+                "coverage_active": pl.Boolean,
+            }
+        )
+    end = pl.col("period_end").str.slice(0, 10).str.to_date(strict=False)
+    start = pl.col("period_start").str.slice(0, 10).str.to_date(strict=False)
+    active = coverage.filter(
+        (pl.col("status") == "active")
+        & (end.is_null() | (end >= as_of))
+        & (start.is_null() | (start <= as_of))
+    )
+    chosen = (
+        active.sort(["person_id", "period_start"], descending=[False, True], nulls_last=True)
+        .group_by("person_id", maintain_order=True)
+        .agg(
+            pl.col("payor_id").first().alias("coverage_payor_id"),
+            pl.col("type_code").first().alias("coverage_type"),
+        )
+    )
+    return chosen.with_columns(pl.lit(True).alias("coverage_active"))
+
+
+def _conditions(lake: UPath, silver: Silver) -> pl.DataFrame:
+    """Active problem list (displays) and a flag per chronic condition."""
+    conditions = silver.table(lake, "condition")
+    groups = clinical_codes()["chronic_conditions"]
+    if not conditions.height or "clinical_status" not in conditions.columns:
+        return pl.DataFrame(
+            schema={
+                "person_id": pl.String,
+                "active_problems": pl.List(pl.String),
+                **{f"has_{g}": pl.Boolean for g in groups},
+            }
+        )
+    active = conditions.filter(pl.col("clinical_status").is_null() | (pl.col("clinical_status") == "active"))
+    snomed = pl.col("code_system") == "http://snomed.info/sct"
+    icd = pl.col("code_system") == "http://hl7.org/fhir/sid/icd-10-cm"
+    flags = []
+    for name, lists in groups.items():
+        in_group = (snomed & pl.col("code").is_in(lists["snomed"])) | (
+            icd & pl.any_horizontal([pl.col("code").str.starts_with(p) for p in lists["icd10cm"]])
+        )
+        flags.append(in_group.any().alias(f"has_{name}"))
+    return active.group_by("person_id").agg(
+        pl.col("code_display").drop_nulls().unique().sort().alias("active_problems"), *flags
+    )
+
+
+def _medications(lake: UPath, silver: Silver) -> pl.DataFrame:
+    meds = silver.table(lake, "medication_request")
+    if not meds.height or "status" not in meds.columns:
+        return pl.DataFrame(schema={"person_id": pl.String, "active_medications": pl.List(pl.String)})
+    return (
+        meds.filter(pl.col("status") == "active")
+        .group_by("person_id")
+        .agg(pl.col("medication_display").drop_nulls().unique().sort().alias("active_medications"))
+    )
+
+
+def _latest_results(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+    """The latest value and date of each result up to the as-of date (observations and components)."""
+    results = clinical_codes()["latest_results"]
+    frames = []
+    for table in ("observation", "observation_component"):
+        rows = silver.table(lake, table)
+        if rows.height and "code" in rows.columns:
+            frames.append(
+                rows.select(
+                    "person_id",
+                    "code",
+                    pl.col("value_quantity_value").cast(pl.Float64).alias("value"),
+                    _timestamp(pl.col("effective_date_time")).alias("at"),
+                )
+            )
+    codes = pl.DataFrame(
+        [(code, name) for name, codes_ in results.items() for code in codes_],
+        schema={"code": pl.String, "result": pl.String},
+        orient="row",
+    )
+    empty = pl.DataFrame(schema={"person_id": pl.String})
+    if not frames:
+        return empty
+    values = (
+        pl.concat(frames)
+        .join(codes, on="code")
+        .filter(pl.col("value").is_not_null() & pl.col("at").is_not_null() & (pl.col("at") <= at))
+        .sort(["person_id", "result", "at"], descending=[False, False, True])
+        .group_by("person_id", "result", maintain_order=True)
+        .agg(pl.col("value").first(), pl.col("at").first().dt.date().alias("date"))
+    )
+    wide = empty.join(values.select("person_id").unique(), on="person_id", how="full", coalesce=True)
+    for name in results:
+        part = values.filter(pl.col("result") == name).select(
+            "person_id", pl.col("value").alias(f"last_{name}"), pl.col("date").alias(f"last_{name}_date")
+        )
+        wide = wide.join(part, on="person_id", how="left")
+    return wide
+
+
+def _utilization(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+    """ED visits, inpatient admissions and bed days, outpatient visits in 6 and 12 months; last discharge."""
+    encounters = silver.table(lake, "encounter")
+    if not encounters.height or "class_code" not in encounters.columns:
+        return pl.DataFrame(schema={"person_id": pl.String})
+    frame = encounters.with_columns(
+        _timestamp(pl.col("period_start")).alias("_start"), _timestamp(pl.col("period_end")).alias("_end")
+    ).filter(pl.col("_start") <= at)
+    aggs = []
+    for months, days in ((6, 183), (12, 365)):
+        recent = pl.col("_start") > at - pl.duration(days=days)
+        aggs += [
+            (recent & (pl.col("class_code") == "EMER")).sum().cast(pl.Int64).alias(f"ed_visits_{months}m"),
+            (recent & (pl.col("class_code") == "IMP"))
+            .sum()
+            .cast(pl.Int64)
+            .alias(f"inpatient_admissions_{months}m"),
+            (recent & (pl.col("class_code") == "AMB"))
+            .sum()
+            .cast(pl.Int64)
+            .alias(f"outpatient_visits_{months}m"),
+            pl.when(recent & (pl.col("class_code") == "IMP"))
+            .then((pl.col("_end") - pl.col("_start")).dt.total_days().clip(lower_bound=1))
+            .otherwise(0)
+            .sum()
+            .cast(pl.Int64)
+            .alias(f"bed_days_{months}m"),
+        ]
+    aggs.append(
+        pl.col("_end")
+        .filter((pl.col("class_code") == "IMP") & (pl.col("_end") <= at))
+        .max()
+        .dt.date()
+        .alias("last_discharge_date")
+    )
+    return frame.group_by("person_id").agg(aggs)
+
+
+def _appointments(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+    appointments = silver.table(lake, "appointment")
+    if not appointments.height or "status" not in appointments.columns:
+        return pl.DataFrame(schema={"person_id": pl.String})
+    start = _timestamp(pl.col("start_time"))
+    upcoming = pl.col("status").is_in(["booked", "pending", "proposed", "arrived", "checked-in"]) & (
+        start > at
+    )
+    missed = (pl.col("status") == "noshow") & (start <= at) & (start > at - pl.duration(days=365))
+    return appointments.group_by("person_id").agg(
+        upcoming.sum().cast(pl.Int64).alias("upcoming_appointments"),
+        start.filter(upcoming).min().alias("next_appointment_at"),
+        missed.sum().cast(pl.Int64).alias("missed_appointments_12m"),
+    )
+
+
+def _devices(lake: UPath, silver: Silver, as_of: date) -> pl.DataFrame:
+    adherence = silver.table(lake, DEVICE_ADHERENCE, layer=GOLD)
+    alerts = silver.table(lake, DEVICE_ALERTS, layer=GOLD)
+    out = pl.DataFrame(schema={"person_id": pl.String})
+    if adherence.height and "adherent" in adherence.columns:
+        out = out.join(
+            adherence.group_by("person_id").agg(
+                pl.col("metric").sort().alias("device_metrics_enrolled"),
+                pl.col("days_with_readings").min().alias("device_min_days_with_readings_30d"),
+                pl.col("adherent").all().alias("device_adherent"),
+            ),
+            on="person_id",
+            how="full",
+            coalesce=True,
+        )
+    if alerts.height and "alert" in alerts.columns:
+        since = as_of - timedelta(days=OPEN_ALERT_DAYS - 1)
+        recent = alerts.filter(pl.col("day").is_between(since, as_of))
+        out = out.join(
+            recent.group_by("person_id").agg(
+                pl.len().cast(pl.Int64).alias("open_device_alerts"),
+                pl.col("alert").unique().sort().alias("open_device_alert_types"),
+            ),
+            on="person_id",
+            how="full",
+            coalesce=True,
+        )
+    return out
