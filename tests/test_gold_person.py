@@ -103,3 +103,40 @@ def test_person_tables_asset_materializes_with_blocking_contracts(identity) -> N
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 2 and all(c.passed for c in checks), [c.metadata for c in checks]
     assert (Path(str(lake)) / "gold" / "patient_360" / "data.parquet").exists()
+
+
+def test_channel_consent_denies_only_the_denied_channels() -> None:
+    from pipelines.gold.patient_360 import channel_consent
+
+    consent = pl.DataFrame(
+        {
+            "person_id": ["A", "A", "B", "C"],
+            "status": ["active", "active", "active", "inactive"],
+            "provision_type": ["deny", "deny", "deny", "deny"],
+            "provision_code": ["sms", "email", "all", "phone"],
+        }
+    )
+    flags = {row["person_id"]: row for row in channel_consent(consent).iter_rows(named=True)}
+    assert (flags["A"]["consent_sms"], flags["A"]["consent_email"], flags["A"]["consent_phone"]) == (
+        False,
+        False,
+        True,
+    )
+    assert not any(flags["B"][f"consent_{c}"] for c in ("phone", "sms", "email", "mail"))
+    assert "C" not in flags  # an inactive deny is no deny
+
+
+def test_a_contact_point_is_confirmed_when_two_sources_agree() -> None:
+    from pipelines.gold.patient_360 import contact_confirmation
+
+    telecom = pl.DataFrame(
+        {
+            "person_id": ["A", "A", "A", "B", "B"],
+            "source": ["ehr_a", "ehr_b", "ehr_a", "ehr_a", "ehr_a"],
+            "system": ["phone", "phone", "email", "phone", "phone"],
+            "value": ["(203) 555-0101", "203-555-0101", "a@example.org", "203 555 0199", "2035550199"],
+        }
+    )
+    rows = {r["person_id"]: r for r in contact_confirmation(telecom).iter_rows(named=True)}
+    assert (rows["A"]["phone_confirmed"], rows["A"]["email_confirmed"]) == (True, False)
+    assert rows["B"]["phone_confirmed"] is False  # one source twice is not two sources

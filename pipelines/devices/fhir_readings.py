@@ -10,8 +10,8 @@ from __future__ import annotations
 import polars as pl
 
 from pipelines.devices.units import metric_catalogue
+from pipelines.fhir.times import fhir_offset, fhir_timestamp
 
-FHIR_TIME = "%Y-%m-%dT%H:%M:%S%.f%:z"
 _COMPONENT_COLUMNS = (
     "source",
     "observation_id",
@@ -64,7 +64,7 @@ def fhir_device_readings(observations: pl.DataFrame, components: pl.DataFrame) -
         pl.col("code_system").is_null() | (pl.col("code_system") == "http://loinc.org")
     )
     readings = rows.join(codes, on="code")
-    start = _timestamp(pl.col("effective_date_time"))
+    start = fhir_timestamp(pl.col("effective_date_time"))
     return readings.select(
         "source",
         pl.format(
@@ -84,23 +84,9 @@ def fhir_device_readings(observations: pl.DataFrame, components: pl.DataFrame) -
         pl.col("value_quantity_value").cast(pl.Float64).alias("original_value"),
         pl.coalesce("value_quantity_code", "value_quantity_unit").alias("original_unit"),
         start.alias("effective_start"),
-        _timestamp(pl.col("effective_period_end")).alias("effective_end"),
-        _offset(pl.col("effective_date_time")).alias("time_zone"),
+        fhir_timestamp(pl.col("effective_period_end")).alias("effective_end"),
+        fhir_offset(pl.col("effective_date_time")).alias("time_zone"),
         pl.lit(None, pl.String).alias("statistic"),
         pl.format("Observation/{}", "observation_id").alias("group_id"),
         pl.format("fhir|{}|{}", "source", "observation_id").alias("received_order"),
     )
-
-
-def _timestamp(text: pl.Expr) -> pl.Expr:
-    """FHIR dateTime/instant text → UTC timestamp (dates without a time become midnight UTC)."""
-    with_time = text.str.to_datetime(FHIR_TIME, time_zone="UTC", time_unit="us", strict=False)
-    zulu = text.str.replace(r"Z$", "+00:00").str.to_datetime(
-        FHIR_TIME, time_zone="UTC", time_unit="us", strict=False
-    )
-    date_only = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return pl.coalesce(with_time, zulu, date_only)
-
-
-def _offset(text: pl.Expr) -> pl.Expr:
-    return text.str.extract(r"(Z|[+-]\d{2}:\d{2})$").replace("Z", "+00:00")

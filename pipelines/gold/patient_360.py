@@ -17,6 +17,7 @@ import yaml
 from upath import UPath
 
 from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, GOLD
+from pipelines.fhir.times import fhir_timestamp
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK, TABLE_FILE
 from pipelines.lake import parquet_files, scan_table, table_path
 from pipelines.silver.build import SILVER
@@ -112,7 +113,11 @@ def build_patient_360(lake: UPath, as_of: date) -> pl.DataFrame:
     ]
     return view.with_columns(
         *[pl.col(f"consent_{channel}").fill_null(True) for channel in CHANNELS],  # no deny recorded
-        *[pl.col(c).fill_null(False) for c in view.columns if c.startswith("has_")],
+        *[
+            pl.col(c).fill_null(False)
+            for c in view.columns
+            if c.startswith("has_") or c.endswith("_confirmed")
+        ],
         *[pl.col(c).fill_null(0) for c in counts],
         pl.col("coverage_active").fill_null(False),
         pl.lit(as_of).alias("as_of"),
@@ -128,6 +133,8 @@ def _optional_columns() -> dict[str, pl.DataType]:
     columns: dict[str, pl.DataType] = {
         "preferred_phone": pl.String(),
         "preferred_phone_use": pl.String(),
+        "phone_confirmed": pl.Boolean(),
+        "email_confirmed": pl.Boolean(),
         **{f"consent_{c}": pl.Boolean() for c in CHANNELS},
         "pcp_practitioner_id": pl.String(),
         "pcp_attribution": pl.String(),
@@ -167,12 +174,6 @@ def _age(birth: pl.Expr, as_of: date) -> pl.Expr:
     return (years - before_birthday.cast(pl.Int32)).cast(pl.Int32)
 
 
-def _timestamp(text: pl.Expr) -> pl.Expr:
-    from pipelines.devices.fhir_readings import _timestamp as parse
-
-    return parse(text)
-
-
 def _contact_and_consent(lake: UPath, silver: Silver) -> pl.DataFrame:
     """Preferred phone (rank, then mobile) and per-channel consent (a Consent deny for the channel or for
     all contact makes it false)."""
@@ -192,19 +193,58 @@ def _contact_and_consent(lake: UPath, silver: Silver) -> pl.DataFrame:
     )
     consent = silver.table(lake, "consent")
     if consent.height and "provision_type" in consent.columns:
-        denied = consent.filter((pl.col("status") == "active") & (pl.col("provision_type") == "deny"))
-        flags = denied.group_by("person_id").agg(
-            [
-                (~(pl.col("provision_code").is_in([channel, "all"])).any()).alias(f"consent_{channel}")
-                for channel in CHANNELS
-            ]
-        )
+        flags = channel_consent(consent)
     else:
         flags = pl.DataFrame(
             schema={"person_id": pl.String, **{f"consent_{c}": pl.Boolean for c in CHANNELS}}
         )
-    out = preferred.join(flags, on="person_id", how="full", coalesce=True)
+    confirmed = (
+        contact_confirmation(telecom)
+        if telecom.height and "system" in telecom.columns
+        else pl.DataFrame(
+            schema={"person_id": pl.String, "phone_confirmed": pl.Boolean, "email_confirmed": pl.Boolean}
+        )
+    )
+    out = preferred.join(flags, on="person_id", how="full", coalesce=True).join(
+        confirmed, on="person_id", how="full", coalesce=True
+    )
     return out.with_columns(pl.col(f"consent_{c}").fill_null(True) for c in CHANNELS)
+
+
+def channel_consent(consent: pl.DataFrame) -> pl.DataFrame:
+    """Per person and channel: false when an active Consent denies that channel or all contact."""
+    denied = consent.filter((pl.col("status") == "active") & (pl.col("provision_type") == "deny"))
+    return denied.group_by("person_id").agg(
+        [
+            ~pl.col("provision_code").is_in([channel, "all"]).any().alias(f"consent_{channel}")
+            for channel in CHANNELS
+        ]
+    )
+
+
+def contact_confirmation(telecom: pl.DataFrame) -> pl.DataFrame:
+    """A phone or e-mail counts as confirmed when two independent sources of the person hold the same
+    value (FHIR has no verification flag; agreement between systems is the evidence we have)."""
+    normalized = telecom.with_columns(
+        pl.when(pl.col("system").is_in(["phone", "sms"]))
+        .then(pl.col("value").str.replace_all(r"[^0-9]", "").str.slice(-10))
+        .otherwise(pl.col("value").str.strip_chars().str.to_lowercase())
+        .alias("_value"),
+        pl.when(pl.col("system").is_in(["phone", "sms"]))
+        .then(pl.lit("phone"))
+        .otherwise(pl.col("system"))
+        .alias("_kind"),
+    ).filter(pl.col("_kind").is_in(["phone", "email"]))
+    shared = (
+        normalized.group_by("person_id", "_kind", "_value")
+        .agg(pl.col("source").n_unique().alias("_sources"))
+        .group_by("person_id")
+        .agg(
+            ((pl.col("_kind") == "phone") & (pl.col("_sources") >= 2)).any().alias("phone_confirmed"),
+            ((pl.col("_kind") == "email") & (pl.col("_sources") >= 2)).any().alias("email_confirmed"),
+        )
+    )
+    return shared
 
 
 def _primary_care(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
@@ -219,7 +259,7 @@ def _primary_care(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     )
     encounters = silver.table(lake, "encounter")
     if encounters.height and "class_code" in encounters.columns:
-        start = _timestamp(pl.col("period_start"))
+        start = fhir_timestamp(pl.col("period_start"))
         visits = (
             encounters.filter(
                 (pl.col("class_code") == "AMB")
@@ -325,7 +365,7 @@ def _latest_results(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
                     "person_id",
                     "code",
                     pl.col("value_quantity_value").cast(pl.Float64).alias("value"),
-                    _timestamp(pl.col("effective_date_time")).alias("at"),
+                    fhir_timestamp(pl.col("effective_date_time")).alias("at"),
                 )
             )
     codes = pl.DataFrame(
@@ -359,7 +399,8 @@ def _utilization(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     if not encounters.height or "class_code" not in encounters.columns:
         return pl.DataFrame(schema={"person_id": pl.String})
     frame = encounters.with_columns(
-        _timestamp(pl.col("period_start")).alias("_start"), _timestamp(pl.col("period_end")).alias("_end")
+        fhir_timestamp(pl.col("period_start")).alias("_start"),
+        fhir_timestamp(pl.col("period_end")).alias("_end"),
     ).filter(pl.col("_start") <= at)
     aggs = []
     for months, days in ((6, 183), (12, 365)):
@@ -395,7 +436,7 @@ def _appointments(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     appointments = silver.table(lake, "appointment")
     if not appointments.height or "status" not in appointments.columns:
         return pl.DataFrame(schema={"person_id": pl.String})
-    start = _timestamp(pl.col("start_time"))
+    start = fhir_timestamp(pl.col("start_time"))
     upcoming = pl.col("status").is_in(["booked", "pending", "proposed", "arrived", "checked-in"]) & (
         start > at
     )

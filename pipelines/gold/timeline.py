@@ -13,7 +13,8 @@ import polars as pl
 from upath import UPath
 
 from pipelines.devices.gold import DEVICE_ALERTS, GOLD
-from pipelines.gold.patient_360 import Silver, _timestamp
+from pipelines.fhir.times import fhir_timestamp
+from pipelines.gold.patient_360 import Silver
 from pipelines.identity.build import IDENTITY, PERSON_LINK, TABLE_FILE
 from pipelines.lake import table_path
 
@@ -84,7 +85,7 @@ def build_timeline(lake: UPath, as_of: date) -> pl.DataFrame:
         frames.append(
             rows.select(
                 "person_id",
-                _timestamp(pl.col(when)).alias("time"),
+                fhir_timestamp(pl.col(when)).alias("time"),
                 pl.lit(kind).alias("kind"),
                 pl.col(code).alias("code"),
                 display.alias("display"),
@@ -99,7 +100,7 @@ def build_timeline(lake: UPath, as_of: date) -> pl.DataFrame:
             .agg(pl.len().alias("answers"))
             .select(
                 "person_id",
-                _timestamp(pl.col("authored")).alias("time"),
+                fhir_timestamp(pl.col("authored")).alias("time"),
                 pl.lit("survey").alias("kind"),
                 pl.col("questionnaire").alias("code"),
                 pl.format("survey answered ({} answers)", "answers").alias("display"),
