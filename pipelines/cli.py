@@ -125,6 +125,7 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
     console.print(_table("Rows per table", table_row_counts(lake)))
     console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
     _print_identity_summary(lake)
+    _print_care_gap_summary(lake)
     _print_device_summary(lake)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
@@ -163,3 +164,19 @@ def _print_identity_summary(lake: UPath) -> None:
     summary = identity_summary(lake)
     if summary is not None:
         console.print(_table("Identity: source records by link rule", summary))
+
+
+def _print_care_gap_summary(lake: UPath) -> None:
+    """Care-gap rates per measure (HEDIS-aligned; not NCQA-certified)."""
+    path = lake / "gold" / "care_gap_rates" / "data.parquet"
+    if path.exists():
+        rates = pl.read_parquet(str(path)).select(
+            "measure_id",
+            "eligible",
+            "exclusions",
+            "denominator",
+            "numerator",
+            "open_gaps",
+            pl.col("rate").round(3),
+        )
+        console.print(_table("Care gaps (HEDIS-aligned; not NCQA-certified)", rates))

@@ -140,3 +140,43 @@ def test_a_contact_point_is_confirmed_when_two_sources_agree() -> None:
     rows = {r["person_id"]: r for r in contact_confirmation(telecom).iter_rows(named=True)}
     assert (rows["A"]["phone_confirmed"], rows["A"]["email_confirmed"]) == (True, False)
     assert rows["B"]["phone_confirmed"] is False  # one source twice is not two sources
+
+
+def test_care_gaps_match_hand_computed_breast_screening_statuses(identity) -> None:  # noqa: F811
+    import dagster as dg
+
+    from assets.gold.assets import care_gap_tables, person_tables
+    from assets.resources import LakeResource
+
+    root, lake = identity
+    resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
+    result = dg.materialize(
+        [person_tables, care_gap_tables],
+        resources={"lake": resource},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    gaps = read_table(lake, "gold", "care_gaps").filter(pl.col("measure_id") == "BCS")
+    view = read_table(lake, "gold", "patient_360")
+    women = view.filter((pl.col("sex") == "female") & pl.col("age").is_between(52, 74) & ~pl.col("deceased"))
+    assert gaps.filter(pl.col("status") != "not-applicable").height >= women.height > 0
+    mammograms = {"71651007", "24623002", "43204002", "241055006"}
+    checked = 0
+    for person in women.head(8).iter_rows(named=True):
+        procedures = _records(lake, "procedure", person).with_columns(
+            pl.col("performed_date_time").str.slice(0, 10).str.to_date(strict=False).alias("day")
+        )
+        screened = procedures.filter(
+            pl.col("code").is_in(list(mammograms))
+            & (pl.col("day") > date(2024, 9, 30))
+            & (pl.col("day") <= AS_OF)
+        )
+        row = gaps.filter(pl.col("person_id") == person["person_id"]).row(0, named=True)
+        if row["status"] == "excluded":
+            continue
+        expected = "closed-gap" if screened.height else "open-gap"
+        assert row["status"] in ({expected, "prospective-gap"} if screened.height else {expected}), person[
+            "person_id"
+        ]
+        checked += 1
+    assert checked >= 5

@@ -1,6 +1,7 @@
 """Gold person tables: the 360 view and the timeline (global: a person's records span buckets)."""
 
 import dagster as dg
+import polars as pl
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
@@ -9,6 +10,7 @@ from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
 from pipelines.gold.timeline import TIMELINE, build_timeline
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
 from pipelines.lake import table_path, write_parquet_atomic
+from pipelines.measures.build import CARE_GAP_RATES, CARE_GAPS, build_care_gaps
 from pipelines.silver.expectations import EXPECTATIONS_DIR
 
 GOLD = "gold"
@@ -86,9 +88,58 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
         yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
 
 
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            [GOLD, CARE_GAPS],
+            description="One row per person per measure (HEDIS-aligned; not NCQA-certified): DEQM gap "
+            "status, exclusion reason, the evidence that closed the gap or the last qualifying one, due "
+            "date, days overdue, attributed PCP.",
+            group_name=PERSON_GROUP,
+            deps=[
+                [GOLD, PATIENT_360],
+                *_DEPS,
+                dg.AssetDep(["silver", "device_reading"], partition_mapping=_ALL),
+            ],
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+        dg.AssetSpec(
+            [GOLD, CARE_GAP_RATES],
+            description="Per measure: eligible, exclusions, denominator, numerator and rate for the period.",
+            group_name=PERSON_GROUP,
+            deps=[[GOLD, PATIENT_360]],
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
+        for table in (CARE_GAPS, CARE_GAP_RATES)
+    ],
+    can_subset=False,
+)
+def care_gap_tables(context: dg.AssetExecutionContext, lake: LakeResource):
+    """Evaluate every measure in data_contracts/measures for every person as of the configured date."""
+    settings = lake.settings()
+    as_of = resolve_as_of(settings.as_of, settings.lake)
+    gaps, rates = build_care_gaps(settings.lake, as_of)
+    open_gaps = gaps.filter(pl.col("status") == "open-gap").group_by("measure_id").len().sort("measure_id")
+    yield dg.MaterializeResult(
+        asset_key=[GOLD, CARE_GAPS],
+        metadata={
+            "rows": gaps.height,
+            **{f"open_{m}": n for m, n in open_gaps.iter_rows()},
+            "as_of": str(as_of),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=[GOLD, CARE_GAP_RATES], metadata={"measures": rates.height})
+    for table in (CARE_GAPS, CARE_GAP_RATES):
+        path = table_path(settings.lake, GOLD, table) / TABLE_FILE
+        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
+
+
 PERSON_JOB = "gold_person_job"
 person_job = dg.define_asset_job(
     PERSON_JOB,
     selection=dg.AssetSelection.groups(PERSON_GROUP),
-    description="Identity and silver → gold patient_360 and timeline.",
+    description="Identity and silver → gold patient_360, timeline, care_gaps and care_gap_rates.",
 )

@@ -1,0 +1,1 @@
+"""HEDIS-aligned care-gap measures (not NCQA-certified): declarative definitions, value sets, engine."""

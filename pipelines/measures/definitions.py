@@ -1,0 +1,212 @@
+"""Measure and value-set files in data_contracts/measures, loaded and checked.
+
+A file that does not parse, names an unknown code system, an unknown value set or an unknown key fails
+with a `DefinitionError` naming the file and the line, so a broken definition never silently measures
+nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+MEASURES_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "measures"
+LABEL = "HEDIS-aligned; not NCQA-certified"
+CODE_SYSTEMS = {
+    "http://snomed.info/sct": "SNOMED CT",
+    "http://loinc.org": "LOINC",
+    "http://hl7.org/fhir/sid/cvx": "CVX",
+    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
+    "http://hl7.org/fhir/sid/icd-10-cm": "ICD-10-CM",
+}
+PREFIX_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm"}
+"""Codes of these systems match every code they start with (E11 matches E11.9)."""
+NUMERATOR_TYPES = {"any_event", "last_value_at_most", "last_blood_pressure_below"}
+EXCLUSION_WINDOWS = {"period", "ever"}
+
+
+class DefinitionError(ValueError):
+    """A measure or value-set file that cannot be used, with its file and line."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """Evidence counts when its date is after `period_end - months` and on or before the period end."""
+
+    months: int
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One way to close the gap (a numerator path) with its own evidence window."""
+
+    name: str
+    value_set: str
+    window: Window
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A reason a person leaves the denominator: `deceased`, or events of a value set in a window."""
+
+    reason: str
+    value_set: str | None
+    window: str  # period | ever
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One measure file."""
+
+    id: str
+    title: str
+    version: str
+    sexes: tuple[str, ...]
+    age_min: int
+    age_max: int
+    diagnoses: tuple[tuple[str, int], ...]  # (value set, look-back months before the period end)
+    exclusions: tuple[Exclusion, ...]
+    numerator_type: str
+    modalities: tuple[Modality, ...]
+    threshold: float | None  # last_value_at_most: the highest value that closes the gap
+    prospective_days: int
+    source: str
+
+
+def _fail(path: Path, node: yaml.Node | None, message: str) -> DefinitionError:
+    line = f":{node.start_mark.line + 1}" if node is not None else ""
+    return DefinitionError(f"{path.name}{line}: {message}")
+
+
+def _load(path: Path) -> tuple[dict[str, Any], yaml.Node]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise DefinitionError(f"{path.name}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict) or node is None:
+        raise DefinitionError(f"{path.name}:1: a definition must be a mapping")
+    return data, node
+
+
+def _child(node: yaml.Node | None, *keys: str | int) -> yaml.Node | None:
+    """The YAML node at a key path (for line numbers in messages)."""
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return node
+    return node
+
+
+@cache
+def value_sets(folder: Path = MEASURES_DIR / "value_sets") -> pl.DataFrame:
+    """Every code of every value set: `value_set`, `system`, `code`, `display`, `prefix`, `version`."""
+    rows: list[tuple[str, str, str, str, bool, str]] = []
+    for path in sorted(folder.glob("*.yaml")):
+        data, node = _load(path)
+        name = data.get("name")
+        if name != path.stem:
+            raise _fail(path, _child(node, "name"), f"name must be the file name ({path.stem})")
+        for i, entry in enumerate(data.get("codes") or []):
+            system, code, display = entry.get("system"), entry.get("code"), entry.get("display")
+            if system not in CODE_SYSTEMS:
+                raise _fail(path, _child(node, "codes", i), f"unknown code system {system!r}")
+            if not code or not display:
+                raise _fail(path, _child(node, "codes", i), "every code needs a code and a display")
+            rows.append(
+                (name, system, str(code), str(display), system in PREFIX_SYSTEMS, str(data.get("version")))
+            )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "value_set": pl.String,
+            "system": pl.String,
+            "code": pl.String,
+            "display": pl.String,
+            "prefix": pl.Boolean,
+            "version": pl.String,
+        },
+        orient="row",
+    )
+
+
+def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
+    """One measure file, checked against the known value sets."""
+    data, node = _load(path)
+    allowed = {"id", "title", "label", "version", "eligible", "exclusions", "numerator", "prospective_days"}
+    for key in data:
+        if key not in allowed:
+            raise _fail(path, _child(node, key), f"unknown key {key!r}")
+    if data.get("label") != LABEL:
+        raise _fail(path, _child(node, "label"), f"label must be {LABEL!r}")
+
+    def value_set(name: object, *where: str | int) -> str:
+        if name not in known_value_sets:
+            raise _fail(path, _child(node, *where), f"unknown value set {name!r}")
+        return str(name)
+
+    eligible = data.get("eligible") or {}
+    age = eligible.get("age") or {}
+    diagnoses = tuple(
+        (value_set(d.get("value_set"), "eligible", "diagnoses", i), int(d.get("lookback_months", 12)))
+        for i, d in enumerate(eligible.get("diagnoses") or [])
+    )
+    exclusions = []
+    for i, e in enumerate(data.get("exclusions") or []):
+        window = e.get("window", "period")
+        if window not in EXCLUSION_WINDOWS:
+            raise _fail(
+                path, _child(node, "exclusions", i), f"window must be one of {sorted(EXCLUSION_WINDOWS)}"
+            )
+        vs = None if e.get("reason") == "deceased" else value_set(e.get("value_set"), "exclusions", i)
+        exclusions.append(Exclusion(str(e.get("reason")), vs, window))
+    numerator = data.get("numerator") or {}
+    kind = numerator.get("type")
+    if kind not in NUMERATOR_TYPES:
+        raise _fail(
+            path,
+            _child(node, "numerator", "type"),
+            f"numerator type must be one of {sorted(NUMERATOR_TYPES)}",
+        )
+    modalities = tuple(
+        Modality(
+            str(m.get("name")),
+            value_set(m.get("value_set"), "numerator", "modalities", i),
+            Window(int(m.get("window_months", 12))),
+        )
+        for i, m in enumerate(numerator.get("modalities") or [])
+    )
+    if not modalities:
+        raise _fail(path, _child(node, "numerator"), "the numerator needs at least one modality")
+    return Measure(
+        id=str(data.get("id")),
+        title=str(data.get("title")),
+        version=str(data.get("version")),
+        sexes=tuple(eligible.get("sex") or ()),
+        age_min=int(age.get("min", 0)),
+        age_max=int(age.get("max", 200)),
+        diagnoses=diagnoses,
+        exclusions=tuple(exclusions),
+        numerator_type=str(kind),
+        modalities=modalities,
+        threshold=float(numerator["threshold"]) if "threshold" in numerator else None,
+        prospective_days=int(data.get("prospective_days", 60)),
+        source=path.name,
+    )
+
+
+def load_measures(folder: Path = MEASURES_DIR) -> list[Measure]:
+    """Every measure file of the folder."""
+    known = set(value_sets(folder / "value_sets")["value_set"].unique().to_list())
+    return [load_measure(path, known) for path in sorted(folder.glob("*.yaml"))]

@@ -1,0 +1,288 @@
+"""Evaluate a measure for every person: eligibility, exclusions, numerator, gap status and evidence.
+
+Statuses follow the Da Vinci DEQM gaps-in-care codes: `open-gap`, `closed-gap`, `prospective-gap` (closed
+today, but the evidence stops counting within the measure's horizon) and `not-applicable` (not in the
+eligible population), plus `excluded` with the reason. The measurement period is the calendar year of the
+as-of date; evidence after the as-of date does not exist yet and is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import polars as pl
+
+from pipelines.measures.definitions import LABEL, Measure, value_sets
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "person_id": pl.String(),
+    "system": pl.String(),
+    "code": pl.String(),
+    "date": pl.Date(),
+    "value": pl.Float64(),
+    "record": pl.String(),  # '<ResourceType>/<id>' or the device reading id
+    "active": pl.Boolean(),  # conditions: still active (clinical status active, no abatement)
+}
+PERSON_SCHEMA: dict[str, pl.DataType] = {
+    "person_id": pl.String(),
+    "sex": pl.String(),
+    "birth_date": pl.String(),
+    "deceased": pl.Boolean(),
+    "pcp_practitioner_id": pl.String(),
+}
+CARE_GAP_SCHEMA: dict[str, pl.DataType] = {
+    "person_id": pl.String(),
+    "measure_id": pl.String(),
+    "measure_version": pl.String(),
+    "label": pl.String(),
+    "period_start": pl.Date(),
+    "period_end": pl.Date(),
+    "status": pl.String(),
+    "exclusion_reason": pl.String(),
+    "evidence_modality": pl.String(),
+    "evidence_record": pl.String(),
+    "evidence_date": pl.Date(),
+    "evidence_code": pl.String(),
+    "evidence_value": pl.Float64(),
+    "due_date": pl.Date(),
+    "days_overdue": pl.Int64(),
+    "pcp_practitioner_id": pl.String(),
+    "as_of": pl.Date(),
+}
+
+
+@dataclass(frozen=True)
+class Period:
+    """The measurement period: the calendar year of the as-of date."""
+
+    start: date
+    end: date
+
+    @classmethod
+    def of(cls, as_of: date) -> Period:
+        return cls(date(as_of.year, 1, 1), date(as_of.year, 12, 31))
+
+
+def months_before(day: date, months: int) -> date:
+    """The same day `months` earlier (clamped to the month's last day)."""
+    month_index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(month_index, 12)
+    for candidate in range(day.day, 27, -1):
+        try:
+            return date(year, month + 1, candidate)
+        except ValueError:
+            continue
+    return date(year, month + 1, min(day.day, 28))
+
+
+def matching(events: pl.DataFrame, value_set: str) -> pl.DataFrame:
+    """Events whose code is in the value set (ICD-10-CM codes match by prefix)."""
+    codes = value_sets().filter(pl.col("value_set") == value_set)
+    exact = events.join(
+        codes.filter(~pl.col("prefix")).select("system", "code"), on=["system", "code"], how="semi"
+    )
+    prefixes = codes.filter(pl.col("prefix"))
+    if prefixes.is_empty():
+        return exact
+    by_prefix = [
+        (pl.col("system") == system) & pl.col("code").str.starts_with(code)
+        for system, code in prefixes.select("system", "code").iter_rows()
+    ]
+    return pl.concat([exact, events.filter(pl.any_horizontal(by_prefix))]).unique(maintain_order=True)
+
+
+def evaluate_measure(
+    measure: Measure, persons: pl.DataFrame, events: pl.DataFrame, as_of: date
+) -> pl.DataFrame:
+    """One care-gap row per person for `measure` (CARE_GAP_SCHEMA)."""
+    period = Period.of(as_of)
+    known = events.filter(pl.col("date") <= as_of)
+    born = pl.col("birth_date").str.slice(0, 10).str.to_date(strict=False)
+    end = period.end
+    age = (
+        end.year
+        - born.dt.year()
+        - ((born.dt.month() > end.month) | ((born.dt.month() == end.month) & (born.dt.day() > end.day))).cast(
+            pl.Int32
+        )
+    )
+    eligible = pl.col("_age").is_between(measure.age_min, measure.age_max)
+    if measure.sexes:
+        eligible &= pl.col("sex").is_in(list(measure.sexes))
+    rows = persons.with_columns(age.alias("_age")).with_columns(eligible.fill_null(False).alias("_eligible"))
+    for value_set, lookback in measure.diagnoses:
+        since = months_before(period.end, lookback)
+        # a diagnosis recorded in the look-back, or an earlier one that is still active
+        recent_or_active = (pl.col("date") > since) | pl.col("active").fill_null(False)
+        diagnosed = matching(known, value_set).filter(recent_or_active).select("person_id").unique()
+        rows = rows.with_columns(
+            pl.col("_eligible") & pl.col("person_id").is_in(diagnosed["person_id"].implode())
+        )
+    rows = rows.with_columns(pl.lit(None, pl.String).alias("exclusion_reason"))
+    for exclusion in measure.exclusions:
+        if exclusion.value_set is None:
+            hit = pl.col("deceased").fill_null(False)
+        else:
+            found = matching(known, exclusion.value_set)
+            if exclusion.window == "period":
+                found = found.filter(pl.col("date") >= period.start)
+            hit = pl.col("person_id").is_in(found["person_id"].unique().implode())
+        rows = rows.with_columns(
+            pl.when(pl.col("_eligible") & pl.col("exclusion_reason").is_null() & hit)
+            .then(pl.lit(exclusion.reason))
+            .otherwise(pl.col("exclusion_reason"))
+            .alias("exclusion_reason")
+        )
+    evidence = _numerator(measure, known, period, as_of)
+    scored = rows.join(evidence, on="person_id", how="left")
+    status = (
+        pl.when(~pl.col("_eligible"))
+        .then(pl.lit("not-applicable"))
+        .when(pl.col("exclusion_reason").is_not_null())
+        .then(pl.lit("excluded"))
+        .when(~pl.col("_closed").fill_null(False))
+        .then(pl.lit("open-gap"))
+        .when(
+            pl.col("_expires").is_not_null()
+            & (pl.col("_expires") <= as_of + timedelta(days=measure.prospective_days))
+        )
+        .then(pl.lit("prospective-gap"))
+        .otherwise(pl.lit("closed-gap"))
+    )
+    due = pl.coalesce(
+        pl.col("_due"), pl.lit(period.start if measure.numerator_type == "any_event" else period.end)
+    )
+    result = (
+        scored.with_columns(
+            status.alias("status"),
+            pl.lit(measure.id).alias("measure_id"),
+            pl.lit(measure.version).alias("measure_version"),
+            pl.lit(LABEL).alias("label"),
+            pl.lit(period.start).alias("period_start"),
+            pl.lit(period.end).alias("period_end"),
+            pl.lit(as_of).alias("as_of"),
+        )
+        .with_columns(
+            pl.when(pl.col("status").is_in(["open-gap"]))
+            .then(due)
+            .otherwise(pl.col("_expires"))
+            .alias("due_date"),
+        )
+        .with_columns(
+            pl.when(pl.col("status") == "open-gap")
+            .then((pl.lit(as_of) - pl.col("due_date")).dt.total_days().clip(lower_bound=0))
+            .otherwise(0)
+            .cast(pl.Int64)
+            .alias("days_overdue"),
+            pl.when(pl.col("status").is_in(["excluded", "not-applicable"]))
+            .then(None)
+            .otherwise(pl.col("evidence_record"))
+            .alias("evidence_record"),
+        )
+    )
+    return result.select(
+        [
+            pl.col(n).cast(t) if n in result.columns else pl.lit(None, t).alias(n)
+            for n, t in CARE_GAP_SCHEMA.items()
+        ]
+    ).sort("person_id")
+
+
+def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: date) -> pl.DataFrame:
+    """Per person: `_closed`, `_expires` (when the evidence stops counting), `_due` and the evidence."""
+    empty = pl.DataFrame(
+        schema={"person_id": pl.String, "_closed": pl.Boolean, "_expires": pl.Date, "_due": pl.Date}
+    )
+    if measure.numerator_type == "any_event":
+        found = []
+        for modality in measure.modalities:
+            hits = matching(events, modality.value_set).with_columns(
+                pl.lit(modality.name).alias("evidence_modality"),
+                pl.col("date").dt.offset_by(f"{modality.window.months}mo").alias("_expires"),
+                pl.lit(months_before(period.end, modality.window.months)).alias("_since"),
+            )
+            found.append(hits)
+        if not found:
+            return empty
+        every = pl.concat(found)
+        qualifying = every.filter(pl.col("date") > pl.col("_since"))
+        # the evidence that keeps the gap closed longest; for an open gap, the last evidence ever and
+        # the day it stopped counting (the due date)
+        best = qualifying.sort(["person_id", "_expires", "record"], descending=[False, True, False]).unique(
+            subset="person_id", keep="first"
+        )
+        closed = best.select(
+            "person_id",
+            pl.lit(True).alias("_closed"),
+            "_expires",
+            pl.lit(None, pl.Date).alias("_due"),
+            "evidence_modality",
+            pl.col("record").alias("evidence_record"),
+            pl.col("date").alias("evidence_date"),
+            pl.col("code").alias("evidence_code"),
+            pl.col("value").alias("evidence_value"),
+        )
+        lapsed = (
+            every.join(closed.select("person_id"), on="person_id", how="anti")
+            .sort(["person_id", "_expires", "record"], descending=[False, True, False])
+            .unique(subset="person_id", keep="first")
+            .select(
+                "person_id",
+                pl.lit(False).alias("_closed"),
+                pl.lit(None, pl.Date).alias("_expires"),
+                pl.col("_expires").alias("_due"),
+                "evidence_modality",
+                pl.col("record").alias("evidence_record"),
+                pl.col("date").alias("evidence_date"),
+                pl.col("code").alias("evidence_code"),
+                pl.col("value").alias("evidence_value"),
+            )
+        )
+        return pl.concat([closed, lapsed], how="vertical_relaxed")
+    since = months_before(period.end, measure.modalities[0].window.months)
+    if measure.numerator_type == "last_value_at_most":
+        modality = measure.modalities[0]
+        last = (
+            matching(events, modality.value_set)
+            .filter((pl.col("date") > since) & pl.col("value").is_not_null())
+            .sort(["person_id", "date", "record"], descending=[False, True, False])
+            .unique(subset="person_id", keep="first")
+        )
+        return last.select(
+            "person_id",
+            (pl.col("value") <= measure.threshold).alias("_closed"),
+            pl.lit(None, pl.Date).alias("_expires"),
+            pl.lit(None, pl.Date).alias("_due"),
+            pl.lit(modality.name).alias("evidence_modality"),
+            pl.col("record").alias("evidence_record"),
+            pl.col("date").alias("evidence_date"),
+            pl.col("code").alias("evidence_code"),
+            pl.col("value").alias("evidence_value"),
+        )
+    # last_blood_pressure_below: the most recent day with both values; the lowest of each that day
+    systolic = matching(events, measure.modalities[0].value_set).filter(pl.col("date") > since)
+    diastolic = matching(events, measure.modalities[1].value_set).filter(pl.col("date") > since)
+    per_day = (
+        systolic.group_by("person_id", "date")
+        .agg(pl.col("value").min().alias("_sys"), pl.col("record").min().alias("record"))
+        .join(
+            diastolic.group_by("person_id", "date").agg(pl.col("value").min().alias("_dia")),
+            on=["person_id", "date"],
+        )
+        .sort(["person_id", "date"], descending=[False, True])
+        .unique(subset="person_id", keep="first")
+    )
+    return per_day.select(
+        "person_id",
+        ((pl.col("_sys") < 140) & (pl.col("_dia") < 90)).alias("_closed"),
+        pl.lit(None, pl.Date).alias("_expires"),
+        pl.lit(None, pl.Date).alias("_due"),
+        pl.lit("blood_pressure").alias("evidence_modality"),
+        pl.col("record").alias("evidence_record"),
+        pl.col("date").alias("evidence_date"),
+        pl.format(
+            "{}/{}", pl.col("_sys").round(0).cast(pl.Int64), pl.col("_dia").round(0).cast(pl.Int64)
+        ).alias("evidence_code"),
+        pl.col("_sys").alias("evidence_value"),
+    )

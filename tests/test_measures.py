@@ -1,0 +1,215 @@
+"""HEDIS-aligned measures (not NCQA-certified) at their boundaries: ages on the exact day, evidence
+window edges, each exclusion, each numerator modality, the inverse logic of GSD, the BP rule of CBP."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.measures.definitions import DefinitionError, load_measure, load_measures, value_sets
+from pipelines.measures.engine import EVENT_SCHEMA, PERSON_SCHEMA, evaluate_measure, months_before
+
+AS_OF = date(2026, 6, 30)
+SNOMED, LOINC, ICD = "http://snomed.info/sct", "http://loinc.org", "http://hl7.org/fhir/sid/icd-10-cm"
+MEASURES = {m.id: m for m in load_measures()}
+
+
+def person(birth: str, sex: str = "female", deceased: bool = False) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "person_id": "p",
+                "sex": sex,
+                "birth_date": birth,
+                "deceased": deceased,
+                "pcp_practitioner_id": "dr",
+            }
+        ],
+        schema=PERSON_SCHEMA,
+    )
+
+
+def events(*rows: tuple[str, str, date, float | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {"person_id": "p", "system": s, "code": c, "date": d, "value": v, "record": f"R/{i}"}
+            for i, (s, c, d, v) in enumerate(rows)
+        ],
+        schema=EVENT_SCHEMA,
+    )
+
+
+def status(measure: str, people: pl.DataFrame, found: pl.DataFrame, as_of: date = AS_OF) -> dict:
+    return evaluate_measure(MEASURES[measure], people, found, as_of).row(0, named=True)
+
+
+NO_EVENTS = events()
+MAMMOGRAM = (SNOMED, "24623002")
+
+
+@pytest.mark.parametrize(
+    ("birth", "applies"),
+    [("1952-12-31", True), ("1951-12-31", False), ("1974-12-31", True), ("1975-01-01", False)],
+)
+def test_bcs_age_is_taken_on_the_last_day_of_the_period(birth: str, applies: bool) -> None:
+    row = status("BCS", person(birth), NO_EVENTS)
+    assert (row["status"] != "not-applicable") is applies
+
+
+def test_bcs_applies_to_women_only() -> None:
+    assert status("BCS", person("1960-01-01", sex="male"), NO_EVENTS)["status"] == "not-applicable"
+
+
+@pytest.mark.parametrize(
+    ("day", "closed"),
+    [
+        (date(2024, 10, 1), True),
+        (date(2024, 9, 30), False),
+        (date(2026, 6, 30), True),
+        (date(2026, 7, 1), False),
+    ],
+)
+def test_bcs_mammogram_window_is_27_months_back_from_the_period_end(day: date, closed: bool) -> None:
+    row = status("BCS", person("1960-01-01"), events((*MAMMOGRAM, day, None)))
+    assert (row["status"] in {"closed-gap", "prospective-gap"}) is closed
+    if closed:
+        assert row["evidence_date"] == day and row["evidence_modality"] == "mammography"
+
+
+def test_bcs_gap_becomes_prospective_when_the_mammogram_is_about_to_lapse() -> None:
+    lapsing = events((*MAMMOGRAM, date(2024, 10, 15), None))  # counts for periods ending before 2027-01-15
+    assert status("BCS", person("1960-01-01"), lapsing)["status"] == "closed-gap"
+    row = status("BCS", person("1960-01-01"), lapsing, as_of=date(2026, 12, 1))
+    assert (row["status"], row["due_date"]) == ("prospective-gap", date(2027, 1, 15))
+
+
+def test_bcs_open_gap_is_due_when_the_last_mammogram_lapsed() -> None:
+    row = status("BCS", person("1960-01-01"), events((*MAMMOGRAM, date(2023, 3, 1), None)))
+    assert row["status"] == "open-gap"
+    assert row["due_date"] == date(2025, 6, 1) and row["days_overdue"] == (AS_OF - date(2025, 6, 1)).days
+    never = status("BCS", person("1960-01-01"), NO_EVENTS)
+    assert never["due_date"] == date(2026, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("found", "reason"),
+    [
+        (events((SNOMED, "27865001", date(2001, 5, 5), None)), "bilateral_mastectomy"),
+        (events((ICD, "Z90.13", date(2010, 1, 1), None)), "bilateral_mastectomy"),
+        (events((SNOMED, "385763009", date(2026, 2, 1), None)), "hospice"),
+        (events((SNOMED, "103735009", date(2026, 1, 1), None)), "palliative_care"),
+    ],
+)
+def test_bcs_exclusions(found: pl.DataFrame, reason: str) -> None:
+    row = status("BCS", person("1960-01-01"), found)
+    assert (row["status"], row["exclusion_reason"]) == ("excluded", reason)
+
+
+def test_hospice_before_the_period_does_not_exclude_and_death_does() -> None:
+    assert (
+        status("BCS", person("1960-01-01"), events((SNOMED, "385763009", date(2025, 12, 31), None)))["status"]
+        == "open-gap"
+    )
+    assert status("BCS", person("1960-01-01", deceased=True), NO_EVENTS)["exclusion_reason"] == "deceased"
+
+
+@pytest.mark.parametrize(
+    ("code", "day", "closed"),
+    [
+        ((SNOMED, "104435004"), date(2026, 1, 1), True),  # FIT: this year
+        ((SNOMED, "104435004"), date(2025, 12, 31), False),
+        ((LOINC, "77353-1"), date(2024, 1, 1), True),  # FIT-DNA: 3 years
+        ((LOINC, "77353-1"), date(2023, 12, 31), False),
+        ((SNOMED, "418714002"), date(2022, 1, 1), True),  # CT colonography: 5 years
+        ((SNOMED, "44441009"), date(2021, 12, 31), False),  # sigmoidoscopy: 5 years
+        ((SNOMED, "73761001"), date(2017, 1, 1), True),  # colonoscopy: 10 years
+        ((SNOMED, "73761001"), date(2016, 12, 31), False),
+    ],
+)
+def test_col_each_modality_has_its_own_window(code: tuple[str, str], day: date, closed: bool) -> None:
+    row = status("COL", person("1960-01-01", sex="male"), events((*code, day, None)))
+    assert (row["status"] in {"closed-gap", "prospective-gap"}) is closed
+
+
+DIABETES = (SNOMED, "44054006", date(2020, 1, 1), None)
+DIABETES_ICD = (ICD, "E11.9", date(2026, 1, 10), None)
+
+
+@pytest.mark.parametrize(
+    ("hba1c", "expected"),
+    [(None, "open-gap"), (9.0, "closed-gap"), (9.1, "open-gap"), (7.0, "closed-gap")],
+)
+def test_gsd_is_inverse_open_when_above_9_or_missing(hba1c: float | None, expected: str) -> None:
+    found = [DIABETES_ICD]
+    if hba1c is not None:
+        found.append((LOINC, "4548-4", date(2026, 3, 1), hba1c))
+    assert status("GSD", person("1970-01-01"), events(*found))["status"] == expected
+
+
+def test_gsd_uses_the_last_value_and_needs_a_recent_diagnosis() -> None:
+    found = events(
+        DIABETES_ICD, (LOINC, "4548-4", date(2026, 1, 1), 7.0), (LOINC, "4548-4", date(2026, 5, 1), 10.2)
+    )
+    assert status("GSD", person("1970-01-01"), found)["status"] == "open-gap"
+    old_diagnosis_only = events(DIABETES)  # diagnosed in 2020 and resolved since: nothing in the look-back
+    assert status("GSD", person("1970-01-01"), old_diagnosis_only)["status"] == "not-applicable"
+    still_active = old_diagnosis_only.with_columns(pl.lit(True).alias("active"))
+    assert status("GSD", person("1970-01-01"), still_active)["status"] == "open-gap"
+
+
+@pytest.mark.parametrize(
+    ("systolic", "diastolic", "expected"),
+    [(139, 89, "closed-gap"), (140, 80, "open-gap"), (130, 90, "open-gap")],
+)
+def test_cbp_last_reading_below_140_90(systolic: float, diastolic: float, expected: str) -> None:
+    found = events(
+        (ICD, "I10", date(2025, 3, 1), None),
+        (LOINC, "8480-6", date(2026, 1, 5), 150.0),
+        (LOINC, "8462-4", date(2026, 1, 5), 95.0),
+        (LOINC, "8480-6", date(2026, 6, 1), systolic),
+        (LOINC, "8462-4", date(2026, 6, 1), diastolic),
+    )
+    assert status("CBP", person("1960-01-01"), found)["status"] == expected
+
+
+def test_cbp_takes_the_lowest_values_of_the_last_day_with_both() -> None:
+    found = events(
+        (ICD, "I10", date(2025, 3, 1), None),
+        (LOINC, "8480-6", date(2026, 6, 1), 150.0),
+        (LOINC, "8480-6", date(2026, 6, 1), 132.0),
+        (LOINC, "8462-4", date(2026, 6, 1), 84.0),
+        (LOINC, "8480-6", date(2026, 6, 20), 120.0),  # no diastolic that day
+    )
+    row = status("CBP", person("1960-01-01"), found)
+    assert (row["status"], row["evidence_code"]) == ("closed-gap", "132/84")
+
+
+def test_months_before_clamps_to_the_month_end() -> None:
+    assert months_before(date(2026, 12, 31), 27) == date(2024, 9, 30)
+    assert months_before(date(2026, 3, 31), 1) == date(2026, 2, 28)
+
+
+def test_broken_definitions_name_the_file_and_line(tmp_path: Path) -> None:
+    known = set(value_sets()["value_set"])
+    good = (Path(__file__).parents[1] / "data_contracts" / "measures" / "bcs.yaml").read_text()
+    unknown = tmp_path / "bad_vs.yaml"
+    unknown.write_text(good.replace("value_set: mammography", "value_set: mammogrphy"))
+    with pytest.raises(DefinitionError, match=r"bad_vs.yaml:\d+: unknown value set 'mammogrphy'"):
+        load_measure(unknown, known)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: X\n  title: [unclosed\n")
+    with pytest.raises(DefinitionError, match=r"broken.yaml:\d+: not valid YAML"):
+        load_measure(broken, known)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(good + "denominator_fudge: 1\n")
+    with pytest.raises(DefinitionError, match=r"extra.yaml:\d+: unknown key 'denominator_fudge'"):
+        load_measure(extra, known)
+
+
+def test_every_value_set_code_has_a_display_and_an_allowed_system() -> None:
+    codes = value_sets()
+    assert codes["display"].str.len_chars().min() > 0
+    assert codes.filter(pl.col("system").str.contains("cpt|ama-assn", literal=False)).is_empty()
