@@ -213,3 +213,71 @@ def test_every_value_set_code_has_a_display_and_an_allowed_system() -> None:
     codes = value_sets()
     assert codes["display"].str.len_chars().min() > 0
     assert codes.filter(pl.col("system").str.contains("cpt|ama-assn", literal=False)).is_empty()
+
+
+CVX, RXNORM = "http://hl7.org/fhir/sid/cvx", "http://www.nlm.nih.gov/research/umls/rxnorm"
+CYTOLOGY, HPV = (SNOMED, "171149006"), (LOINC, "59420-0")
+
+
+@pytest.mark.parametrize(
+    ("test", "day", "birth", "closed"),
+    [
+        (CYTOLOGY, date(2024, 1, 1), "1980-01-01", True),  # cytology: 3 years
+        (CYTOLOGY, date(2023, 12, 31), "1980-01-01", False),
+        (HPV, date(2022, 1, 1), "1980-01-01", True),  # HPV: 5 years, done at 30 or older
+        (HPV, date(2021, 12, 31), "1980-01-01", False),
+        (HPV, date(2022, 5, 31), "1992-06-01", False),  # the day before her 30th birthday
+        (HPV, date(2022, 6, 1), "1992-06-01", True),  # on her 30th birthday
+    ],
+)
+def test_ccs_modalities_windows_and_minimum_ages(
+    test: tuple[str, str], day: date, birth: str, closed: bool
+) -> None:
+    row = status("CCS", person(birth), events((*test, day, None)))
+    assert (row["status"] in {"closed-gap", "prospective-gap"}) is closed
+
+
+def test_ccs_hysterectomy_without_cervix_excludes() -> None:
+    row = status("CCS", person("1980-01-01"), events((ICD, "Z90.710", date(2015, 1, 1), None)))
+    assert (row["status"], row["exclusion_reason"]) == ("excluded", "hysterectomy_without_cervix")
+
+
+@pytest.mark.parametrize(("day", "closed"), [(date(2026, 1, 1), True), (date(2025, 12, 31), False)])
+def test_eed_needs_an_eye_exam_in_the_period(day: date, closed: bool) -> None:
+    found = events(DIABETES_ICD, (SNOMED, "134395001", day, None))
+    assert (status("EED", person("1970-01-01"), found)["status"] == "closed-gap") is closed
+
+
+@pytest.mark.parametrize(
+    ("day", "closed"),
+    [(date(2025, 7, 1), True), (date(2025, 6, 30), False), (date(2026, 6, 30), True)],
+)
+def test_flu_season_runs_from_july_1_of_the_prior_year_to_june_30(day: date, closed: bool) -> None:
+    row = status("FLU", person("1950-01-01", sex="male"), events((CVX, "150", day, None)))
+    assert (row["status"] in {"closed-gap", "prospective-gap"}) is closed
+
+
+def test_a_flu_shot_after_june_30_belongs_to_the_next_season() -> None:
+    late = events((CVX, "197", date(2026, 9, 15), None))
+    assert status("FLU", person("1950-01-01"), late, as_of=date(2026, 10, 1))["status"] == "open-gap"
+
+
+@pytest.mark.parametrize(
+    ("sex", "birth", "applies"),
+    [
+        ("male", "2005-12-31", True),
+        ("male", "2006-01-01", False),
+        ("female", "1986-12-31", True),
+        ("female", "1987-01-01", False),
+    ],
+)
+def test_spc_ages_differ_by_sex(sex: str, birth: str, applies: bool) -> None:
+    found = events((SNOMED, "22298006", date(2025, 5, 1), None))
+    row = status("SPC", person(birth, sex=sex), found)
+    assert (row["status"] != "not-applicable") is applies
+
+
+def test_spc_closes_with_a_moderate_or_high_intensity_statin_in_the_period() -> None:
+    found = events((ICD, "I25.10", date(2025, 5, 1), None), (RXNORM, "617311", date(2026, 2, 1), None))
+    row = status("SPC", person("1960-01-01", sex="male"), found)
+    assert (row["status"], row["evidence_code"]) == ("closed-gap", "617311")

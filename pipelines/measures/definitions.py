@@ -36,9 +36,11 @@ class DefinitionError(ValueError):
 
 @dataclass(frozen=True)
 class Window:
-    """Evidence counts when its date is after `period_end - months` and on or before the period end."""
+    """Evidence counts when its date is after `period_end - months` and on or before
+    `period_end - end_offset_months` (a season ending mid-year: influenza)."""
 
     months: int
+    end_offset_months: int = 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Modality:
     name: str
     value_set: str
     window: Window
+    min_age: int | None = None  # the person's age on the event's day must be at least this (HPV from 30)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Measure:
     sexes: tuple[str, ...]
     age_min: int
     age_max: int
+    age_by_sex: tuple[tuple[str, int, int], ...]  # (sex, min, max): replaces age_min/max for that sex
     diagnoses: tuple[tuple[str, int], ...]  # (value set, look-back months before the period end)
     exclusions: tuple[Exclusion, ...]
     numerator_type: str
@@ -183,7 +187,8 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
         Modality(
             str(m.get("name")),
             value_set(m.get("value_set"), "numerator", "modalities", i),
-            Window(int(m.get("window_months", 12))),
+            Window(int(m.get("window_months", 12)), int(m.get("end_offset_months", 0))),
+            int(m["min_age"]) if "min_age" in m else None,
         )
         for i, m in enumerate(numerator.get("modalities") or [])
     )
@@ -196,6 +201,10 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
         sexes=tuple(eligible.get("sex") or ()),
         age_min=int(age.get("min", 0)),
         age_max=int(age.get("max", 200)),
+        age_by_sex=tuple(
+            (str(sex), int(bounds.get("min", 0)), int(bounds.get("max", 200)))
+            for sex, bounds in (eligible.get("age_by_sex") or {}).items()
+        ),
         diagnoses=diagnoses,
         exclusions=tuple(exclusions),
         numerator_type=str(kind),

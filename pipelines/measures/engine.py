@@ -108,6 +108,10 @@ def evaluate_measure(
         )
     )
     eligible = pl.col("_age").is_between(measure.age_min, measure.age_max)
+    for sex, low, high in measure.age_by_sex:
+        eligible = (
+            pl.when(pl.col("sex") == sex).then(pl.col("_age").is_between(low, high)).otherwise(eligible)
+        )
     if measure.sexes:
         eligible &= pl.col("sex").is_in(list(measure.sexes))
     rows = persons.with_columns(age.alias("_age")).with_columns(eligible.fill_null(False).alias("_eligible"))
@@ -134,7 +138,8 @@ def evaluate_measure(
             .otherwise(pl.col("exclusion_reason"))
             .alias("exclusion_reason")
         )
-    evidence = _numerator(measure, known, period, as_of)
+    births = persons.select("person_id", born.alias("_born"))
+    evidence = _numerator(measure, known.join(births, on="person_id", how="left"), period, as_of)
     scored = rows.join(evidence, on="person_id", how="left")
     status = (
         pl.when(~pl.col("_eligible"))
@@ -197,9 +202,16 @@ def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: da
     if measure.numerator_type == "any_event":
         found = []
         for modality in measure.modalities:
-            hits = matching(events, modality.value_set).with_columns(
+            until = months_before(period.end, modality.window.end_offset_months)
+            hits = matching(events, modality.value_set).filter(pl.col("date") <= until)
+            if modality.min_age is not None:
+                old_enough = pl.col("_born").dt.offset_by(f"{modality.min_age}y") <= pl.col("date")
+                hits = hits.filter(old_enough.fill_null(False))
+            hits = hits.with_columns(
                 pl.lit(modality.name).alias("evidence_modality"),
-                pl.col("date").dt.offset_by(f"{modality.window.months}mo").alias("_expires"),
+                pl.col("date")
+                .dt.offset_by(f"{modality.window.months - modality.window.end_offset_months}mo")
+                .alias("_expires"),
                 pl.lit(months_before(period.end, modality.window.months)).alias("_since"),
             )
             found.append(hits)
