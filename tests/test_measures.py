@@ -281,3 +281,31 @@ def test_spc_closes_with_a_moderate_or_high_intensity_statin_in_the_period() -> 
     found = events((ICD, "I25.10", date(2025, 5, 1), None), (RXNORM, "617311", date(2026, 2, 1), None))
     row = status("SPC", person("1960-01-01", sex="male"), found)
     assert (row["status"], row["evidence_code"]) == ("closed-gap", "617311")
+
+
+def test_rates_count_inverse_measures_by_their_poor_outcome_and_leave_empty_measures_without_a_rate() -> None:
+    from pipelines.measures.build import care_gap_rates
+
+    def rows(measure: str, statuses: list[str]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "measure_id": measure,
+                "measure_version": "1",
+                "period_start": date(2026, 1, 1),
+                "period_end": date(2026, 12, 31),
+                "as_of": AS_OF,
+                "status": statuses,
+            }
+        )
+
+    gaps = pl.concat(
+        [
+            rows("BCS", ["closed-gap", "prospective-gap", "open-gap", "excluded", "not-applicable"]),
+            rows("GSD", ["open-gap", "closed-gap"]),
+            rows("SPC", ["not-applicable"]),
+        ]
+    )
+    rates = {r["measure_id"]: r for r in care_gap_rates(gaps).iter_rows(named=True)}
+    assert (rates["BCS"]["denominator"], rates["BCS"]["numerator"], rates["BCS"]["exclusions"]) == (3, 2, 1)
+    assert rates["GSD"]["numerator"] == 1 and rates["GSD"]["inverse"]
+    assert rates["SPC"]["rate"] is None

@@ -59,7 +59,10 @@ def care_gap_rates(gaps: pl.DataFrame) -> pl.DataFrame:
             inverse.first().alias("inverse"),
         )
         .with_columns(
-            (pl.col("numerator") / pl.col("denominator")).alias("rate"),
+            # no denominator, no rate (null, not NaN: a measure nobody is eligible for has no rate)
+            pl.when(pl.col("denominator") > 0)
+            .then(pl.col("numerator") / pl.col("denominator"))
+            .alias("rate"),
             pl.lit(LABEL).alias("label"),
         )
         .sort("measure_id")
