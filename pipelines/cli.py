@@ -126,6 +126,7 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
     console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
     _print_identity_summary(lake)
     _print_care_gap_summary(lake)
+    _print_segment_summary(lake)
     _print_device_summary(lake)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
@@ -180,3 +181,21 @@ def _print_care_gap_summary(lake: UPath) -> None:
             pl.col("rate").round(3),
         )
         console.print(_table("Care gaps (HEDIS-aligned; not NCQA-certified)", rates))
+
+
+def _print_segment_summary(lake: UPath) -> None:
+    """Current members per segment and trigger events by kind."""
+    membership = lake / "gold" / "segment_membership" / "data.parquet"
+    if membership.exists():
+        current = (
+            pl.read_parquet(str(membership))
+            .filter(pl.col("exited").is_null())
+            .group_by("segment_id", "segment_type")
+            .agg(pl.len().alias("members"))
+            .sort("segment_id")
+        )
+        console.print(_table("Segments: current members", current))
+    triggers = lake / "gold" / "trigger_events" / "data.parquet"
+    if triggers.exists():
+        kinds = pl.read_parquet(str(triggers)).group_by("kind").agg(pl.len().alias("events")).sort("kind")
+        console.print(_table("Trigger events (last 30 days)", kinds))

@@ -11,6 +11,8 @@ from pipelines.gold.timeline import TIMELINE, build_timeline
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
 from pipelines.lake import table_path, write_parquet_atomic
 from pipelines.measures.build import CARE_GAP_RATES, CARE_GAPS, build_care_gaps
+from pipelines.segments.build import SEGMENT_MEMBERSHIP, build_segments
+from pipelines.segments.triggers import TRIGGER_EVENTS
 from pipelines.silver.expectations import EXPECTATIONS_DIR
 
 GOLD = "gold"
@@ -137,9 +139,49 @@ def care_gap_tables(context: dg.AssetExecutionContext, lake: LakeResource):
         yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
 
 
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            [GOLD, TRIGGER_EVENTS],
+            description="Discharges, new diagnoses, missed appointments, device alerts and negative surveys "
+            "of the last 30 days, each fired once (the day it first fired is kept).",
+            group_name=PERSON_GROUP,
+            deps=[[GOLD, PATIENT_360], *_DEPS],
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+        dg.AssetSpec(
+            [GOLD, SEGMENT_MEMBERSHIP],
+            description="Who is in which segment (data_contracts/segments), since when and until when.",
+            group_name=PERSON_GROUP,
+            deps=[[GOLD, PATIENT_360], [GOLD, CARE_GAPS], [GOLD, TRIGGER_EVENTS]],
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
+        for table in (TRIGGER_EVENTS, SEGMENT_MEMBERSHIP)
+    ],
+    can_subset=False,
+)
+def segment_tables(context: dg.AssetExecutionContext, lake: LakeResource):
+    """Fire new trigger events and re-evaluate every segment as of the configured date."""
+    settings = lake.settings()
+    as_of = resolve_as_of(settings.as_of, settings.lake)
+    report = build_segments(settings.lake, as_of)
+    yield dg.MaterializeResult(
+        asset_key=[GOLD, TRIGGER_EVENTS], metadata={f"new_{k}": v for k, v in report.new_triggers.items()}
+    )
+    yield dg.MaterializeResult(
+        asset_key=[GOLD, SEGMENT_MEMBERSHIP], metadata={f"members_{k}": v for k, v in report.members.items()}
+    )
+    for table in (TRIGGER_EVENTS, SEGMENT_MEMBERSHIP):
+        path = table_path(settings.lake, GOLD, table) / TABLE_FILE
+        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
+
+
 PERSON_JOB = "gold_person_job"
 person_job = dg.define_asset_job(
     PERSON_JOB,
     selection=dg.AssetSelection.groups(PERSON_GROUP),
-    description="Identity and silver → gold patient_360, timeline, care_gaps and care_gap_rates.",
+    description="Identity and silver → gold patient_360, timeline, care gaps, trigger events, segments.",
 )

@@ -1,0 +1,202 @@
+"""Segments: declarative rules over the 360 view, care-gap statuses and trigger events, and their
+membership history (`gold/segment_membership`: person, segment, entered, exited, reason).
+
+Rules combine conditions with `all`, `any` and `not`:
+- `{column: <patient_360 column>, op: eq|ne|gt|ge|lt|le|in|between|is_null|not_null, value: ...}`
+- `{care_gap: <measure id>, status: [open-gap, ...]}`
+- `{trigger: <kind>, within_days: N, detail: <optional>}`: a trigger event in the N days up to the as-of day
+
+Dynamic segments are re-evaluated every run; static segments are evaluated once and then frozen (their
+snapshot date is the day members entered); trigger segments are dynamic segments driven by events. A file
+that does not parse or names an unknown column, operator or key fails with its file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import yaml
+
+from pipelines.measures.definitions import DefinitionError
+
+SEGMENTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "segments"
+SEGMENT_TYPES = {"static", "dynamic", "trigger"}
+OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le", "in", "between", "is_null", "not_null"}
+MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
+    "person_id": pl.String(),
+    "segment_id": pl.String(),
+    "segment_type": pl.String(),
+    "entered": pl.Date(),
+    "exited": pl.Date(),  # null while the person is a member
+    "reason": pl.String(),  # matched | snapshot | no longer matches
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment file: its rule compiled to a Polars expression over the person frame."""
+
+    id: str
+    title: str
+    type: str
+    rule: pl.Expr
+    source: str
+
+
+def load_segments(columns: set[str], folder: Path = SEGMENTS_DIR) -> list[Segment]:
+    """Every segment file, its rule checked against the person frame's `columns`."""
+    segments = []
+    for path in sorted(folder.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        try:
+            node, data = yaml.compose(text), yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            raise DefinitionError(f"{path.name}:{mark.line + 1 if mark else 1}: not valid YAML") from None
+        if not isinstance(data, dict):
+            raise DefinitionError(f"{path.name}:1: a segment must be a mapping")
+        kind = data.get("type")
+        if kind not in SEGMENT_TYPES:
+            raise DefinitionError(
+                f"{path.name}:{_line(node, 'type')}: type must be one of {sorted(SEGMENT_TYPES)}"
+            )
+        rule = _compile(data.get("rule"), _child(node, "rule"), path, columns)
+        segments.append(
+            Segment(str(data.get("id") or path.stem), str(data.get("title", "")), kind, rule, path.name)
+        )
+    return segments
+
+
+def _child(node: yaml.Node | None, key: str | int) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if k.value == key), node)
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+        return node.value[key]
+    return node
+
+
+def _line(node: yaml.Node | None, key: str | int | None = None) -> int:
+    target = _child(node, key) if key is not None else node
+    return target.start_mark.line + 1 if target is not None else 1
+
+
+def _compile(rule: Any, node: yaml.Node | None, path: Path, columns: set[str]) -> pl.Expr:
+    def fail(message: str) -> DefinitionError:
+        return DefinitionError(f"{path.name}:{_line(node)}: {message}")
+
+    if not isinstance(rule, dict) or not rule:
+        raise fail("a rule must be a mapping")
+    if "all" in rule or "any" in rule:
+        key = "all" if "all" in rule else "any"
+        parts = [_compile(r, _child(_child(node, key), i), path, columns) for i, r in enumerate(rule[key])]
+        if not parts:
+            raise fail(f"`{key}` needs at least one rule")
+        return pl.all_horizontal(parts) if key == "all" else pl.any_horizontal(parts)
+    if "not" in rule:
+        return ~_compile(rule["not"], _child(node, "not"), path, columns)
+    if "care_gap" in rule:
+        column = f"gap_{rule['care_gap']}"
+        if column not in columns:
+            raise fail(f"unknown measure {rule['care_gap']!r}")
+        return pl.col(column).is_in(list(rule.get("status") or ["open-gap"])).fill_null(False)
+    if "trigger" in rule:
+        column = f"trigger_{rule['trigger']}" + (f"_{rule['detail']}" if rule.get("detail") else "")
+        if column not in columns:
+            raise fail(f"unknown trigger {rule['trigger']!r} (or detail {rule.get('detail')!r})")
+        days = int(rule.get("within_days", 1))
+        return (pl.col("_as_of_end") - pl.col(column) <= timedelta(days=days)).fill_null(False)
+    if "column" in rule:
+        column, op, value = rule["column"], rule.get("op", "eq"), rule.get("value")
+        if column not in columns:
+            raise fail(f"unknown column {column!r}")
+        if op not in OPERATORS:
+            raise fail(f"unknown operator {op!r}")
+        c = pl.col(column)
+        expression = {
+            "eq": lambda: c == value,
+            "ne": lambda: c != value,
+            "gt": lambda: c > value,
+            "ge": lambda: c >= value,
+            "lt": lambda: c < value,
+            "le": lambda: c <= value,
+            "in": lambda: c.is_in(list(value)),
+            "between": lambda: c.is_between(value[0], value[1]),
+            "is_null": lambda: c.is_null(),
+            "not_null": lambda: c.is_not_null(),
+        }[op]()
+        return expression.fill_null(False)
+    raise fail(f"unknown rule keys {sorted(rule)}")
+
+
+def person_frame(view: pl.DataFrame, gaps: pl.DataFrame, triggers: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """The 360 view with one `gap_<measure>` status column per measure and the latest time of each
+    trigger kind (and kind + detail) as `trigger_<kind>[_<detail>]`."""
+    frame = view
+    if gaps.height:
+        statuses = gaps.pivot(on="measure_id", index="person_id", values="status")
+        frame = frame.join(
+            statuses.rename({c: f"gap_{c}" for c in statuses.columns if c != "person_id"}),
+            on="person_id",
+            how="left",
+        )
+    end = pl.lit(datetime.combine(as_of, time(23, 59, 59, 999999))).dt.replace_time_zone("UTC")
+    recent = triggers.filter(pl.col("time") <= end) if triggers.height else triggers
+    if recent.height:
+        by_kind = (
+            recent.group_by("person_id", "kind")
+            .agg(pl.col("time").max())
+            .pivot(on="kind", index="person_id", values="time")
+        )
+        by_detail = (
+            recent.drop_nulls("detail")
+            .with_columns(pl.format("{}_{}", "kind", "detail").alias("_key"))
+            .group_by("person_id", "_key")
+            .agg(pl.col("time").max())
+            .pivot(on="_key", index="person_id", values="time")
+        )
+        for table in (by_kind, by_detail):
+            frame = frame.join(
+                table.rename({c: f"trigger_{c}" for c in table.columns if c != "person_id"}),
+                on="person_id",
+                how="left",
+            )
+    return frame.with_columns(end.alias("_as_of_end"))
+
+
+def update_membership(
+    segments: list[Segment], people: pl.DataFrame, previous: pl.DataFrame, as_of: date
+) -> pl.DataFrame:
+    """Membership history after this run: new members enter, dynamic members who no longer match exit,
+    static segments keep the snapshot of their first run. Re-running the same day changes nothing."""
+    history = previous if previous.height else pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
+    known = {s.id for s in segments}
+    result = [history.filter(~pl.col("segment_id").is_in(list(known)))]  # segments no longer defined
+    for segment in segments:
+        mine = history.filter(pl.col("segment_id") == segment.id)
+        if segment.type == "static" and mine.height:
+            result.append(mine)  # frozen at its snapshot
+            continue
+        members = people.filter(segment.rule).select("person_id")
+        current = mine.filter(pl.col("exited").is_null())
+        entering = members.join(current.select("person_id"), on="person_id", how="anti").select(
+            "person_id",
+            pl.lit(segment.id).alias("segment_id"),
+            pl.lit(segment.type).alias("segment_type"),
+            pl.lit(as_of).alias("entered"),
+            pl.lit(None, pl.Date).alias("exited"),
+            pl.lit("snapshot" if segment.type == "static" else "matched").alias("reason"),
+        )
+        leaving = current.join(members, on="person_id", how="anti")
+        result += [
+            mine.join(leaving.select("person_id", "entered"), on=["person_id", "entered"], how="anti"),
+            leaving.with_columns(pl.lit(as_of).alias("exited"), pl.lit("no longer matches").alias("reason")),
+            entering,
+        ]
+    frames = [f.select([pl.col(n).cast(t) for n, t in MEMBERSHIP_SCHEMA.items()]) for f in result if f.height]
+    if not frames:
+        return pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
+    return pl.concat(frames).sort("segment_id", "person_id", "entered")
