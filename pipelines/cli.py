@@ -198,4 +198,4 @@ def _print_segment_summary(lake: UPath) -> None:
     triggers = lake / "gold" / "trigger_events" / "data.parquet"
     if triggers.exists():
         kinds = pl.read_parquet(str(triggers)).group_by("kind").agg(pl.len().alias("events")).sort("kind")
-        console.print(_table("Trigger events (last 30 days)", kinds))
+        console.print(_table("Trigger events fired (each once)", kinds))

@@ -24,7 +24,7 @@ from assets.bronze.checks import (
 )
 from assets.devices.assets import device_gold, device_readings
 from assets.devices.automation import device_gold_job, device_silver_job
-from assets.gold.assets import care_gap_tables, person_job, person_tables
+from assets.gold.assets import care_gap_tables, person_job, person_tables, segment_tables
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
 from assets.silver.assets import silver_tables
@@ -37,6 +37,7 @@ ASSETS = [
     identity_tables,
     person_tables,
     care_gap_tables,
+    segment_tables,
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 

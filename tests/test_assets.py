@@ -96,6 +96,18 @@ def test_definitions_load() -> None:
     assert defs.resolve_job_def("silver_build_job") is not None
     assert defs.resolve_schedule_def("nightly_pipeline").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("landing_sensor") is not None
+    # every table the README promises is an asset of the code location
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    for table in (
+        "silver/device_reading",
+        "identity/person_link",
+        "gold/patient_360",
+        "gold/timeline",
+        "gold/care_gaps",
+        "gold/trigger_events",
+        "gold/segment_membership",
+    ):
+        assert table in keys, table
 
 
 def test_workspace_validates_with_the_dagster_cli(tmp_path: Path) -> None:
