@@ -3,7 +3,7 @@ window edges, each exclusion, each numerator modality, the inverse logic of GSD,
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -309,3 +309,69 @@ def test_rates_count_inverse_measures_by_their_poor_outcome_and_leave_empty_meas
     assert (rates["BCS"]["denominator"], rates["BCS"]["numerator"], rates["BCS"]["exclusions"]) == (3, 2, 1)
     assert rates["GSD"]["numerator"] == 1 and rates["GSD"]["inverse"]
     assert rates["SPC"]["rate"] is None
+
+
+def _child_doses(
+    birth: date, extra: list[tuple[str, int]] | None = None, skip: str | None = None
+) -> pl.DataFrame:
+    """A complete Combo 10 schedule (CVX code, day after birth), optionally without one series."""
+    schedule = {
+        "DTaP": [("20", d) for d in (61, 122, 183, 456)],
+        "IPV": [("10", d) for d in (61, 122, 183)],
+        "MMR": [("03", 400)],
+        "HiB": [("49", d) for d in (61, 122, 400)],
+        "HepB": [("08", d) for d in (0, 61, 183)],
+        "VZV": [("21", 400)],
+        "PCV": [("133", d) for d in (61, 122, 183, 400)],
+        "HepA": [("83", 400)],
+        "RV": [("119", d) for d in (61, 122)],
+        "Influenza": [("150", d) for d in (200, 240)],
+    }
+    doses = [dose for series, items in schedule.items() if series != skip for dose in items]
+    rows = [(CVX, code, birth + timedelta(days=day), None) for code, day in [*doses, *(extra or [])]]
+    return events(*rows)
+
+
+CHILD_BIRTH = date(2024, 3, 15)  # turns 2 on 2026-03-15, inside the 2026 period
+
+
+def test_cis_is_closed_when_every_series_is_complete_by_the_second_birthday() -> None:
+    row = status("CIS", person(CHILD_BIRTH.isoformat(), sex="male"), _child_doses(CHILD_BIRTH))
+    assert (row["status"], row["evidence_code"]) == ("closed-gap", "complete")
+
+
+def test_cis_lists_the_missing_series_and_is_due_on_the_second_birthday() -> None:
+    row = status("CIS", person(CHILD_BIRTH.isoformat()), _child_doses(CHILD_BIRTH, skip="PCV"))
+    assert (row["status"], row["evidence_code"]) == ("open-gap", "missing: PCV (4)")
+    assert row["due_date"] == date(2026, 3, 15)
+
+
+@pytest.mark.parametrize(
+    ("series", "code", "day", "counts"),
+    [
+        ("MMR", "03", 364, False),  # the day before the first birthday (day 365 is 2025-03-15)
+        ("MMR", "03", 365, True),  # on the first birthday
+        ("DTaP", "20", 41, False),  # minimum age 42 days
+        ("Influenza", "150", 179, False),  # minimum age 180 days
+    ],
+)
+def test_cis_minimum_ages(series: str, code: str, day: int, counts: bool) -> None:
+    found = _child_doses(CHILD_BIRTH, extra=[(code, day)], skip=series)
+    if series == "DTaP":  # three valid doses plus the early one
+        found = pl.concat([found, _child_doses(CHILD_BIRTH).filter(pl.col("code") == "20").head(3)])
+    if series == "Influenza":
+        found = pl.concat([found, events((CVX, "150", CHILD_BIRTH + timedelta(days=250), None))])
+    row = status("CIS", person(CHILD_BIRTH.isoformat()), found)
+    assert (row["status"] == "closed-gap") is counts
+
+
+def test_cis_doses_after_the_second_birthday_do_not_count_and_rotavirus_has_two_schedules() -> None:
+    late = _child_doses(CHILD_BIRTH, extra=[("03", 731)], skip="MMR")  # the day after the second birthday
+    assert status("CIS", person(CHILD_BIRTH.isoformat()), late)["status"] == "open-gap"
+    three_dose = _child_doses(CHILD_BIRTH, extra=[("116", d) for d in (61, 122, 183)], skip="RV")
+    assert status("CIS", person(CHILD_BIRTH.isoformat()), three_dose)["status"] == "closed-gap"
+
+
+def test_cis_applies_to_children_who_turn_two_in_the_period() -> None:
+    assert status("CIS", person("2023-12-31"), NO_EVENTS)["status"] == "not-applicable"  # turns 3
+    assert status("CIS", person("2024-12-31"), NO_EVENTS)["status"] == "open-gap"

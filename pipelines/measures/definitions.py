@@ -26,7 +26,7 @@ CODE_SYSTEMS = {
 }
 PREFIX_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm"}
 """Codes of these systems match every code they start with (E11 matches E11.9)."""
-NUMERATOR_TYPES = {"any_event", "last_value_at_most", "last_blood_pressure_below"}
+NUMERATOR_TYPES = {"any_event", "last_value_at_most", "last_blood_pressure_below", "vaccine_doses"}
 EXCLUSION_WINDOWS = {"period", "ever"}
 
 
@@ -51,6 +51,10 @@ class Modality:
     value_set: str
     window: Window
     min_age: int | None = None  # the person's age on the event's day must be at least this (HPV from 30)
+    doses: int = 1  # vaccine_doses: distinct days with a dose needed
+    min_age_days: int = 0  # vaccine_doses: a dose counts from this many days after birth ...
+    min_age_months: int | None = None  # ... or from this many months (first birthday: 12)
+    group: str | None = None  # vaccine_doses: alternatives of one series (either schedule satisfies it)
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,10 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
             value_set(m.get("value_set"), "numerator", "modalities", i),
             Window(int(m.get("window_months", 12)), int(m.get("end_offset_months", 0))),
             int(m["min_age"]) if "min_age" in m else None,
+            int(m.get("doses", 1)),
+            int(m.get("min_age_days", 0)),
+            int(m["min_age_months"]) if "min_age_months" in m else None,
+            str(m["group"]) if "group" in m else None,
         )
         for i, m in enumerate(numerator.get("modalities") or [])
     )

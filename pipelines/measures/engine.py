@@ -155,9 +155,11 @@ def evaluate_measure(
         .then(pl.lit("prospective-gap"))
         .otherwise(pl.lit("closed-gap"))
     )
-    due = pl.coalesce(
-        pl.col("_due"), pl.lit(period.start if measure.numerator_type == "any_event" else period.end)
-    )
+    default_due = {
+        "any_event": pl.lit(period.start),
+        "vaccine_doses": born.dt.offset_by("2y"),  # every dose by the second birthday
+    }.get(measure.numerator_type, pl.lit(period.end))
+    due = pl.coalesce(pl.col("_due"), default_due)
     result = (
         scored.with_columns(
             status.alias("status"),
@@ -252,6 +254,8 @@ def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: da
             )
         )
         return pl.concat([closed, lapsed], how="vertical_relaxed")
+    if measure.numerator_type == "vaccine_doses":
+        return _vaccine_doses(measure, events)
     since = months_before(period.end, measure.modalities[0].window.months)
     if measure.numerator_type == "last_value_at_most":
         modality = measure.modalities[0]
@@ -297,4 +301,58 @@ def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: da
             "{}/{}", pl.col("_sys").round(0).cast(pl.Int64), pl.col("_dia").round(0).cast(pl.Int64)
         ).alias("evidence_code"),
         pl.col("_sys").alias("evidence_value"),
+    )
+
+
+def _vaccine_doses(measure: Measure, events: pl.DataFrame) -> pl.DataFrame:
+    """Every series complete by the second birthday: distinct dose days, each on or after the series'
+    minimum age. A series with alternatives (rotavirus 2- or 3-dose) is complete when one of them is."""
+    second_birthday = pl.col("_born").dt.offset_by("2y")
+    counts = []
+    for modality in measure.modalities:
+        if modality.min_age_months is not None:
+            earliest = pl.col("_born").dt.offset_by(f"{modality.min_age_months}mo")
+        else:
+            earliest = pl.col("_born") + pl.duration(days=modality.min_age_days)
+        counts.append(
+            matching(events, modality.value_set)
+            .filter((pl.col("date") >= earliest) & (pl.col("date") <= second_birthday))
+            .group_by("person_id")
+            .agg(pl.col("date").n_unique().alias("_doses"), pl.col("date").max().alias("_last"))
+            .with_columns(
+                pl.lit(modality.group or modality.name).alias("_series"),
+                (pl.col("_doses") >= modality.doses).alias("_done"),
+            )
+        )
+    series = {m.group or m.name: m for m in measure.modalities}
+    done = (
+        pl.concat(counts)
+        .filter(pl.col("_done"))
+        .group_by("person_id")
+        .agg(pl.col("_series").unique().alias("_complete"), pl.col("_last").max())
+    )
+    missing = pl.concat_str(
+        [
+            pl.when(~pl.lit(key).is_in(pl.col("_complete").fill_null([]))).then(
+                pl.lit(f"{modality.name} ({modality.doses})")
+            )
+            for key, modality in sorted(series.items())
+        ],
+        separator=", ",
+        ignore_nulls=True,
+    )
+    persons = events.select("person_id").unique().join(done, on="person_id", how="left")
+    return persons.select(
+        "person_id",
+        (pl.col("_complete").list.len().fill_null(0) == len(series)).alias("_closed"),
+        pl.lit(None, pl.Date).alias("_expires"),
+        pl.lit(None, pl.Date).alias("_due"),
+        pl.lit("combination").alias("evidence_modality"),
+        pl.lit(None, pl.String).alias("evidence_record"),
+        pl.col("_last").alias("evidence_date"),
+        pl.when(missing == "")
+        .then(pl.lit("complete"))
+        .otherwise(pl.format("missing: {}", missing))
+        .alias("evidence_code"),
+        pl.lit(None, pl.Float64).alias("evidence_value"),
     )
