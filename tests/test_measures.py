@@ -375,3 +375,32 @@ def test_cis_doses_after_the_second_birthday_do_not_count_and_rotavirus_has_two_
 def test_cis_applies_to_children_who_turn_two_in_the_period() -> None:
     assert status("CIS", person("2023-12-31"), NO_EVENTS)["status"] == "not-applicable"  # turns 3
     assert status("CIS", person("2024-12-31"), NO_EVENTS)["status"] == "open-gap"
+
+
+@pytest.mark.parametrize(
+    ("birth", "found", "excluded"),
+    [
+        (
+            "1960-12-31",
+            [(SNOMED, "248279007", date(2026, 2, 1)), (SNOMED, "52448006", date(2025, 6, 1))],
+            True,
+        ),
+        (
+            "1961-01-01",
+            [(SNOMED, "248279007", date(2026, 2, 1)), (SNOMED, "52448006", date(2025, 6, 1))],
+            False,
+        ),
+        ("1955-01-01", [(SNOMED, "248279007", date(2026, 2, 1))], False),  # frailty alone
+        ("1955-01-01", [(SNOMED, "52448006", date(2025, 6, 1))], False),  # advanced illness alone
+        (
+            "1955-01-01",
+            [(SNOMED, "248279007", date(2025, 12, 31)), (SNOMED, "52448006", date(2025, 6, 1))],
+            False,
+        ),
+    ],
+)
+def test_frailty_with_advanced_illness_excludes_from_66(
+    birth: str, found: list[tuple[str, str, date]], excluded: bool
+) -> None:
+    row = status("BCS", person(birth), events(*[(s, c, d, None) for s, c, d in found]))
+    assert (row["exclusion_reason"] == "frailty_and_advanced_illness") is excluded

@@ -64,6 +64,9 @@ class Exclusion:
     reason: str
     value_set: str | None
     window: str  # period | ever
+    min_age: int | None = None  # applies only from this age at the period end (frailty: 66)
+    also_value_set: str | None = None  # and a second condition must hold (advanced illness) ...
+    also_lookback_months: int = 24  # ... recorded in this look-back, or still active
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,17 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
                 path, _child(node, "exclusions", i), f"window must be one of {sorted(EXCLUSION_WINDOWS)}"
             )
         vs = None if e.get("reason") == "deceased" else value_set(e.get("value_set"), "exclusions", i)
-        exclusions.append(Exclusion(str(e.get("reason")), vs, window))
+        also = e.get("and") or {}
+        exclusions.append(
+            Exclusion(
+                str(e.get("reason")),
+                vs,
+                window,
+                int(e["min_age"]) if "min_age" in e else None,
+                value_set(also.get("value_set"), "exclusions", i) if also else None,
+                int(also.get("lookback_months", 24)),
+            )
+        )
     numerator = data.get("numerator") or {}
     kind = numerator.get("type")
     if kind not in NUMERATOR_TYPES:

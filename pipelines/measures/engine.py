@@ -132,6 +132,14 @@ def evaluate_measure(
             if exclusion.window == "period":
                 found = found.filter(pl.col("date") >= period.start)
             hit = pl.col("person_id").is_in(found["person_id"].unique().implode())
+            if exclusion.min_age is not None:
+                hit &= pl.col("_age") >= exclusion.min_age
+            if exclusion.also_value_set is not None:
+                since = months_before(period.end, exclusion.also_lookback_months)
+                also = matching(known, exclusion.also_value_set).filter(
+                    (pl.col("date") > since) | pl.col("active").fill_null(False)
+                )
+                hit &= pl.col("person_id").is_in(also["person_id"].unique().implode())
         rows = rows.with_columns(
             pl.when(pl.col("_eligible") & pl.col("exclusion_reason").is_null() & hit)
             .then(pl.lit(exclusion.reason))
