@@ -1,7 +1,12 @@
-"""Gold person tables: the 360 view and the timeline (global: a person's records span buckets)."""
+"""Gold person tables: the 360 view, timeline, care gaps, trigger events and segments (global assets:
+a person's records span buckets)."""
+
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import polars as pl
+from upath import UPath
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
@@ -47,30 +52,49 @@ _DEPS = [
 ]
 
 
+def _spec(table: str, description: str, deps: list[Any]) -> dg.AssetSpec:
+    """A gold person table: rebuilt whole when what it reads changes."""
+    return dg.AssetSpec(
+        [GOLD, table],
+        description=description,
+        group_name=PERSON_GROUP,
+        deps=deps,
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+
+
+def _contracts(*tables: str) -> list[dg.AssetCheckSpec]:
+    """The blocking Great Expectations check of each table."""
+    return [
+        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
+        for table in tables
+    ]
+
+
+def _check(lake: UPath, *tables: str) -> Iterator[dg.AssetCheckResult]:
+    """Run the contracts of the tables just written."""
+    for table in tables:
+        path = table_path(lake, GOLD, table) / TABLE_FILE
+        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
+
+
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            [GOLD, PATIENT_360],
-            description="One row per person: demographics and age, contact and per-channel consent, PCP, "
+        _spec(
+            PATIENT_360,
+            "One row per person: demographics and age, contact and per-channel consent, PCP, "
             "coverage, problems and chronic flags, medications, latest results, utilization, appointments, "
             "device adherence and alerts (see data_contracts/gold/README.md).",
-            group_name=PERSON_GROUP,
-            deps=_DEPS,
-            automation_condition=dg.AutomationCondition.eager(),
+            _DEPS,
         ),
-        dg.AssetSpec(
-            [GOLD, TIMELINE],
-            description="The patient's story: one dated event per row (encounters, conditions, results, "
+        _spec(
+            TIMELINE,
+            "The patient's story: one dated event per row (encounters, conditions, results, "
             "procedures, immunizations, medications, messages, surveys, device alerts).",
-            group_name=PERSON_GROUP,
-            deps=_DEPS,
-            automation_condition=dg.AutomationCondition.eager(),
+            _DEPS,
         ),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
-        for table in (PATIENT_360, TIMELINE)
-    ],
+    check_specs=_contracts(PATIENT_360, TIMELINE),
     can_subset=False,
 )
 def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -85,38 +109,29 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
         yield dg.MaterializeResult(
             asset_key=[GOLD, table], metadata={"rows": frame.height, "as_of": str(as_of)}
         )
-    for table in (PATIENT_360, TIMELINE):
-        path = table_path(settings.lake, GOLD, table) / TABLE_FILE
-        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
+    yield from _check(settings.lake, PATIENT_360, TIMELINE)
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            [GOLD, CARE_GAPS],
-            description="One row per person per measure (HEDIS-aligned; not NCQA-certified): DEQM gap "
+        _spec(
+            CARE_GAPS,
+            "One row per person per measure (HEDIS-aligned; not NCQA-certified): DEQM gap "
             "status, exclusion reason, the evidence that closed the gap or the last qualifying one, due "
             "date, days overdue, attributed PCP.",
-            group_name=PERSON_GROUP,
-            deps=[
+            [
                 [GOLD, PATIENT_360],
                 *_DEPS,
                 dg.AssetDep(["silver", "device_reading"], partition_mapping=_ALL),
             ],
-            automation_condition=dg.AutomationCondition.eager(),
         ),
-        dg.AssetSpec(
-            [GOLD, CARE_GAP_RATES],
-            description="Per measure: eligible, exclusions, denominator, numerator and rate for the period.",
-            group_name=PERSON_GROUP,
-            deps=[[GOLD, PATIENT_360]],
-            automation_condition=dg.AutomationCondition.eager(),
+        _spec(
+            CARE_GAP_RATES,
+            "Per measure: eligible, exclusions, denominator, numerator and rate for the period.",
+            [[GOLD, PATIENT_360]],
         ),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
-        for table in (CARE_GAPS, CARE_GAP_RATES)
-    ],
+    check_specs=_contracts(CARE_GAPS, CARE_GAP_RATES),
     can_subset=False,
 )
 def care_gap_tables(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -134,33 +149,24 @@ def care_gap_tables(context: dg.AssetExecutionContext, lake: LakeResource):
         },
     )
     yield dg.MaterializeResult(asset_key=[GOLD, CARE_GAP_RATES], metadata={"measures": rates.height})
-    for table in (CARE_GAPS, CARE_GAP_RATES):
-        path = table_path(settings.lake, GOLD, table) / TABLE_FILE
-        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
+    yield from _check(settings.lake, CARE_GAPS, CARE_GAP_RATES)
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            [GOLD, TRIGGER_EVENTS],
-            description="Discharges, new diagnoses, missed appointments, device alerts and negative surveys "
+        _spec(
+            TRIGGER_EVENTS,
+            "Discharges, new diagnoses, missed appointments, device alerts and negative surveys "
             "of the last 30 days, each fired once (the day it first fired is kept).",
-            group_name=PERSON_GROUP,
-            deps=[[GOLD, PATIENT_360], *_DEPS],
-            automation_condition=dg.AutomationCondition.eager(),
+            [[GOLD, PATIENT_360], *_DEPS],
         ),
-        dg.AssetSpec(
-            [GOLD, SEGMENT_MEMBERSHIP],
-            description="Who is in which segment (data_contracts/segments), since when and until when.",
-            group_name=PERSON_GROUP,
-            deps=[[GOLD, PATIENT_360], [GOLD, CARE_GAPS], [GOLD, TRIGGER_EVENTS]],
-            automation_condition=dg.AutomationCondition.eager(),
+        _spec(
+            SEGMENT_MEMBERSHIP,
+            "Who is in which segment (data_contracts/segments), since when and until when.",
+            [[GOLD, PATIENT_360], [GOLD, CARE_GAPS], [GOLD, TRIGGER_EVENTS]],
         ),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
-        for table in (TRIGGER_EVENTS, SEGMENT_MEMBERSHIP)
-    ],
+    check_specs=_contracts(TRIGGER_EVENTS, SEGMENT_MEMBERSHIP),
     can_subset=False,
 )
 def segment_tables(context: dg.AssetExecutionContext, lake: LakeResource):
@@ -174,9 +180,7 @@ def segment_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     yield dg.MaterializeResult(
         asset_key=[GOLD, SEGMENT_MEMBERSHIP], metadata={f"members_{k}": v for k, v in report.members.items()}
     )
-    for table in (TRIGGER_EVENTS, SEGMENT_MEMBERSHIP):
-        path = table_path(settings.lake, GOLD, table) / TABLE_FILE
-        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
+    yield from _check(settings.lake, TRIGGER_EVENTS, SEGMENT_MEMBERSHIP)
 
 
 PERSON_JOB = "gold_person_job"
