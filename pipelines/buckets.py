@@ -25,6 +25,11 @@ def bucket_of(source: str, patient_key: str, buckets: int) -> str:
     return f"{zlib.crc32(f'{source}|{patient_key}'.encode()) % buckets:02d}"
 
 
+def patient_bucket_of(source: str, patient_id: str, buckets: int) -> str:
+    """The bucket of a source patient given its bare id (bronze keys patients as 'Patient/<id>')."""
+    return bucket_of(source, f"Patient/{patient_id}", buckets)
+
+
 def assign_buckets(frame: pl.DataFrame, source_col: str, key_col: str, buckets: int) -> pl.DataFrame:
     """Add a `bucket` column: the patient bucket, or `shared` where the key is null."""
     keys = frame.select(source_col, key_col).unique().drop_nulls()

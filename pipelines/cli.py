@@ -185,17 +185,22 @@ def _print_care_gap_summary(lake: UPath) -> None:
 
 def _print_segment_summary(lake: UPath) -> None:
     """Current members per segment and trigger events by kind."""
-    membership = lake / "gold" / "segment_membership" / "data.parquet"
-    if membership.exists():
+    from pipelines.lake import parquet_files, read_table
+
+    if parquet_files(lake / "gold" / "segment_membership"):
         current = (
-            pl.read_parquet(str(membership))
+            read_table(lake, "gold", "segment_membership")
             .filter(pl.col("exited").is_null())
             .group_by("segment_id", "segment_type")
             .agg(pl.len().alias("members"))
             .sort("segment_id")
         )
         console.print(_table("Segments: current members", current))
-    triggers = lake / "gold" / "trigger_events" / "data.parquet"
-    if triggers.exists():
-        kinds = pl.read_parquet(str(triggers)).group_by("kind").agg(pl.len().alias("events")).sort("kind")
+    if parquet_files(lake / "gold" / "trigger_events"):
+        kinds = (
+            read_table(lake, "gold", "trigger_events")
+            .group_by("kind")
+            .agg(pl.len().alias("events"))
+            .sort("kind")
+        )
         console.print(_table("Trigger events fired (each once)", kinds))

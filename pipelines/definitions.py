@@ -24,7 +24,7 @@ from assets.bronze.checks import (
 )
 from assets.devices.assets import device_gold, device_readings
 from assets.devices.automation import device_gold_job, device_silver_job
-from assets.gold.assets import care_gap_tables, person_job, person_tables, segment_tables
+from assets.gold.assets import care_gap_rates, person_job, person_tables, summary_job
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
 from assets.silver.assets import silver_tables
@@ -36,8 +36,7 @@ ASSETS = [
     device_gold,
     identity_tables,
     person_tables,
-    care_gap_tables,
-    segment_tables,
+    care_gap_rates,
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
@@ -47,7 +46,15 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
-        jobs=[bronze_job, silver_job, device_silver_job, device_gold_job, identity_job, person_job],
+        jobs=[
+            bronze_job,
+            silver_job,
+            device_silver_job,
+            device_gold_job,
+            identity_job,
+            person_job,
+            summary_job,
+        ],
         sensors=[landing_sensor, silver_after_bronze],
         schedules=[nightly_schedule],
         resources={"lake": lake or lake_resource_from_env()},

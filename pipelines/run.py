@@ -33,9 +33,9 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     ingest job, then the silver job for every bucket partition."""
     from assets.bronze.automation import BRONZE_JOB, SILVER_JOB  # Dagster imports are slow: only when running
     from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
-    from assets.gold.assets import PERSON_JOB
+    from assets.gold.assets import PERSON_JOB, SUMMARY_JOB
     from assets.identity.assets import IDENTITY_JOB
-    from assets.partitions import patient_buckets
+    from assets.partitions import patient_buckets, person_buckets
     from assets.resources import lake_resource_for
     from pipelines.definitions import build_definitions
 
@@ -72,7 +72,15 @@ def run_pipeline(settings: Settings) -> PipelineRun:
             )
     if all(r.success for r in results):  # the person tables read identity, silver and the device tables
         person = defs.resolve_job_def(PERSON_JOB)
-        results.append(person.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
+        for key in person_buckets(settings.buckets).get_partition_keys():
+            results.append(
+                person.execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
+                )
+            )
+    if all(r.success for r in results):  # rates over every person bucket
+        summary = defs.resolve_job_def(SUMMARY_JOB)
+        results.append(summary.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
     failed, warnings = [], []
     for result in results:
         for event in result.all_events:

@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 from upath import UPath
 
+from pipelines.gold.build import PERSON_TABLES, build_person_tables, no_history
 from pipelines.gold.patient_360 import build_patient_360
+from pipelines.gold.records import PersonRecords
 from pipelines.gold.timeline import build_timeline
 from pipelines.lake import read_table
 from tests.test_identity import identity  # noqa: F401  (the module fixture: 800 people through identity)
@@ -21,7 +23,7 @@ AS_OF = date(2026, 6, 30)
 @pytest.fixture(scope="module")
 def view(identity) -> tuple[UPath, pl.DataFrame]:  # noqa: F811
     _, lake = identity
-    return lake, build_patient_360(lake, AS_OF)
+    return lake, build_patient_360(PersonRecords.load(lake), AS_OF)
 
 
 def _records(lake: UPath, table: str, person: dict) -> pl.DataFrame:
@@ -74,7 +76,7 @@ def test_values_match_hand_computed_expectations_for_several_persons(view) -> No
 
 def test_the_timeline_holds_every_encounter_and_nothing_after_the_as_of_day(view) -> None:
     lake, frame = view
-    timeline = build_timeline(lake, AS_OF)
+    timeline = build_timeline(PersonRecords.load(lake), AS_OF)
     assert timeline["time"].max() <= datetime(2026, 6, 30, 23, 59, 59, 999999, tzinfo=UTC)
     person = frame.sort("outpatient_visits_12m", descending=True).row(0, named=True)
     encounters = (
@@ -84,7 +86,7 @@ def test_the_timeline_holds_every_encounter_and_nothing_after_the_as_of_day(view
     )
     mine = timeline.filter((pl.col("person_id") == person["person_id"]) & (pl.col("kind") == "encounter"))
     assert mine.height == encounters.height
-    earlier = build_timeline(lake, date(2025, 1, 1))
+    earlier = build_timeline(PersonRecords.load(lake), date(2025, 1, 1))
     assert earlier.height < timeline.height  # replaying an earlier day leaves later events out
 
 
@@ -96,13 +98,47 @@ def test_person_tables_asset_materializes_with_blocking_contracts(identity) -> N
 
     root, lake = identity
     resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
-    result = dg.materialize(
-        [person_tables], resources={"lake": resource}, instance=dg.DagsterInstance.ephemeral()
-    )
-    assert result.success
-    checks = result.get_asset_check_evaluations()
-    assert len(checks) == 2 and all(c.passed for c in checks), [c.metadata for c in checks]
-    assert (Path(str(lake)) / "gold" / "patient_360" / "data.parquet").exists()
+    instance = dg.DagsterInstance.ephemeral()
+    for bucket in ("00", "01", "02", "03"):
+        result = dg.materialize(
+            [person_tables], resources={"lake": resource}, instance=instance, partition_key=bucket
+        )
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert len(checks) == len(PERSON_TABLES) and all(c.passed for c in checks), [
+            c.metadata for c in checks
+        ]
+        assert (Path(str(lake)) / "gold" / "patient_360" / f"bucket={bucket}" / "data.parquet").exists()
+    persons = read_table(lake, "identity", "person")
+    assert sorted(read_table(lake, "gold", "patient_360")["person_id"]) == sorted(persons["person_id"])
+
+
+def test_person_buckets_together_equal_one_build_of_everyone(identity) -> None:  # noqa: F811
+    _, lake = identity
+    whole = build_person_tables(PersonRecords.load(lake), AS_OF, no_history())
+    parts = [
+        build_person_tables(PersonRecords.load(lake, b, 4), AS_OF, no_history())
+        for b in ("00", "01", "02", "03")
+    ]
+    sizes = [p["patient_360"].height for p in parts]
+    assert min(sizes) > 0 and sum(sizes) == whole["patient_360"].height  # every person in exactly one bucket
+    for table in PERSON_TABLES:
+        together = pl.concat([p[table] for p in parts], how="diagonal_relaxed").select(whole[table].columns)
+        if table == "segment_snapshots":  # one snapshot row per bucket: their members add up
+            together = together.group_by("segment_id", "snapshot_on").agg(pl.col("members").sum())
+        order = [c for c in whole[table].columns if not whole[table][c].dtype.is_nested()]
+        assert together.sort(order).equals(whole[table].sort(order)), table
+
+
+def test_a_bucket_without_persons_builds_empty_tables_with_their_columns(identity) -> None:  # noqa: F811
+    _, lake = identity
+    whole = build_person_tables(PersonRecords.load(lake), AS_OF, no_history())
+    empty = build_person_tables(PersonRecords.load(lake, "07", 4), AS_OF, no_history())  # no such bucket of 4
+    for table in PERSON_TABLES:
+        if table == "segment_snapshots":  # the static segments are frozen, with no members
+            assert empty[table]["members"].to_list() == [0] * empty[table].height > []
+            continue
+        assert empty[table].height == 0 and empty[table].columns == whole[table].columns, table
 
 
 def test_channel_consent_denies_only_the_denied_channels() -> None:
@@ -145,17 +181,22 @@ def test_a_contact_point_is_confirmed_when_two_sources_agree() -> None:
 def test_care_gaps_match_hand_computed_breast_screening_statuses(identity) -> None:  # noqa: F811
     import dagster as dg
 
-    from assets.gold.assets import care_gap_tables, person_tables
+    from assets.gold.assets import care_gap_rates, person_tables
     from assets.resources import LakeResource
 
     root, lake = identity
     resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
-    result = dg.materialize(
-        [person_tables, care_gap_tables],
-        resources={"lake": resource},
-        instance=dg.DagsterInstance.ephemeral(),
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    for bucket in ("00", "01", "02", "03"):
+        result = dg.materialize(
+            [person_tables], resources={"lake": resource}, instance=instance, partition_key=bucket
+        )
+        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    result = dg.materialize([care_gap_rates], resources={"lake": resource}, instance=instance)
     assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    rates = (
+        read_table(lake, "gold", "care_gap_rates").filter(pl.col("measure_id") == "BCS").row(0, named=True)
+    )
     gaps = read_table(lake, "gold", "care_gaps").filter(pl.col("measure_id") == "BCS")
     view = read_table(lake, "gold", "patient_360")
     women = view.filter((pl.col("sex") == "female") & pl.col("age").is_between(52, 74) & ~pl.col("deceased"))
@@ -180,3 +221,7 @@ def test_care_gaps_match_hand_computed_breast_screening_statuses(identity) -> No
         ]
         checked += 1
     assert checked >= 5
+    assert (
+        rates["denominator"]
+        == gaps.filter(pl.col("status").is_in(["open-gap", "closed-gap", "prospective-gap"])).height
+    )

@@ -365,11 +365,28 @@ def test_cis_minimum_ages(series: str, code: str, day: int, counts: bool) -> Non
     assert (row["status"] == "closed-gap") is counts
 
 
-def test_cis_doses_after_the_second_birthday_do_not_count_and_rotavirus_has_two_schedules() -> None:
+def test_cis_doses_after_the_second_birthday_do_not_count() -> None:
     late = _child_doses(CHILD_BIRTH, extra=[("03", 731)], skip="MMR")  # the day after the second birthday
     assert status("CIS", person(CHILD_BIRTH.isoformat()), late)["status"] == "open-gap"
-    three_dose = _child_doses(CHILD_BIRTH, extra=[("116", d) for d in (61, 122, 183)], skip="RV")
-    assert status("CIS", person(CHILD_BIRTH.isoformat()), three_dose)["status"] == "closed-gap"
+
+
+@pytest.mark.parametrize(
+    ("doses", "closed"),
+    [
+        ([("119", 61), ("119", 122)], True),  # 2-dose vaccine, two doses
+        ([("119", 61)], False),
+        ([("116", 61), ("116", 122), ("116", 183)], True),  # 3-dose vaccine, three doses
+        ([("116", 61), ("116", 122)], False),
+        ([("119", 61), ("116", 122), ("116", 183)], True),  # mixed: three doses of either
+        ([("119", 61), ("116", 122)], False),  # mixed with two doses is not enough
+        ([("122", 61), ("122", 122), ("122", 183)], True),  # formulation unknown: three doses
+        ([("119", 30), ("116", 122), ("116", 183)], False),  # the first dose before 42 days does not count
+    ],
+)
+def test_cis_rotavirus_schedules(doses: list[tuple[str, int]], closed: bool) -> None:
+    found = _child_doses(CHILD_BIRTH, extra=doses, skip="RV")
+    row = status("CIS", person(CHILD_BIRTH.isoformat()), found)
+    assert (row["status"] == "closed-gap") is closed, row["evidence_code"]
 
 
 def test_cis_applies_to_children_who_turn_two_in_the_period() -> None:

@@ -9,8 +9,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines.gold.records import PersonRecords
 from pipelines.measures.definitions import DefinitionError
-from pipelines.segments.engine import MEMBERSHIP_SCHEMA, load_segments, person_frame, update_membership
+from pipelines.segments.engine import (
+    MEMBERSHIP_SCHEMA,
+    SNAPSHOT_SCHEMA,
+    load_segments,
+    person_frame,
+    update_membership,
+    update_snapshots,
+)
 from pipelines.segments.triggers import TRIGGER_SCHEMA, build_trigger_events
 from tests.test_identity import identity  # noqa: F401  (800 generated people through identity)
 
@@ -94,6 +102,22 @@ def test_dynamic_segments_follow_the_data_and_static_ones_keep_their_snapshot(se
     assert members(later, "eye_cohort") == ["a"]  # static: frozen at its first run
 
 
+def test_a_static_segment_frozen_empty_stays_empty(segments_dir: Path) -> None:
+    first_day, second_day = date(2026, 6, 1), date(2026, 6, 2)
+    no_gaps = GAPS.with_columns(pl.lit("closed-gap").alias("status"))
+    frame = people(VIEW, no_gaps, NO_TRIGGERS, first_day)
+    segments = load_segments(set(frame.columns), segments_dir)
+    history = update_membership(segments, frame, pl.DataFrame(schema=MEMBERSHIP_SCHEMA), first_day)
+    snapshots = update_snapshots(segments, history, pl.DataFrame(schema=SNAPSHOT_SCHEMA), first_day)
+    assert members(history, "eye_cohort") == []
+    assert snapshots.filter(pl.col("segment_id") == "eye_cohort").row(0, named=True)["members"] == 0
+    later = update_membership(
+        segments, people(VIEW, GAPS, NO_TRIGGERS, second_day), history, second_day, snapshots
+    )
+    assert members(later, "eye_cohort") == [] and members(later, "uncontrolled") == ["a"]
+    assert update_snapshots(segments, later, snapshots, second_day).equals(snapshots)  # taken once
+
+
 def test_trigger_segments_select_recent_events(segments_dir: Path) -> None:
     as_of = date(2026, 6, 30)
     triggers = pl.DataFrame(
@@ -136,11 +160,12 @@ def test_broken_segment_files_name_the_file_and_line(tmp_path: Path, text: str, 
 
 def test_triggers_fire_once_across_daily_runs(identity) -> None:  # noqa: F811
     _, lake = identity
-    first = build_trigger_events(lake, date(2026, 6, 15), pl.DataFrame(schema=TRIGGER_SCHEMA))
+    records = PersonRecords.load(lake)
+    first = build_trigger_events(records, date(2026, 6, 15), pl.DataFrame(schema=TRIGGER_SCHEMA))
     assert first.height > 0 and first["event_id"].is_unique().all()
-    again = build_trigger_events(lake, date(2026, 6, 15), first)
+    again = build_trigger_events(records, date(2026, 6, 15), first)
     assert again.equals(first)
-    later = build_trigger_events(lake, date(2026, 6, 30), first)
+    later = build_trigger_events(records, date(2026, 6, 30), first)
     assert later["event_id"].is_unique().all()
     kept = later.join(first.select("event_id", pl.col("fired_on").alias("before")), on="event_id")
     assert kept.height == first.height and (kept["fired_on"] == kept["before"]).all()
@@ -151,18 +176,20 @@ def test_triggers_fire_once_across_daily_runs(identity) -> None:  # noqa: F811
 def test_the_shipped_segments_load_and_the_asset_materializes(identity) -> None:  # noqa: F811
     import dagster as dg
 
-    from assets.gold.assets import care_gap_tables, person_tables, segment_tables
+    from assets.gold.assets import person_tables
     from assets.resources import LakeResource
     from pipelines.lake import read_table
 
     root, lake = identity
     resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
-    result = dg.materialize(
-        [person_tables, care_gap_tables, segment_tables],
-        resources={"lake": resource},
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    for bucket in ("00", "01", "02", "03"):
+        result = dg.materialize(
+            [person_tables],
+            resources={"lake": resource},
+            instance=dg.DagsterInstance.ephemeral(),
+            partition_key=bucket,
+        )
+        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
     membership = read_table(lake, "gold", "segment_membership")
     gaps = read_table(lake, "gold", "care_gaps")
     open_bcs = set(

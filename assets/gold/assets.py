@@ -1,32 +1,39 @@
-"""Gold person tables: the 360 view, timeline, care gaps, trigger events and segments (global assets:
-a person's records span buckets)."""
+"""Gold person tables, one person bucket per partition: the 360 view, timeline, care gaps, trigger
+events and segments; and the care-gap rates over all buckets."""
 
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-import polars as pl
 from upath import UPath
 
 from assets.contracts import contract_check
+from assets.partitions import person_buckets
 from assets.resources import LakeResource
 from pipelines.gold.as_of import resolve_as_of
-from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
-from pipelines.gold.timeline import TIMELINE, build_timeline
+from pipelines.gold.build import (
+    GOLD,
+    PARTITION_FILE,
+    build_care_gap_rates,
+    build_person_bucket,
+    person_table_file,
+)
+from pipelines.gold.patient_360 import PATIENT_360
+from pipelines.gold.timeline import TIMELINE
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
-from pipelines.lake import table_path, write_parquet_atomic
-from pipelines.measures.build import CARE_GAP_RATES, CARE_GAPS, build_care_gaps
-from pipelines.segments.build import SEGMENT_MEMBERSHIP, build_segments
+from pipelines.lake import table_path
+from pipelines.measures.build import CARE_GAP_RATES, CARE_GAPS
+from pipelines.segments.build import SEGMENT_MEMBERSHIP, SEGMENT_SNAPSHOTS
 from pipelines.segments.triggers import TRIGGER_EVENTS
 from pipelines.silver.expectations import EXPECTATIONS_DIR
 
-GOLD = "gold"
 PERSON_GROUP = "gold_person"
+SUMMARY_GROUP = "gold_summary"
 CONTRACT_CHECK = "contract"
 GOLD_SUITES = EXPECTATIONS_DIR / "gold"
-TABLE_FILE = "data.parquet"
 _ALL = dg.AllPartitionMapping()
-_DEPS = [
+# every bucket of gold reads every silver bucket that holds its persons' records: depend on them all
+_READS = [
     dg.AssetDep([IDENTITY, PERSON_LINK]),
     dg.AssetDep([IDENTITY, PERSON]),
     *[
@@ -46,24 +53,46 @@ _DEPS = [
             "appointment",
             "communication",
             "questionnaire_response_item",
+            "device_reading",
         )
     ],
     *[dg.AssetDep([GOLD, table], partition_mapping=_ALL) for table in ("device_adherence", "device_alerts")],
 ]
+_PERSON_TABLES: dict[str, tuple[str, list[Any]]] = {
+    PATIENT_360: (
+        "One row per person: demographics and age, contact and per-channel consent, PCP, coverage, problems "
+        "and chronic flags, medications, latest results, utilization, appointments, device adherence and "
+        "alerts, open care gaps (see data_contracts/gold/README.md).",
+        _READS,
+    ),
+    TIMELINE: (
+        "The patient's story: one dated event per row (encounters, conditions, results, procedures, "
+        "immunizations, medications, messages, surveys, device alerts).",
+        _READS,
+    ),
+    CARE_GAPS: (
+        "One row per person per measure (HEDIS-aligned; not NCQA-certified): DEQM gap status, exclusion "
+        "reason, the evidence that closed the gap or the last qualifying one, due date, days overdue, "
+        "attributed PCP.",
+        [[GOLD, PATIENT_360], *_READS],
+    ),
+    TRIGGER_EVENTS: (
+        "Discharges, new diagnoses, missed appointments, device alerts and negative surveys of the last 30 "
+        "days, each fired once (the day it first fired is kept).",
+        _READS,
+    ),
+    SEGMENT_MEMBERSHIP: (
+        "Who is in which segment (data_contracts/segments), since when and until when.",
+        [[GOLD, PATIENT_360], [GOLD, CARE_GAPS], [GOLD, TRIGGER_EVENTS]],
+    ),
+    SEGMENT_SNAPSHOTS: (
+        "The day each static segment was frozen, with its member count.",
+        [[GOLD, SEGMENT_MEMBERSHIP]],
+    ),
+}
 
 
-def _spec(table: str, description: str, deps: list[Any]) -> dg.AssetSpec:
-    """A gold person table: rebuilt whole when what it reads changes."""
-    return dg.AssetSpec(
-        [GOLD, table],
-        description=description,
-        group_name=PERSON_GROUP,
-        deps=deps,
-        automation_condition=dg.AutomationCondition.eager(),
-    )
-
-
-def _contracts(*tables: str) -> list[dg.AssetCheckSpec]:
+def _contract_specs(*tables: str) -> list[dg.AssetCheckSpec]:
     """The blocking Great Expectations check of each table."""
     return [
         dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
@@ -71,121 +100,81 @@ def _contracts(*tables: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _check(lake: UPath, *tables: str) -> Iterator[dg.AssetCheckResult]:
-    """Run the contracts of the tables just written."""
-    for table in tables:
-        path = table_path(lake, GOLD, table) / TABLE_FILE
+def _contracts(paths: dict[str, UPath]) -> Iterator[dg.AssetCheckResult]:
+    """Run the contracts of the table files just written."""
+    for table, path in paths.items():
         yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
 
 
 @dg.multi_asset(
     specs=[
-        _spec(
-            PATIENT_360,
-            "One row per person: demographics and age, contact and per-channel consent, PCP, "
-            "coverage, problems and chronic flags, medications, latest results, utilization, appointments, "
-            "device adherence and alerts (see data_contracts/gold/README.md).",
-            _DEPS,
-        ),
-        _spec(
-            TIMELINE,
-            "The patient's story: one dated event per row (encounters, conditions, results, "
-            "procedures, immunizations, medications, messages, surveys, device alerts).",
-            _DEPS,
-        ),
+        dg.AssetSpec(
+            [GOLD, table],
+            description=description,
+            group_name=PERSON_GROUP,
+            deps=deps,
+            automation_condition=dg.AutomationCondition.eager(),
+        )
+        for table, (description, deps) in _PERSON_TABLES.items()
     ],
-    check_specs=_contracts(PATIENT_360, TIMELINE),
+    check_specs=_contract_specs(*_PERSON_TABLES),
+    partitions_def=person_buckets(),
     can_subset=False,
 )
 def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Build the 360 view and the timeline of every person as of the configured (or the data's) date."""
+    """Build every gold person table of one person bucket as of the configured (or the data's) date."""
     settings = lake.settings()
     as_of = resolve_as_of(settings.as_of, settings.lake)
-    view = build_patient_360(settings.lake, as_of)
-    timeline = build_timeline(settings.lake, as_of)
-    for table, frame in ((PATIENT_360, view), (TIMELINE, timeline)):
-        path = table_path(settings.lake, GOLD, table) / TABLE_FILE
-        write_parquet_atomic(frame, path)
+    bucket = context.partition_key
+    report = build_person_bucket(settings.lake, bucket, settings.buckets, as_of)
+    extra = {
+        CARE_GAPS: {f"open_{m}": n for m, n in report.open_gaps.items()},
+        TRIGGER_EVENTS: {f"new_{k}": n for k, n in report.new_triggers.items()},
+        SEGMENT_MEMBERSHIP: {f"members_{s}": n for s, n in report.members.items()},
+    }
+    for table in _PERSON_TABLES:
         yield dg.MaterializeResult(
-            asset_key=[GOLD, table], metadata={"rows": frame.height, "as_of": str(as_of)}
+            asset_key=[GOLD, table],
+            metadata={"rows": report.rows[table], "as_of": str(as_of), **extra.get(table, {})},
         )
-    yield from _check(settings.lake, PATIENT_360, TIMELINE)
+    yield from _contracts({t: person_table_file(settings.lake, t, bucket) for t in _PERSON_TABLES})
 
 
-@dg.multi_asset(
-    specs=[
-        _spec(
-            CARE_GAPS,
-            "One row per person per measure (HEDIS-aligned; not NCQA-certified): DEQM gap "
-            "status, exclusion reason, the evidence that closed the gap or the last qualifying one, due "
-            "date, days overdue, attributed PCP.",
-            [
-                [GOLD, PATIENT_360],
-                *_DEPS,
-                dg.AssetDep(["silver", "device_reading"], partition_mapping=_ALL),
-            ],
-        ),
-        _spec(
-            CARE_GAP_RATES,
-            "Per measure: eligible, exclusions, denominator, numerator and rate for the period.",
-            [[GOLD, PATIENT_360]],
-        ),
-    ],
-    check_specs=_contracts(CARE_GAPS, CARE_GAP_RATES),
-    can_subset=False,
+@dg.asset(
+    key=[GOLD, CARE_GAP_RATES],
+    group_name=SUMMARY_GROUP,
+    deps=[dg.AssetDep([GOLD, CARE_GAPS], partition_mapping=_ALL)],
+    check_specs=_contract_specs(CARE_GAP_RATES),
+    automation_condition=dg.AutomationCondition.eager(),
 )
-def care_gap_tables(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Evaluate every measure in data_contracts/measures for every person as of the configured date."""
+def care_gap_rates(context: dg.AssetExecutionContext, lake: LakeResource):
+    """Per measure: eligible, exclusions, denominator, numerator and rate for the period, over every
+    person bucket."""
     settings = lake.settings()
-    as_of = resolve_as_of(settings.as_of, settings.lake)
-    gaps, rates = build_care_gaps(settings.lake, as_of)
-    open_gaps = gaps.filter(pl.col("status") == "open-gap").group_by("measure_id").len().sort("measure_id")
+    rates = build_care_gap_rates(settings.lake)
     yield dg.MaterializeResult(
-        asset_key=[GOLD, CARE_GAPS],
         metadata={
-            "rows": gaps.height,
-            **{f"open_{m}": n for m, n in open_gaps.iter_rows()},
-            "as_of": str(as_of),
-        },
+            "measures": rates.height,
+            **{
+                f"rate_{m}": round(r, 4)
+                for m, r in rates.select("measure_id", "rate").drop_nulls().iter_rows()
+            },
+        }
     )
-    yield dg.MaterializeResult(asset_key=[GOLD, CARE_GAP_RATES], metadata={"measures": rates.height})
-    yield from _check(settings.lake, CARE_GAPS, CARE_GAP_RATES)
-
-
-@dg.multi_asset(
-    specs=[
-        _spec(
-            TRIGGER_EVENTS,
-            "Discharges, new diagnoses, missed appointments, device alerts and negative surveys "
-            "of the last 30 days, each fired once (the day it first fired is kept).",
-            [[GOLD, PATIENT_360], *_DEPS],
-        ),
-        _spec(
-            SEGMENT_MEMBERSHIP,
-            "Who is in which segment (data_contracts/segments), since when and until when.",
-            [[GOLD, PATIENT_360], [GOLD, CARE_GAPS], [GOLD, TRIGGER_EVENTS]],
-        ),
-    ],
-    check_specs=_contracts(TRIGGER_EVENTS, SEGMENT_MEMBERSHIP),
-    can_subset=False,
-)
-def segment_tables(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Fire new trigger events and re-evaluate every segment as of the configured date."""
-    settings = lake.settings()
-    as_of = resolve_as_of(settings.as_of, settings.lake)
-    report = build_segments(settings.lake, as_of)
-    yield dg.MaterializeResult(
-        asset_key=[GOLD, TRIGGER_EVENTS], metadata={f"new_{k}": v for k, v in report.new_triggers.items()}
-    )
-    yield dg.MaterializeResult(
-        asset_key=[GOLD, SEGMENT_MEMBERSHIP], metadata={f"members_{k}": v for k, v in report.members.items()}
-    )
-    yield from _check(settings.lake, TRIGGER_EVENTS, SEGMENT_MEMBERSHIP)
+    path = table_path(settings.lake, GOLD, CARE_GAP_RATES) / PARTITION_FILE
+    yield from _contracts({CARE_GAP_RATES: path})
 
 
 PERSON_JOB = "gold_person_job"
+SUMMARY_JOB = "gold_summary_job"
 person_job = dg.define_asset_job(
     PERSON_JOB,
     selection=dg.AssetSelection.groups(PERSON_GROUP),
-    description="Identity and silver → gold patient_360, timeline, care gaps, trigger events, segments.",
+    description="Identity and silver → gold patient_360, timeline, care gaps, trigger events, segments "
+    "for one person bucket.",
+)
+summary_job = dg.define_asset_job(
+    SUMMARY_JOB,
+    selection=dg.AssetSelection.groups(SUMMARY_GROUP),
+    description="Every person bucket of gold → care-gap rates.",
 )

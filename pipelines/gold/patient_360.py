@@ -7,20 +7,16 @@ nulls until then, so consumers can rely on the contract today.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 
 import polars as pl
 import yaml
-from upath import UPath
 
 from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, GOLD
 from pipelines.fhir.times import fhir_timestamp
-from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK, TABLE_FILE
-from pipelines.lake import parquet_files, scan_table, table_path
-from pipelines.silver.build import SILVER
+from pipelines.gold.records import PersonRecords
 
 CODES_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "gold" / "clinical_codes.yaml"
 PATIENT_360 = "patient_360"
@@ -35,38 +31,9 @@ def clinical_codes() -> dict:
     return yaml.safe_load(CODES_FILE.read_text(encoding="utf-8"))
 
 
-@dataclass(frozen=True)
-class Silver:
-    """The silver and identity frames the 360 view reads, each keyed by person."""
-
-    links: pl.DataFrame  # person_id, source, patient_id
-
-    def table(self, lake: UPath, name: str, layer: str = SILVER) -> pl.DataFrame:
-        """Rows of a per-patient table with `person_id` added (empty when the table does not exist)."""
-        if not parquet_files(table_path(lake, layer, name)):
-            return pl.DataFrame(schema={"person_id": pl.String})
-        frame = scan_table(lake, layer, name).collect()
-        if "patient_id" not in frame.columns and "id" in frame.columns:  # silver `patient` itself
-            frame = frame.rename({"id": "patient_id"})
-        key = (
-            ("patient_source", "patient_id")
-            if "patient_source" in frame.columns
-            else ("source", "patient_id")
-        )
-        return frame.join(
-            self.links.rename({"source": key[0]}) if key[0] != "source" else self.links,
-            on=list(key),
-            how="inner",
-        )
-
-
-def build_patient_360(lake: UPath, as_of: date) -> pl.DataFrame:
-    """The 360 view of every person as of the end of `as_of` (UTC)."""
-    links = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON_LINK) / TABLE_FILE)).select(
-        "person_id", "source", pl.col("source_patient_id").alias("patient_id")
-    )
-    persons = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON) / TABLE_FILE))
-    silver = Silver(links)
+def build_patient_360(records: PersonRecords, as_of: date) -> pl.DataFrame:
+    """The 360 view of the persons of `records` as of the end of `as_of` (UTC)."""
+    persons = records.persons
     end = datetime.combine(as_of, time(23, 59, 59, 999999)).replace(tzinfo=None)
     at = pl.lit(end).dt.replace_time_zone("UTC")
     base = persons.select(
@@ -87,15 +54,15 @@ def build_patient_360(lake: UPath, as_of: date) -> pl.DataFrame:
         "email",
     )
     parts = [
-        _contact_and_consent(lake, silver),
-        _primary_care(lake, silver, at),
-        _coverage(lake, silver, as_of),
-        _conditions(lake, silver),
-        _medications(lake, silver),
-        _latest_results(lake, silver, at),
-        _utilization(lake, silver, at),
-        _appointments(lake, silver, at),
-        _devices(lake, silver, as_of),
+        _contact_and_consent(records),
+        _primary_care(records, at),
+        _coverage(records, as_of),
+        _conditions(records),
+        _medications(records),
+        _latest_results(records, at),
+        _utilization(records, at),
+        _appointments(records, at),
+        _devices(records, as_of),
     ]
     view = base
     for part in parts:
@@ -174,10 +141,10 @@ def _age(birth: pl.Expr, as_of: date) -> pl.Expr:
     return (years - before_birthday.cast(pl.Int32)).cast(pl.Int32)
 
 
-def _contact_and_consent(lake: UPath, silver: Silver) -> pl.DataFrame:
+def _contact_and_consent(records: PersonRecords) -> pl.DataFrame:
     """Preferred phone (rank, then mobile) and per-channel consent (a Consent deny for the channel or for
     all contact makes it false)."""
-    telecom = silver.table(lake, "patient_telecom")
+    telecom = records.table("patient_telecom")
     preferred = (
         telecom.filter(pl.col("system").is_in(["phone", "sms"]))
         .sort(["person_id", "rank", "use"], nulls_last=True)
@@ -191,7 +158,7 @@ def _contact_and_consent(lake: UPath, silver: Silver) -> pl.DataFrame:
             schema={"person_id": pl.String, "preferred_phone": pl.String, "preferred_phone_use": pl.String}
         )
     )
-    consent = silver.table(lake, "consent")
+    consent = records.table("consent")
     if consent.height and "provision_type" in consent.columns:
         flags = channel_consent(consent)
     else:
@@ -247,9 +214,9 @@ def contact_confirmation(telecom: pl.DataFrame) -> pl.DataFrame:
     return shared
 
 
-def _primary_care(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+def _primary_care(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
     """Patient.generalPractitioner, else the practitioner of most outpatient visits in 24 months."""
-    patients = silver.table(lake, "patient")
+    patients = records.table("patient")
     named = (
         patients.drop_nulls("general_practitioner_id")
         .group_by("person_id")
@@ -257,7 +224,7 @@ def _primary_care(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
         if "general_practitioner_id" in patients.columns
         else pl.DataFrame(schema={"person_id": pl.String, "_named": pl.String})
     )
-    encounters = silver.table(lake, "encounter")
+    encounters = records.table("encounter")
     if encounters.height and "class_code" in encounters.columns:
         start = fhir_timestamp(pl.col("period_start"))
         visits = (
@@ -287,8 +254,8 @@ def _primary_care(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     )
 
 
-def _coverage(lake: UPath, silver: Silver, as_of: date) -> pl.DataFrame:
-    coverage = silver.table(lake, "coverage")
+def _coverage(records: PersonRecords, as_of: date) -> pl.DataFrame:
+    coverage = records.table("coverage")
     if not coverage.height or "status" not in coverage.columns:
         return pl.DataFrame(
             schema={
@@ -316,9 +283,9 @@ def _coverage(lake: UPath, silver: Silver, as_of: date) -> pl.DataFrame:
     return chosen.with_columns(pl.lit(True).alias("coverage_active"))
 
 
-def _conditions(lake: UPath, silver: Silver) -> pl.DataFrame:
+def _conditions(records: PersonRecords) -> pl.DataFrame:
     """Active problem list (displays) and a flag per chronic condition."""
-    conditions = silver.table(lake, "condition")
+    conditions = records.table("condition")
     groups = clinical_codes()["chronic_conditions"]
     if not conditions.height or "clinical_status" not in conditions.columns:
         return pl.DataFrame(
@@ -342,8 +309,8 @@ def _conditions(lake: UPath, silver: Silver) -> pl.DataFrame:
     )
 
 
-def _medications(lake: UPath, silver: Silver) -> pl.DataFrame:
-    meds = silver.table(lake, "medication_request")
+def _medications(records: PersonRecords) -> pl.DataFrame:
+    meds = records.table("medication_request")
     if not meds.height or "status" not in meds.columns:
         return pl.DataFrame(schema={"person_id": pl.String, "active_medications": pl.List(pl.String)})
     return (
@@ -353,12 +320,12 @@ def _medications(lake: UPath, silver: Silver) -> pl.DataFrame:
     )
 
 
-def _latest_results(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+def _latest_results(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
     """The latest value and date of each result up to the as-of date (observations and components)."""
     results = clinical_codes()["latest_results"]
     frames = []
     for table in ("observation", "observation_component"):
-        rows = silver.table(lake, table)
+        rows = records.table(table)
         if rows.height and "code" in rows.columns:
             frames.append(
                 rows.select(
@@ -393,9 +360,9 @@ def _latest_results(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     return wide
 
 
-def _utilization(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
+def _utilization(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
     """ED visits, inpatient admissions and bed days, outpatient visits in 6 and 12 months; last discharge."""
-    encounters = silver.table(lake, "encounter")
+    encounters = records.table("encounter")
     if not encounters.height or "class_code" not in encounters.columns:
         return pl.DataFrame(schema={"person_id": pl.String})
     frame = encounters.with_columns(
@@ -432,8 +399,8 @@ def _utilization(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     return frame.group_by("person_id").agg(aggs)
 
 
-def _appointments(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
-    appointments = silver.table(lake, "appointment")
+def _appointments(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
+    appointments = records.table("appointment")
     if not appointments.height or "status" not in appointments.columns:
         return pl.DataFrame(schema={"person_id": pl.String})
     start = fhir_timestamp(pl.col("start_time"))
@@ -448,9 +415,9 @@ def _appointments(lake: UPath, silver: Silver, at: pl.Expr) -> pl.DataFrame:
     )
 
 
-def _devices(lake: UPath, silver: Silver, as_of: date) -> pl.DataFrame:
-    adherence = silver.table(lake, DEVICE_ADHERENCE, layer=GOLD)
-    alerts = silver.table(lake, DEVICE_ALERTS, layer=GOLD)
+def _devices(records: PersonRecords, as_of: date) -> pl.DataFrame:
+    adherence = records.table(DEVICE_ADHERENCE, layer=GOLD)
+    alerts = records.table(DEVICE_ALERTS, layer=GOLD)
     out = pl.DataFrame(schema={"person_id": pl.String})
     if adherence.height and "adherent" in adherence.columns:
         out = out.join(

@@ -10,13 +10,10 @@ from __future__ import annotations
 from datetime import date, datetime, time
 
 import polars as pl
-from upath import UPath
 
 from pipelines.devices.gold import DEVICE_ALERTS, GOLD
 from pipelines.fhir.times import fhir_timestamp
-from pipelines.gold.patient_360 import Silver
-from pipelines.identity.build import IDENTITY, PERSON_LINK, TABLE_FILE
-from pipelines.lake import table_path
+from pipelines.gold.records import PersonRecords
 
 TIMELINE = "timeline"
 TIMELINE_SCHEMA: dict[str, pl.DataType] = {
@@ -70,16 +67,12 @@ _EVENTS: tuple[tuple[str, str, str, str, pl.Expr, str], ...] = (
 )
 
 
-def build_timeline(lake: UPath, as_of: date) -> pl.DataFrame:
-    """Every dated event of every person up to the end of `as_of`, newest first per person."""
-    links = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON_LINK) / TABLE_FILE)).select(
-        "person_id", "source", pl.col("source_patient_id").alias("patient_id")
-    )
-    silver = Silver(links)
+def build_timeline(records: PersonRecords, as_of: date) -> pl.DataFrame:
+    """Every dated event of the persons of `records` up to the end of `as_of`, newest first per person."""
     end = pl.lit(datetime.combine(as_of, time(23, 59, 59, 999999))).dt.replace_time_zone("UTC")
     frames = []
     for table, kind, when, code, display, resource_type in _EVENTS:
-        rows = silver.table(lake, table)
+        rows = records.table(table)
         if not rows.height or when not in rows.columns:
             continue
         frames.append(
@@ -93,7 +86,7 @@ def build_timeline(lake: UPath, as_of: date) -> pl.DataFrame:
                 pl.format(f"{resource_type}/{{}}", "id").alias("record"),
             )
         )
-    answers = silver.table(lake, "questionnaire_response_item")
+    answers = records.table("questionnaire_response_item")
     if answers.height and "authored" in answers.columns:
         frames.append(
             answers.group_by("person_id", "source", "questionnaire_response_id", "authored", "questionnaire")
@@ -108,7 +101,7 @@ def build_timeline(lake: UPath, as_of: date) -> pl.DataFrame:
                 pl.format("QuestionnaireResponse/{}", "questionnaire_response_id").alias("record"),
             )
         )
-    alerts = silver.table(lake, DEVICE_ALERTS, layer=GOLD)
+    alerts = records.table(DEVICE_ALERTS, layer=GOLD)
     if alerts.height and "alert" in alerts.columns:
         frames.append(
             alerts.select(

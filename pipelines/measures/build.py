@@ -1,36 +1,38 @@
-"""Build `gold/care_gaps` (one row per person per measure) and `gold/care_gap_rates` (per measure)."""
+"""`gold/care_gaps` (one row per person per measure) and `gold/care_gap_rates` (per measure)."""
 
 from __future__ import annotations
 
 from datetime import date
 
 import polars as pl
-from upath import UPath
 
-from pipelines.gold.patient_360 import PATIENT_360
-from pipelines.lake import table_path, write_parquet_atomic
 from pipelines.measures.definitions import LABEL, load_measures
 from pipelines.measures.engine import PERSON_SCHEMA, evaluate_measure
-from pipelines.measures.events import person_events
 
-GOLD = "gold"
 CARE_GAPS = "care_gaps"
 CARE_GAP_RATES = "care_gap_rates"
-TABLE_FILE = "data.parquet"
 INVERSE_MEASURES = {"GSD"}
 """Measures where the numerator is the poor outcome (a lower rate is better)."""
 
 
-def build_care_gaps(lake: UPath, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Evaluate every measure for every person of `gold/patient_360`; write and return both tables."""
-    view = pl.read_parquet(str(table_path(lake, GOLD, PATIENT_360) / TABLE_FILE))
+def evaluate_care_gaps(view: pl.DataFrame, events: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Every measure in data_contracts/measures for every person of a `patient_360` frame."""
     persons = view.select([pl.col(n).cast(t) for n, t in PERSON_SCHEMA.items()])
-    events = person_events(lake)
-    gaps = pl.concat([evaluate_measure(m, persons, events, as_of) for m in load_measures()])
-    rates = care_gap_rates(gaps)
-    write_parquet_atomic(gaps, table_path(lake, GOLD, CARE_GAPS) / TABLE_FILE)
-    write_parquet_atomic(rates, table_path(lake, GOLD, CARE_GAP_RATES) / TABLE_FILE)
-    return gaps, rates
+    return pl.concat([evaluate_measure(m, persons, events, as_of) for m in load_measures()])
+
+
+def open_gap_counts(view: pl.DataFrame, gaps: pl.DataFrame) -> pl.DataFrame:
+    """`view` with `open_care_gaps` filled: the number of the person's open gaps (0 when none)."""
+    counts = (
+        gaps.filter(pl.col("status") == "open-gap")
+        .group_by("person_id")
+        .agg(pl.len().cast(pl.Int64).alias("_open"))
+    )
+    return (
+        view.join(counts, on="person_id", how="left", maintain_order="left")
+        .with_columns(pl.col("_open").fill_null(0).alias("open_care_gaps"))
+        .drop("_open")
+    )
 
 
 def care_gap_rates(gaps: pl.DataFrame) -> pl.DataFrame:

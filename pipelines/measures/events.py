@@ -5,13 +5,10 @@ requests, encounter types, and plausible home blood-pressure readings from devic
 from __future__ import annotations
 
 import polars as pl
-from upath import UPath
 
 from pipelines.devices.build import DEVICE_READING
 from pipelines.fhir.times import fhir_timestamp
-from pipelines.gold.patient_360 import Silver
-from pipelines.identity.build import IDENTITY, PERSON_LINK, TABLE_FILE
-from pipelines.lake import table_path
+from pipelines.gold.records import PersonRecords
 from pipelines.measures.engine import EVENT_SCHEMA
 
 # table, code column, system column (or a fixed system), date columns (first present wins), value column
@@ -41,15 +38,11 @@ _SOURCES: tuple[tuple[str, str, str, tuple[str, ...], str | None, str], ...] = (
 DEVICE_LOINC = {"systolic_blood_pressure": "8480-6", "diastolic_blood_pressure": "8462-4"}
 
 
-def person_events(lake: UPath) -> pl.DataFrame:
-    """Every dated, coded event of every linked person (EVENT_SCHEMA)."""
-    links = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON_LINK) / TABLE_FILE)).select(
-        "person_id", "source", pl.col("source_patient_id").alias("patient_id")
-    )
-    silver = Silver(links)
+def person_events(records: PersonRecords) -> pl.DataFrame:
+    """Every dated, coded event of the persons of `records` (EVENT_SCHEMA)."""
     frames = []
     for table, code, system, dates, value, resource_type in _SOURCES:
-        rows = silver.table(lake, table)
+        rows = records.table(table)
         if not rows.height or code not in rows.columns:
             continue
         id_column = "observation_id" if table == "observation_component" else "id"
@@ -66,7 +59,7 @@ def person_events(lake: UPath) -> pl.DataFrame:
                 _active(rows) if table == "condition" else pl.lit(None, pl.Boolean).alias("active"),
             )
         )
-    readings = silver.table(lake, DEVICE_READING)
+    readings = records.table(DEVICE_READING)
     if readings.height and "metric" in readings.columns:
         frames.append(
             readings.filter(pl.col("plausible") & pl.col("metric").is_in(list(DEVICE_LOINC))).select(

@@ -34,6 +34,11 @@ MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
     "exited": pl.Date(),  # null while the person is a member
     "reason": pl.String(),  # matched | snapshot | no longer matches
 }
+SNAPSHOT_SCHEMA: dict[str, pl.DataType] = {
+    "segment_id": pl.String(),  # a static segment
+    "snapshot_on": pl.Date(),  # the as-of day its membership was frozen
+    "members": pl.Int64(),  # members at that day (in this partition)
+}
 
 
 @dataclass(frozen=True)
@@ -168,16 +173,22 @@ def person_frame(view: pl.DataFrame, gaps: pl.DataFrame, triggers: pl.DataFrame,
 
 
 def update_membership(
-    segments: list[Segment], people: pl.DataFrame, previous: pl.DataFrame, as_of: date
+    segments: list[Segment],
+    people: pl.DataFrame,
+    previous: pl.DataFrame,
+    as_of: date,
+    snapshots: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Membership history after this run: new members enter, dynamic members who no longer match exit,
-    static segments keep the snapshot of their first run. Re-running the same day changes nothing."""
+    static segments keep the snapshot of their first run (listed in `snapshots`, so that a snapshot with
+    no members stays frozen too). Re-running the same day changes nothing."""
     history = previous if previous.height else pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
+    frozen = set(snapshots["segment_id"].to_list()) if snapshots is not None else set()
     known = {s.id for s in segments}
     result = [history.filter(~pl.col("segment_id").is_in(list(known)))]  # segments no longer defined
     for segment in segments:
         mine = history.filter(pl.col("segment_id") == segment.id)
-        if segment.type == "static" and mine.height:
+        if segment.type == "static" and (segment.id in frozen or mine.height):
             result.append(mine)  # frozen at its snapshot
             continue
         members = people.filter(segment.rule).select("person_id")
@@ -200,3 +211,22 @@ def update_membership(
     if not frames:
         return pl.DataFrame(schema=MEMBERSHIP_SCHEMA)
     return pl.concat(frames).sort("segment_id", "person_id", "entered")
+
+
+def update_snapshots(
+    segments: list[Segment], membership: pl.DataFrame, previous: pl.DataFrame, as_of: date
+) -> pl.DataFrame:
+    """The static segments frozen so far: earlier snapshots are kept, a static segment seen for the first
+    time is frozen today with the members `update_membership` gave it."""
+    known = previous if previous.height else pl.DataFrame(schema=SNAPSHOT_SCHEMA)
+    done = set(known["segment_id"].to_list())
+    fresh = [
+        {
+            "segment_id": s.id,
+            "snapshot_on": as_of,
+            "members": membership.filter(pl.col("segment_id") == s.id).height,
+        }
+        for s in segments
+        if s.type == "static" and s.id not in done
+    ]
+    return pl.concat([known, pl.DataFrame(fresh, schema=SNAPSHOT_SCHEMA)]).sort("segment_id")

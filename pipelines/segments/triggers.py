@@ -12,13 +12,11 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 import polars as pl
-from upath import UPath
 
 from pipelines.devices.gold import DEVICE_ALERTS, GOLD
 from pipelines.fhir.times import fhir_timestamp
-from pipelines.gold.patient_360 import Silver, clinical_codes
-from pipelines.identity.build import IDENTITY, PERSON_LINK, TABLE_FILE
-from pipelines.lake import table_path
+from pipelines.gold.patient_360 import clinical_codes
+from pipelines.gold.records import PersonRecords
 
 TRIGGER_EVENTS = "trigger_events"
 TRIGGER_LOOKBACK_DAYS = 30
@@ -34,17 +32,13 @@ TRIGGER_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def build_trigger_events(lake: UPath, as_of: date, previous: pl.DataFrame) -> pl.DataFrame:
-    """Previously fired events plus the new ones of this run (TRIGGER_SCHEMA)."""
-    links = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON_LINK) / TABLE_FILE)).select(
-        "person_id", "source", pl.col("source_patient_id").alias("patient_id")
-    )
-    silver = Silver(links)
+def build_trigger_events(records: PersonRecords, as_of: date, previous: pl.DataFrame) -> pl.DataFrame:
+    """Previously fired events of these persons plus the new ones of this run (TRIGGER_SCHEMA)."""
     end = datetime.combine(as_of, time(23, 59, 59, 999999)).replace(tzinfo=None)
     until = pl.lit(end).dt.replace_time_zone("UTC")
     since = pl.lit(end - timedelta(days=TRIGGER_LOOKBACK_DAYS)).dt.replace_time_zone("UTC")
     columns = {n: t for n, t in TRIGGER_SCHEMA.items() if n != "fired_on"}
-    found = [f.select([pl.col(n).cast(t) for n, t in columns.items()]) for f in _events(lake, silver)]
+    found = [f.select([pl.col(n).cast(t) for n, t in columns.items()]) for f in _events(records)]
     candidates = pl.concat(found) if found else pl.DataFrame(schema=columns)
     recent = candidates.filter(pl.col("time").is_between(since, until)).unique(
         subset="event_id", keep="first"
@@ -59,9 +53,9 @@ def build_trigger_events(lake: UPath, as_of: date, previous: pl.DataFrame) -> pl
     return pl.concat(frames).sort("person_id", "time", "event_id")
 
 
-def _events(lake: UPath, silver: Silver) -> list[pl.DataFrame]:
+def _events(records: PersonRecords) -> list[pl.DataFrame]:
     frames: list[pl.DataFrame] = []
-    encounters = silver.table(lake, "encounter")
+    encounters = records.table("encounter")
     if encounters.height and "class_code" in encounters.columns:
         discharges = encounters.filter(
             pl.col("class_code").is_in(["IMP", "EMER"]) & pl.col("period_end").is_not_null()
@@ -81,7 +75,7 @@ def _events(lake: UPath, silver: Silver) -> list[pl.DataFrame]:
                 pl.format("Encounter/{}", "id").alias("record"),
             )
         )
-    conditions = silver.table(lake, "condition")
+    conditions = records.table("condition")
     if conditions.height and "code" in conditions.columns:
         groups = pl.DataFrame(
             [
@@ -108,7 +102,7 @@ def _events(lake: UPath, silver: Silver) -> list[pl.DataFrame]:
                 pl.format("Condition/{}", "id").alias("record"),
             )
         )
-    appointments = silver.table(lake, "appointment")
+    appointments = records.table("appointment")
     if appointments.height and "status" in appointments.columns:
         frames.append(
             appointments.filter(pl.col("status") == "noshow").select(
@@ -120,7 +114,7 @@ def _events(lake: UPath, silver: Silver) -> list[pl.DataFrame]:
                 pl.format("Appointment/{}", "id").alias("record"),
             )
         )
-    alerts = silver.table(lake, DEVICE_ALERTS, layer=GOLD)
+    alerts = records.table(DEVICE_ALERTS, layer=GOLD)
     if alerts.height and "alert" in alerts.columns:
         frames.append(
             alerts.select(
@@ -134,7 +128,7 @@ def _events(lake: UPath, silver: Silver) -> list[pl.DataFrame]:
                 pl.format("device_reading/{}", pl.col("reading_ids").list.first()).alias("record"),
             )
         )
-    answers = silver.table(lake, "questionnaire_response_item")
+    answers = records.table("questionnaire_response_item")
     if answers.height and "item_link_id" in answers.columns:
         frames.append(
             answers.filter(

@@ -12,10 +12,11 @@ import pytest
 from upath import UPath
 
 from pipelines.bronze.ingest import ingest_landing
-from pipelines.gold.patient_360 import build_patient_360
+from pipelines.gold.build import build_person_tables, no_history
+from pipelines.gold.records import PersonRecords
 from pipelines.identity.build import build_identity
-from pipelines.lake import read_table, table_path, write_parquet_atomic
-from pipelines.measures.build import build_care_gaps
+from pipelines.lake import read_table
+from pipelines.measures.build import care_gap_rates
 from pipelines.silver.build import build_partition, partition_keys
 
 pytestmark = pytest.mark.external
@@ -54,10 +55,8 @@ def test_synthea_flu_and_breast_screening_statuses_match_the_raw_bundles(
     for key in partition_keys(4):
         build_partition(lake, key)
     build_identity(lake)
-    write_parquet_atomic(
-        build_patient_360(lake, AS_OF), table_path(lake, "gold", "patient_360") / "data.parquet"
-    )
-    gaps, rates = build_care_gaps(lake, AS_OF)
+    gaps = build_person_tables(PersonRecords.load(lake), AS_OF, no_history())["care_gaps"]
+    rates = care_gap_rates(gaps)
     links = read_table(lake, "identity", "person_link").select("person_id", "source_patient_id")
     statuses = gaps.join(links, on="person_id")
     expected = _raw_expectations(synthea_bundles)

@@ -1,0 +1,123 @@
+"""Build every gold person table of one person bucket in one pass over its records.
+
+Order matters and shows the data flow: the 360 view, the timeline, care gaps (which fill the view's
+`open_care_gaps`), trigger events, then segments over all of them. Each silver table is read once for the
+bucket (`PersonRecords`) and every table is written to `gold/<table>/bucket=<key>/data.parquet`
+atomically. Trigger events, segment membership and static snapshots carry history, so the bucket's
+previous files are read first; persons keep their bucket as long as they keep their id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+from upath import UPath
+
+from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
+from pipelines.gold.records import PersonRecords
+from pipelines.gold.timeline import TIMELINE, build_timeline
+from pipelines.lake import read_table, remove_files, table_path, write_parquet_atomic
+from pipelines.measures.build import (
+    CARE_GAP_RATES,
+    CARE_GAPS,
+    care_gap_rates,
+    evaluate_care_gaps,
+    open_gap_counts,
+)
+from pipelines.measures.events import person_events
+from pipelines.segments.build import SEGMENT_MEMBERSHIP, SEGMENT_SNAPSHOTS, evaluate_segments
+from pipelines.segments.engine import MEMBERSHIP_SCHEMA, SNAPSHOT_SCHEMA
+from pipelines.segments.triggers import TRIGGER_EVENTS, TRIGGER_SCHEMA, build_trigger_events
+
+GOLD = "gold"
+PARTITION_FILE = "data.parquet"
+PERSON_TABLES = (PATIENT_360, TIMELINE, CARE_GAPS, TRIGGER_EVENTS, SEGMENT_MEMBERSHIP, SEGMENT_SNAPSHOTS)
+"""The gold tables partitioned by person bucket, in the order they are built."""
+
+
+@dataclass(frozen=True)
+class PersonBucketReport:
+    """Counts of one bucket's build (no person data): rows per table, open gaps per measure, triggers
+    fired today per kind, current members per segment."""
+
+    rows: dict[str, int]
+    open_gaps: dict[str, int]
+    new_triggers: dict[str, int]
+    members: dict[str, int]
+
+
+def person_table_file(lake: UPath, table: str, bucket: str) -> UPath:
+    """Where one bucket of a gold person table lives."""
+    return table_path(lake, GOLD, table) / f"bucket={bucket}" / PARTITION_FILE
+
+
+def build_person_tables(
+    records: PersonRecords, as_of: date, history: dict[str, pl.DataFrame]
+) -> dict[str, pl.DataFrame]:
+    """Every gold person table for the persons of `records` as of `as_of`, given the previous
+    trigger events, segment membership and snapshots of the same persons (`history`, by table)."""
+    view = build_patient_360(records, as_of)
+    timeline = build_timeline(records, as_of)
+    gaps = evaluate_care_gaps(view, person_events(records), as_of)
+    view = open_gap_counts(view, gaps)
+    triggers = build_trigger_events(records, as_of, history[TRIGGER_EVENTS])
+    membership, snapshots = evaluate_segments(
+        view, gaps, triggers, history[SEGMENT_MEMBERSHIP], history[SEGMENT_SNAPSHOTS], as_of
+    )
+    return {
+        PATIENT_360: view,
+        TIMELINE: timeline,
+        CARE_GAPS: gaps,
+        TRIGGER_EVENTS: triggers,
+        SEGMENT_MEMBERSHIP: membership,
+        SEGMENT_SNAPSHOTS: snapshots,
+    }
+
+
+def no_history() -> dict[str, pl.DataFrame]:
+    """The history of a first run: no trigger fired, no segment membership, no static snapshot."""
+    return {
+        TRIGGER_EVENTS: pl.DataFrame(schema=TRIGGER_SCHEMA),
+        SEGMENT_MEMBERSHIP: pl.DataFrame(schema=MEMBERSHIP_SCHEMA),
+        SEGMENT_SNAPSHOTS: pl.DataFrame(schema=SNAPSHOT_SCHEMA),
+    }
+
+
+def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> PersonBucketReport:
+    """Build and write every gold person table of person bucket `bucket` (of `buckets`)."""
+    records = PersonRecords.load(lake, bucket, buckets)
+    history = {
+        TRIGGER_EVENTS: _previous(lake, TRIGGER_EVENTS, bucket, TRIGGER_SCHEMA),
+        SEGMENT_MEMBERSHIP: _previous(lake, SEGMENT_MEMBERSHIP, bucket, MEMBERSHIP_SCHEMA),
+        SEGMENT_SNAPSHOTS: _previous(lake, SEGMENT_SNAPSHOTS, bucket, SNAPSHOT_SCHEMA),
+    }
+    tables = build_person_tables(records, as_of, history)
+    for table in PERSON_TABLES:
+        write_parquet_atomic(tables[table], person_table_file(lake, table, bucket))
+    # lakes written before gold was bucketed hold one whole-table file, which would now double every row
+    remove_files(table_path(lake, GOLD, t) / PARTITION_FILE for t in PERSON_TABLES)
+    gaps, triggers, membership = tables[CARE_GAPS], tables[TRIGGER_EVENTS], tables[SEGMENT_MEMBERSHIP]
+    return PersonBucketReport(
+        rows={t: f.height for t, f in tables.items()},
+        open_gaps=_counts(gaps.filter(pl.col("status") == "open-gap"), "measure_id"),
+        new_triggers=_counts(triggers.filter(pl.col("fired_on") == as_of), "kind"),
+        members=_counts(membership.filter(pl.col("exited").is_null()), "segment_id"),
+    )
+
+
+def build_care_gap_rates(lake: UPath) -> pl.DataFrame:
+    """`gold/care_gap_rates` over every bucket of `gold/care_gaps` (one small file, not partitioned)."""
+    rates = care_gap_rates(read_table(lake, GOLD, CARE_GAPS).drop("bucket", strict=False))
+    write_parquet_atomic(rates, table_path(lake, GOLD, CARE_GAP_RATES) / PARTITION_FILE)
+    return rates
+
+
+def _previous(lake: UPath, table: str, bucket: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    path = person_table_file(lake, table, bucket)
+    return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame(schema=schema)
+
+
+def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    return dict(frame.group_by(column).len().sort(column).iter_rows())
