@@ -126,6 +126,7 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
     console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
     _print_identity_summary(lake)
     _print_care_gap_summary(lake)
+    _print_risk_summary(lake)
     _print_segment_summary(lake)
     _print_device_summary(lake)
     if seconds is not None:
@@ -181,6 +182,40 @@ def _print_care_gap_summary(lake: UPath) -> None:
             pl.col("rate").round(3),
         )
         console.print(_table("Care gaps (HEDIS-aligned; not NCQA-certified)", rates))
+
+
+def _print_risk_summary(lake: UPath) -> None:
+    """Deployed risk models with their test metrics against the baseline, and persons per tier."""
+    import json
+
+    from pipelines.lake import parquet_files, read_table
+
+    rows = []
+    for pointer in sorted((lake / "models").glob("*/deployed.json")) if (lake / "models").exists() else []:
+        version = json.loads(pointer.read_text())["version"]
+        metadata = json.loads((pointer.parent / version / "metadata.json").read_text())
+        metrics, baseline = metadata["metrics"], metadata["baseline"]
+        rows.append(
+            (
+                version,
+                metadata["chosen"],
+                round(metrics["model"]["auroc"], 3),
+                round(metrics[baseline]["auroc"], 3),
+                round(metrics["model"]["brier"], 4),
+                round(metrics["prevalence_only"]["brier"], 4),
+            )
+        )
+    if rows:
+        columns = ["version", "model", "test AUROC", "baseline AUROC", "Brier", "prevalence Brier"]
+        console.print(_table("Risk models (deployed)", pl.DataFrame(rows, schema=columns, orient="row")))
+    if parquet_files(lake / "gold" / "risk_scores"):
+        tiers = (
+            read_table(lake, "gold", "risk_scores")
+            .group_by("tier")
+            .agg(pl.len().alias("persons"))
+            .sort("tier")
+        )
+        console.print(_table("Risk tiers", tiers))
 
 
 def _print_segment_summary(lake: UPath) -> None:

@@ -27,6 +27,7 @@ from assets.devices.automation import device_gold_job, device_silver_job
 from assets.gold.assets import care_gap_rates, person_job, person_tables, summary_job
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
+from assets.risk.assets import risk_drift, risk_job, risk_models
 from assets.silver.assets import silver_tables
 
 ASSETS = [
@@ -37,6 +38,8 @@ ASSETS = [
     identity_tables,
     person_tables,
     care_gap_rates,
+    risk_models,
+    risk_drift,
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
@@ -52,6 +55,7 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
             device_silver_job,
             device_gold_job,
             identity_job,
+            risk_job,
             person_job,
             summary_job,
         ],

@@ -47,6 +47,18 @@ def write_parquet_atomic(
     path.write_bytes(buffer.getvalue())
 
 
+def write_bytes_atomic(data: bytes, path: UPath) -> None:
+    """Write a small file (JSON, a model, a report) so that readers see the old content or the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_local(path):
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        with open(str(tmp), "wb") as handle:
+            handle.write(data)
+        os.replace(str(tmp), str(path))
+        return
+    path.write_bytes(data)  # object stores make a single PUT visible at once
+
+
 def parquet_files(folder: UPath) -> list[UPath]:
     """Visible Parquet files under a table folder, sorted for deterministic reads."""
     if not folder.exists():

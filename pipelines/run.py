@@ -37,6 +37,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     from assets.identity.assets import IDENTITY_JOB
     from assets.partitions import patient_buckets, person_buckets
     from assets.resources import lake_resource_for
+    from assets.risk.assets import RISK_JOB
     from pipelines.definitions import build_definitions
 
     started = time.perf_counter()
@@ -70,7 +71,10 @@ def run_pipeline(settings: Settings) -> PipelineRun:
             results.append(
                 identity.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
             )
-    if all(r.success for r in results):  # the person tables read identity, silver and the device tables
+    if all(r.success for r in results):  # the risk model trains on identity, silver and device alerts
+        risk = defs.resolve_job_def(RISK_JOB)
+        results.append(risk.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
+    if all(r.success for r in results):  # the person tables read identity, silver, devices and the model
         person = defs.resolve_job_def(PERSON_JOB)
         for key in person_buckets(settings.buckets).get_partition_keys():
             results.append(

@@ -10,6 +10,7 @@ from upath import UPath
 from assets.contracts import contract_check
 from assets.partitions import person_buckets
 from assets.resources import LakeResource
+from models.risk.score import RISK_FEATURES, RISK_SCORES
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import (
     GOLD,
@@ -75,6 +76,16 @@ _PERSON_TABLES: dict[str, tuple[str, list[Any]]] = {
         "reason, the evidence that closed the gap or the last qualifying one, due date, days overdue, "
         "attributed PCP.",
         [[GOLD, PATIENT_360], *_READS],
+    ),
+    RISK_SCORES: (
+        "One row per living person: the deployed model's calibrated probability of an ED visit or unplanned "
+        "admission within 180 days, its tier by care-team capacity, the top factors in words, the model "
+        "version.",
+        [["models", "risk"], *_READS],
+    ),
+    RISK_FEATURES: (
+        "The point-in-time feature values each person was scored with (drift and the dashboard's why).",
+        [["models", "risk"], *_READS],
     ),
     TRIGGER_EVENTS: (
         "Discharges, new diagnoses, missed appointments, device alerts and negative surveys of the last 30 "

@@ -1,7 +1,8 @@
 """Build every gold person table of one person bucket in one pass over its records.
 
 Order matters and shows the data flow: the 360 view, the timeline, care gaps (which fill the view's
-`open_care_gaps`), trigger events, then segments over all of them. Each silver table is read once for the
+`open_care_gaps`), risk scores with the deployed model (which fill `risk_score` and `risk_tier`), trigger
+events, then segments over all of them. Each silver table is read once for the
 bucket (`PersonRecords`) and every table is written to `gold/<table>/bucket=<key>/data.parquet`
 atomically. Trigger events, segment membership and static snapshots carry history, so the bucket's
 previous files are read first; persons keep their bucket as long as they keep their id.
@@ -15,6 +16,17 @@ from datetime import date
 import polars as pl
 from upath import UPath
 
+from models.risk.config import risk_config
+from models.risk.registry import RegisteredModel, deployed_version, load_model
+from models.risk.score import (
+    FEATURE_NAMES,
+    PERSON_MODEL,
+    RISK_FEATURE_SCHEMA,
+    RISK_FEATURES,
+    RISK_SCHEMA,
+    RISK_SCORES,
+    score_persons,
+)
 from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
 from pipelines.gold.records import PersonRecords
 from pipelines.gold.timeline import TIMELINE, build_timeline
@@ -33,7 +45,16 @@ from pipelines.segments.triggers import TRIGGER_EVENTS, TRIGGER_SCHEMA, build_tr
 
 GOLD = "gold"
 PARTITION_FILE = "data.parquet"
-PERSON_TABLES = (PATIENT_360, TIMELINE, CARE_GAPS, TRIGGER_EVENTS, SEGMENT_MEMBERSHIP, SEGMENT_SNAPSHOTS)
+PERSON_TABLES = (
+    PATIENT_360,
+    TIMELINE,
+    CARE_GAPS,
+    RISK_SCORES,
+    RISK_FEATURES,
+    TRIGGER_EVENTS,
+    SEGMENT_MEMBERSHIP,
+    SEGMENT_SNAPSHOTS,
+)
 """The gold tables partitioned by person bucket, in the order they are built."""
 
 
@@ -54,14 +75,24 @@ def person_table_file(lake: UPath, table: str, bucket: str) -> UPath:
 
 
 def build_person_tables(
-    records: PersonRecords, as_of: date, history: dict[str, pl.DataFrame]
+    records: PersonRecords,
+    as_of: date,
+    history: dict[str, pl.DataFrame],
+    risk_model: RegisteredModel | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every gold person table for the persons of `records` as of `as_of`, given the previous
-    trigger events, segment membership and snapshots of the same persons (`history`, by table)."""
+    trigger events, segment membership and snapshots of the same persons (`history`, by table), scored
+    with `risk_model` when one is deployed (else the risk tables are empty and the risk columns null)."""
     view = build_patient_360(records, as_of)
     timeline = build_timeline(records, as_of)
     gaps = evaluate_care_gaps(view, person_events(records), as_of)
     view = open_gap_counts(view, gaps)
+    if risk_model is not None:
+        scores, features = score_persons(records, as_of, risk_model, risk_config())
+    else:
+        scores = pl.DataFrame(schema=RISK_SCHEMA)
+        features = pl.DataFrame(schema=RISK_FEATURE_SCHEMA)
+    view = with_risk(view, scores)
     triggers = build_trigger_events(records, as_of, history[TRIGGER_EVENTS])
     membership, snapshots = evaluate_segments(
         view, gaps, triggers, history[SEGMENT_MEMBERSHIP], history[SEGMENT_SNAPSHOTS], as_of
@@ -70,6 +101,8 @@ def build_person_tables(
         PATIENT_360: view,
         TIMELINE: timeline,
         CARE_GAPS: gaps,
+        RISK_SCORES: scores,
+        RISK_FEATURES: features,
         TRIGGER_EVENTS: triggers,
         SEGMENT_MEMBERSHIP: membership,
         SEGMENT_SNAPSHOTS: snapshots,
@@ -93,7 +126,7 @@ def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> 
         SEGMENT_MEMBERSHIP: _previous(lake, SEGMENT_MEMBERSHIP, bucket, MEMBERSHIP_SCHEMA),
         SEGMENT_SNAPSHOTS: _previous(lake, SEGMENT_SNAPSHOTS, bucket, SNAPSHOT_SCHEMA),
     }
-    tables = build_person_tables(records, as_of, history)
+    tables = build_person_tables(records, as_of, history, deployed_risk_model(lake))
     for table in PERSON_TABLES:
         write_parquet_atomic(tables[table], person_table_file(lake, table, bucket))
     # lakes written before gold was bucketed hold one whole-table file, which would now double every row
@@ -104,6 +137,30 @@ def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> 
         open_gaps=_counts(gaps.filter(pl.col("status") == "open-gap"), "measure_id"),
         new_triggers=_counts(triggers.filter(pl.col("fired_on") == as_of), "kind"),
         members=_counts(membership.filter(pl.col("exited").is_null()), "segment_id"),
+    )
+
+
+def deployed_risk_model(lake: UPath) -> RegisteredModel | None:
+    """The deployed (or pinned) person risk model, None when none is deployed yet; a model that does not
+    fit this code raises RegistryError (scoring with it would be wrong)."""
+    if deployed_version(lake, PERSON_MODEL) is None:
+        return None
+    return load_model(lake, PERSON_MODEL, FEATURE_NAMES)
+
+
+def with_risk(view: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """The 360 view with `risk_score` and `risk_tier` from the person's score (null when unscored)."""
+    return (
+        view.drop("risk_score", "risk_tier")
+        .join(
+            scores.select(
+                "person_id", pl.col("score").alias("risk_score"), pl.col("tier").alias("risk_tier")
+            ),
+            on="person_id",
+            how="left",
+            maintain_order="left",
+        )
+        .select(view.columns)
     )
 
 

@@ -1,0 +1,114 @@
+"""Risk models: training, registry and deployment (one asset), and the drift of the scored population
+(a summary table with a warning check). Scoring itself happens in the gold person buckets."""
+
+import dagster as dg
+import polars as pl
+
+from assets.contracts import contract_check
+from assets.resources import LakeResource
+from models.risk.config import risk_config
+from models.risk.drift_report import RISK_DRIFT, drift_table
+from models.risk.lifecycle import train_and_deploy
+from models.risk.score import RISK_FEATURES, RISK_SCORES
+from pipelines.gold.as_of import resolve_as_of
+from pipelines.gold.build import GOLD, PARTITION_FILE, deployed_risk_model
+from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
+from pipelines.lake import parquet_files, read_table, table_path, write_parquet_atomic
+from pipelines.silver.expectations import EXPECTATIONS_DIR
+
+RISK_GROUP = "risk"
+RISK_MODELS_KEY = dg.AssetKey(["models", "risk"])
+DRIFT_CHECK = "score_drift"
+CONTRACT_CHECK = "contract"
+_ALL = dg.AllPartitionMapping()
+
+
+@dg.asset(
+    key=RISK_MODELS_KEY,
+    group_name=RISK_GROUP,
+    deps=[
+        dg.AssetDep([IDENTITY, PERSON]),
+        dg.AssetDep([IDENTITY, PERSON_LINK]),
+        *[
+            dg.AssetDep(["silver", t], partition_mapping=_ALL)
+            for t in ("encounter", "condition", "observation", "observation_component", "medication_request")
+        ],
+        dg.AssetDep([GOLD, "device_alerts"], partition_mapping=_ALL),
+    ],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def risk_models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Train the person (180-day ED/unplanned admission) and discharge (30-day readmission) risk models
+    on point-in-time features at historical as-of days, register each version with its model card under
+    `<lake>/models/`, and deploy a version that beats its clinical baseline (Charlson, LACE)."""
+    settings = lake.settings()
+    as_of = resolve_as_of(settings.as_of, settings.lake)
+    outcomes = train_and_deploy(settings.lake, settings.buckets, as_of, risk_config())
+    metadata: dict[str, str | float] = {}
+    for outcome in outcomes:
+        metadata[f"{outcome.name}_status"] = outcome.status
+        metadata[f"{outcome.name}_deployed"] = outcome.deployed or "none"
+        metadata[f"{outcome.name}_detail"] = outcome.detail
+        if outcome.metrics:
+            metadata[f"{outcome.name}_test_auroc"] = round(outcome.metrics["model"]["auroc"], 4)
+            metadata[f"{outcome.name}_test_brier"] = round(outcome.metrics["model"]["brier"], 4)
+        if outcome.status == "skipped":
+            context.log.warning(f"{outcome.name}: {outcome.detail}")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    key=[GOLD, RISK_DRIFT],
+    group_name="gold_summary",
+    deps=[
+        dg.AssetDep([GOLD, RISK_SCORES], partition_mapping=_ALL),
+        dg.AssetDep([GOLD, RISK_FEATURES], partition_mapping=_ALL),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(DRIFT_CHECK, asset=[GOLD, RISK_DRIFT], description="PSI of score and features"),
+        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, RISK_DRIFT], blocking=True, description="GE suite"),
+    ],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def risk_drift(context: dg.AssetExecutionContext, lake: LakeResource):
+    """Population stability index of today's scores and top features against the deployed model's test
+    population; the check warns above the configured level (0.2)."""
+    settings = lake.settings()
+    model = deployed_risk_model(settings.lake)
+    path = table_path(settings.lake, GOLD, RISK_DRIFT) / PARTITION_FILE
+    if model is None or not parquet_files(table_path(settings.lake, GOLD, RISK_SCORES)):
+        table = pl.DataFrame(
+            schema={"variable": pl.String, "psi": pl.Float64, "rows": pl.Int64, "model_version": pl.String}
+        )
+    else:
+        scores = read_table(settings.lake, GOLD, RISK_SCORES).filter(pl.col("model_version") == model.version)
+        features = read_table(settings.lake, GOLD, RISK_FEATURES).join(
+            scores.select("person_id"), on="person_id"
+        )
+        table = drift_table(model, scores, features)
+    write_parquet_atomic(table, path)
+    limit = risk_config().psi_warning
+    drifted = table.filter(pl.col("psi") > limit)
+    yield dg.MaterializeResult(
+        metadata={
+            "variables": table.height,
+            **{f"psi_{v}": round(p, 4) for v, p in table.select("variable", "psi").drop_nulls().iter_rows()},
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=DRIFT_CHECK,
+        passed=drifted.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"psi_warning": limit, "drifted": ", ".join(drifted["variable"].to_list()) or "none"},
+    )
+    yield contract_check(
+        path, RISK_DRIFT, EXPECTATIONS_DIR / "gold", dg.AssetKey([GOLD, RISK_DRIFT]), CONTRACT_CHECK
+    )
+
+
+RISK_JOB = "risk_model_job"
+risk_job = dg.define_asset_job(
+    RISK_JOB,
+    selection=dg.AssetSelection.groups(RISK_GROUP),
+    description="Identity, silver and device alerts → trained, registered and deployed risk models.",
+)

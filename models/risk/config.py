@@ -1,0 +1,55 @@
+"""The risk-model settings in data_contracts/risk/model.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts" / "risk"
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Training, tiering and drift settings (see model.yaml for what each means)."""
+
+    seed: int
+    person_horizon_days: int
+    train_points: int
+    spacing_days: int
+    discharge_horizon_days: int
+    discharge_test_days: int
+    discharge_validation_days: int
+    tier_high: float
+    tier_medium: float
+    psi_warning: float
+    top_factors: int
+
+
+@cache
+def risk_config(path: Path = CONTRACTS / "model.yaml") -> RiskConfig:
+    """Load and check model.yaml; a wrong value fails with the file name."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        config = RiskConfig(
+            seed=int(data["seed"]),
+            person_horizon_days=int(data["person"]["horizon_days"]),
+            train_points=int(data["person"]["train_points"]),
+            spacing_days=int(data["person"]["spacing_days"]),
+            discharge_horizon_days=int(data["discharge"]["horizon_days"]),
+            discharge_test_days=int(data["discharge"]["test_days"]),
+            discharge_validation_days=int(data["discharge"]["validation_days"]),
+            tier_high=float(data["tiers"]["high"]),
+            tier_medium=float(data["tiers"]["medium"]),
+            psi_warning=float(data["drift"]["psi_warning"]),
+            top_factors=int(data["explanations"]["top_factors"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path.name}: missing or invalid setting ({error})") from None
+    if not 0 < config.tier_high < config.tier_high + config.tier_medium <= 1:
+        raise ValueError(f"{path.name}: tiers must be shares with 0 < high and high + medium <= 1")
+    if config.train_points < 1:
+        raise ValueError(f"{path.name}: person.train_points must be at least 1")
+    return config

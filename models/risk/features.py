@@ -1,0 +1,487 @@
+"""Point-in-time risk features: what was known about a person at a moment, and nothing after it.
+
+A *point* is a person and a cutoff (`person_id`, `as_of` day, `cutoff` instant, UTC; the cutoff is the end
+of the as-of day for person scores, the discharge instant for discharge scores). Every record is joined
+to the points of its person and kept only when it happened before the cutoff; conditions count as active
+unless they abated before the cutoff; an inpatient stay still running at the cutoff counts only its days
+so far. Nothing reads a record's current status where its history matters, so the same features come
+out whatever is added, changed or deleted after the cutoff (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import polars as pl
+
+from models.risk.baselines import charlson_category_flags, charlson_index
+from pipelines.fhir.times import fhir_timestamp
+from pipelines.gold.patient_360 import clinical_codes
+from pipelines.gold.records import PersonRecords
+from pipelines.measures.build import evaluate_care_gaps
+from pipelines.measures.engine import PERSON_SCHEMA
+from pipelines.measures.events import person_events
+from pipelines.segments.triggers import NEGATIVE_RATING
+
+POINT = ["person_id", "as_of"]
+POINT_SCHEMA: dict[str, pl.DataType] = {
+    "person_id": pl.String(),
+    "as_of": pl.Date(),
+    "cutoff": pl.Datetime("us", "UTC"),  # records strictly before this instant are known
+}
+_ENCOUNTER_CLASSES = {"ed": "EMER", "inpatient": "IMP", "outpatient": "AMB"}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A model input and how to say it to a care manager (`says` is formatted with the value `v`)."""
+
+    name: str
+    says: str
+    missing: str = ""  # what a null value means, in words
+    group: str = ""  # correlated features explained together (default: the feature alone)
+
+    @property
+    def explained_as(self) -> str:
+        """The explanation group of the feature."""
+        return self.group or self.name
+
+
+_CONDITION_WORDS = {
+    "diabetes": "diabetes",
+    "hypertension": "high blood pressure",
+    "heart_failure": "heart failure",
+    "copd": "COPD",
+    "chronic_kidney_disease": "chronic kidney disease",
+    "cancer": "cancer",
+    "depression": "depression",
+    "asthma": "asthma",
+    "atrial_fibrillation": "atrial fibrillation",
+    "obesity": "obesity",
+}
+_ED, _HOSPITAL, _BP = "ed_use", "hospital_use", "blood_pressure"
+PERSON_FEATURES: tuple[Feature, ...] = (
+    Feature("age", "age {v:.0f}"),
+    Feature("female", "{sex}"),
+    Feature("ed_visits_6m", "{v:.0f} ED visits in the last 6 months", group=_ED),
+    Feature("ed_visits_12m", "{v:.0f} ED visits in the last 12 months", group=_ED),
+    Feature("ed_visits_36m", "{v:.0f} ED visits in the last 3 years", group=_ED),
+    Feature("inpatient_admissions_12m", "{v:.0f} hospital admissions in the last 12 months", group=_HOSPITAL),
+    Feature("inpatient_admissions_36m", "{v:.0f} hospital admissions in the last 3 years", group=_HOSPITAL),
+    Feature(
+        "readmissions_36m", "{v:.0f} readmissions within 30 days of a discharge in 3 years", group=_HOSPITAL
+    ),
+    Feature("bed_days_12m", "{v:.0f} days in hospital in the last 12 months", group=_HOSPITAL),
+    Feature("outpatient_visits_12m", "{v:.0f} outpatient visits in the last 12 months"),
+    Feature("days_since_discharge", "discharged {v:.0f} days ago", "no hospital stay", group=_HOSPITAL),
+    *[Feature(f"has_{k}", "{has} " + words) for k, words in _CONDITION_WORDS.items()],
+    Feature("charlson_index", "Charlson comorbidity index {v:.0f}"),
+    Feature("medications_12m", "{v:.0f} different medications prescribed in 12 months"),
+    Feature("last_hba1c", "last HbA1c {v:.1f}%", "no HbA1c result", group="hba1c"),
+    Feature("hba1c_change", "HbA1c {v:+.1f} since the result before", "no HbA1c trend", group="hba1c"),
+    Feature("last_systolic_bp", "last systolic blood pressure {v:.0f} mmHg", "no blood pressure", group=_BP),
+    Feature(
+        "systolic_bp_change",
+        "systolic pressure {v:+.0f} mmHg since the reading before",
+        "no BP trend",
+        group=_BP,
+    ),
+    Feature("last_bmi", "last BMI {v:.1f}", "no BMI result", group="weight"),
+    Feature(
+        "weight_change", "weight {v:+.1f} kg since the measurement before", "no weight trend", group="weight"
+    ),
+    Feature("last_ldl", "last LDL cholesterol {v:.0f} mg/dL", "no LDL result"),
+    Feature("missed_appointments_12m", "{v:.0f} missed appointments in 12 months"),
+    Feature("poor_survey_ratings_12m", "{v:.0f} poor survey ratings in 12 months"),
+    Feature("device_days_30d", "home-device readings on {v:.0f} of the last 30 days"),
+    Feature("device_alerts_30d", "{v:.0f} home-device alerts in the last 30 days"),
+    Feature("open_care_gaps", "{v:.0f} open care gaps"),
+)
+DISCHARGE_FEATURES: tuple[Feature, ...] = (
+    *[f for f in PERSON_FEATURES if f.name != "open_care_gaps"],
+    Feature("length_of_stay_days", "a {v:.0f}-day hospital stay"),
+    Feature("emergent_admission", "{emergent}"),
+)
+_RESULTS = {"hba1c": "hba1c", "systolic_bp": "systolic_bp", "bmi": "bmi", "weight": "weight", "ldl": "ldl"}
+
+
+def person_points(persons: pl.DataFrame, days: list[date]) -> pl.DataFrame:
+    """A point for every person on every day of `days` on which they were born and not known dead
+    (a death recorded without a date removes the person: when it happened is unknown)."""
+    born = pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False)
+    died = fhir_timestamp(pl.col("deceased"))
+    known_dead_undated = pl.col("deceased").is_not_null() & died.is_null()
+    base = persons.filter(~known_dead_undated).select("person_id", born.alias("_born"), died.alias("_died"))
+    cutoff = (pl.col("as_of").cast(pl.Datetime("us")) + pl.duration(days=1)).dt.replace_time_zone("UTC")
+    points = base.join(pl.DataFrame({"as_of": days}, schema={"as_of": pl.Date}), how="cross").with_columns(
+        cutoff.alias("cutoff")
+    )
+    return (
+        points.filter(
+            (pl.col("_born") <= pl.col("as_of"))
+            & (pl.col("_died").is_null() | (pl.col("_died") >= pl.col("cutoff")))
+        )
+        .select(list(POINT_SCHEMA))
+        .sort(POINT)
+    )
+
+
+def end_of_day(day: date) -> datetime:
+    """The first instant after `day` (UTC), the cutoff of a person point."""
+    return datetime.combine(day + timedelta(days=1), time())
+
+
+def point_in_time_features(
+    records: PersonRecords, points: pl.DataFrame, with_care_gaps: bool = True
+) -> pl.DataFrame:
+    """One row per point with every feature of PERSON_FEATURES (without `open_care_gaps` when
+    `with_care_gaps` is false: evaluating the measures needs a whole day's events per distinct as-of day)."""
+    frame = points.select(list(POINT_SCHEMA)).join(_demographics(records.persons), on="person_id", how="left")
+    frame = frame.with_columns(
+        _age_at(pl.col("_born"), pl.col("as_of")).alias("age"), (pl.col("_sex") == "female").alias("female")
+    ).drop("_born", "_sex")
+    parts = [
+        _utilization(records, points),
+        _conditions(records, points),
+        _medications(records, points),
+        _results(records, points),
+        _appointments_and_surveys(records, points),
+        _devices(records, points),
+    ]
+    if with_care_gaps:
+        parts.append(_open_care_gaps(records, points))
+    for part in parts:
+        frame = frame.join(part, on=POINT, how="left")
+    counts = [
+        f.name
+        for f in PERSON_FEATURES
+        if f.name.endswith(("_6m", "_12m", "_36m", "_30d")) or f.name in ("charlson_index", "open_care_gaps")
+    ]
+    flags = [f.name for f in PERSON_FEATURES if f.name.startswith("has_")]
+    return frame.with_columns(
+        *[pl.col(c).fill_null(0).cast(pl.Float64) for c in counts if c in frame.columns],
+        *[pl.col(c).fill_null(False) for c in flags],
+    ).sort(POINT)
+
+
+def _demographics(persons: pl.DataFrame) -> pl.DataFrame:
+    return persons.select(
+        "person_id",
+        pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False).alias("_born"),
+        pl.col("gender").alias("_sex"),
+    )
+
+
+def _age_at(born: pl.Expr, day: pl.Expr) -> pl.Expr:
+    before_birthday = (born.dt.month() > day.dt.month()) | (
+        (born.dt.month() == day.dt.month()) & (born.dt.day() > day.dt.day())
+    )
+    return (day.dt.year() - born.dt.year() - before_birthday.cast(pl.Int32)).cast(pl.Float64)
+
+
+def _known(rows: pl.DataFrame, points: pl.DataFrame, at: str) -> pl.DataFrame:
+    """Rows joined to their person's points, kept when `at` is before the point's cutoff."""
+    return rows.join(points.select(list(POINT_SCHEMA)), on="person_id").filter(
+        pl.col(at).is_not_null() & (pl.col(at) < pl.col("cutoff"))
+    )
+
+
+def _within(at: str, days: int) -> pl.Expr:
+    return pl.col(at) >= pl.col("cutoff") - pl.duration(days=days)
+
+
+def _empty(**columns: pl.DataType) -> pl.DataFrame:
+    return pl.DataFrame(schema={"person_id": pl.String, "as_of": pl.Date, **columns})
+
+
+def encounter_times(records: PersonRecords) -> pl.DataFrame:
+    """Encounters with parsed start and end instants (`_start`, `_end`) and class."""
+    encounters = records.table("encounter")
+    if not encounters.height or "class_code" not in encounters.columns:
+        return pl.DataFrame(
+            schema={
+                "person_id": pl.String,
+                "id": pl.String,
+                "class_code": pl.String,
+                "admit_source_code": pl.String,
+                "_start": pl.Datetime("us", "UTC"),
+                "_end": pl.Datetime("us", "UTC"),
+            }
+        )
+    return encounters.select(
+        "person_id",
+        "id",
+        "class_code",
+        pl.col("admit_source_code") if "admit_source_code" in encounters.columns else pl.lit(None, pl.String),
+        fhir_timestamp(pl.col("period_start")).alias("_start"),
+        fhir_timestamp(pl.col("period_end")).alias("_end"),
+    )
+
+
+def _utilization(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    known = _known(encounter_times(records), points, "_start")
+    if not known.height:
+        return _empty()
+    # a stay that began within 30 days of the person's previous discharge (both known at the cutoff)
+    stays = known.filter(pl.col("class_code") == "IMP").sort([*POINT, "_start"])
+    previous_end = pl.col("_end").shift(1).over(POINT)
+    readmissions = (
+        stays.filter(
+            _within("_start", 1096)
+            & (previous_end < pl.col("cutoff"))
+            & (pl.col("_start") - previous_end <= pl.duration(days=30))
+        )
+        .group_by(POINT)
+        .agg(pl.len().alias("readmissions_36m"))
+    )
+    ed, inpatient, outpatient = (pl.col("class_code") == c for c in _ENCOUNTER_CLASSES.values())
+    # a stay still running at the cutoff: only the days so far are known
+    stay_end = pl.min_horizontal(pl.col("_end").fill_null(pl.col("cutoff")), pl.col("cutoff"))
+    discharged = inpatient & pl.col("_end").is_not_null() & (pl.col("_end") < pl.col("cutoff"))
+    return (
+        known.group_by(POINT)
+        .agg(
+            (ed & _within("_start", 183)).sum().alias("ed_visits_6m"),
+            (ed & _within("_start", 365)).sum().alias("ed_visits_12m"),
+            (ed & _within("_start", 1096)).sum().alias("ed_visits_36m"),
+            (inpatient & _within("_start", 365)).sum().alias("inpatient_admissions_12m"),
+            (inpatient & _within("_start", 1096)).sum().alias("inpatient_admissions_36m"),
+            pl.when(inpatient & _within("_start", 365))
+            .then((stay_end - pl.col("_start")).dt.total_days().clip(lower_bound=1))
+            .otherwise(0)
+            .sum()
+            .alias("bed_days_12m"),
+            (outpatient & _within("_start", 365)).sum().alias("outpatient_visits_12m"),
+            (pl.col("cutoff").first() - pl.col("_end").filter(discharged).max())
+            .dt.total_days()
+            .cast(pl.Float64)
+            .alias("days_since_discharge"),
+        )
+        .join(readmissions, on=POINT, how="left")
+    )
+
+
+def active_conditions(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    """Conditions known at each point and not abated before its cutoff (current clinical status is not
+    used: it may have changed after the cutoff)."""
+    conditions = records.table("condition")
+    if not conditions.height or "code" not in conditions.columns:
+        return pl.DataFrame(schema={**POINT_SCHEMA, "code": pl.String(), "code_system": pl.String()})
+    dated = conditions.select(
+        "person_id",
+        "code",
+        "code_system",
+        pl.coalesce(fhir_timestamp(pl.col("onset_date_time")), fhir_timestamp(pl.col("recorded_date"))).alias(
+            "_at"
+        ),
+        fhir_timestamp(pl.col("abatement_date_time")).alias("_abated"),
+    )
+    return _known(dated, points, "_at").filter(
+        pl.col("_abated").is_null() | (pl.col("_abated") >= pl.col("cutoff"))
+    )
+
+
+def _conditions(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    active = active_conditions(records, points)
+    groups = clinical_codes()["chronic_conditions"]
+    snomed = pl.col("code_system") == "http://snomed.info/sct"
+    icd = pl.col("code_system") == "http://hl7.org/fhir/sid/icd-10-cm"
+    flags = active.group_by(POINT).agg(
+        [
+            (
+                (snomed & pl.col("code").is_in(groups[name]["snomed"]))
+                | (
+                    icd
+                    & pl.any_horizontal([pl.col("code").str.starts_with(p) for p in groups[name]["icd10cm"]])
+                )
+            )
+            .any()
+            .alias(f"has_{name}")
+            for name in _CONDITION_WORDS
+        ]
+    )
+    charlson = charlson_category_flags(active, POINT)
+    return flags.join(charlson.select(*POINT, charlson_index(charlson)), on=POINT, how="full", coalesce=True)
+
+
+def _medications(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    meds = records.table("medication_request")
+    if not meds.height or "authored_on" not in meds.columns:
+        return _empty()
+    dated = meds.select("person_id", "medication_code", fhir_timestamp(pl.col("authored_on")).alias("_at"))
+    return (
+        _known(dated, points, "_at")
+        .filter(_within("_at", 365))
+        .group_by(POINT)
+        .agg(pl.col("medication_code").n_unique().alias("medications_12m"))
+    )
+
+
+def _results(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    """Last value of each result and its change since the value before."""
+    codes = clinical_codes()["latest_results"]
+    lookup = pl.DataFrame(
+        [(code, name) for name in _RESULTS for code in codes[name]],
+        schema={"code": pl.String, "result": pl.String},
+        orient="row",
+    )
+    frames = []
+    for table in ("observation", "observation_component"):
+        rows = records.table(table)
+        if rows.height and "code" in rows.columns:
+            frames.append(
+                rows.select(
+                    "person_id",
+                    "code",
+                    pl.col("value_quantity_value").cast(pl.Float64).alias("value"),
+                    fhir_timestamp(pl.col("effective_date_time")).alias("_at"),
+                )
+            )
+    names = {"hba1c": "last_hba1c", "systolic_bp": "last_systolic_bp", "bmi": "last_bmi", "ldl": "last_ldl"}
+    changes = {"hba1c": "hba1c_change", "systolic_bp": "systolic_bp_change", "weight": "weight_change"}
+    out = _empty(**{c: pl.Float64 for c in [*names.values(), *changes.values()]})
+    if not frames:
+        return out
+    values = _known(pl.concat(frames).join(lookup, on="code").drop_nulls("value"), points, "_at")
+    latest = (
+        values.sort(["person_id", "as_of", "result", "_at"], descending=[False, False, False, True])
+        .group_by([*POINT, "result"], maintain_order=True)
+        .agg(
+            pl.col("value").first().alias("_last"), pl.col("value").get(1, null_on_oob=True).alias("_before")
+        )
+    )
+    wide = out.select(POINT).join(latest.select(POINT).unique(), on=POINT, how="full", coalesce=True)
+    for result, column in names.items():
+        part = latest.filter(pl.col("result") == result).select(*POINT, pl.col("_last").alias(column))
+        wide = wide.join(part, on=POINT, how="left")
+    for result, column in changes.items():
+        part = latest.filter(pl.col("result") == result).select(
+            *POINT, (pl.col("_last") - pl.col("_before")).alias(column)
+        )
+        wide = wide.join(part, on=POINT, how="left")
+    return wide
+
+
+def _appointments_and_surveys(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    out = _empty(missed_appointments_12m=pl.UInt32, poor_survey_ratings_12m=pl.UInt32)
+    appointments = records.table("appointment")
+    if appointments.height and "start_time" in appointments.columns:
+        # a no-show is recorded once its time has passed, so a past appointment's status is known
+        dated = appointments.select("person_id", "status", fhir_timestamp(pl.col("start_time")).alias("_at"))
+        missed = (
+            _known(dated, points, "_at")
+            .filter(_within("_at", 365))
+            .group_by(POINT)
+            .agg((pl.col("status") == "noshow").sum().alias("missed_appointments_12m"))
+        )
+        out = out.drop("missed_appointments_12m").join(missed, on=POINT, how="full", coalesce=True)
+    answers = records.table("questionnaire_response_item")
+    if answers.height and "item_link_id" in answers.columns:
+        ratings = answers.filter(pl.col("item_link_id") == "rating").select(
+            "person_id", "answer_value_integer", fhir_timestamp(pl.col("authored")).alias("_at")
+        )
+        poor = (
+            _known(ratings, points, "_at")
+            .filter(_within("_at", 365))
+            .group_by(POINT)
+            .agg((pl.col("answer_value_integer") <= NEGATIVE_RATING).sum().alias("poor_survey_ratings_12m"))
+        )
+        out = out.drop("poor_survey_ratings_12m").join(poor, on=POINT, how="full", coalesce=True)
+    return out
+
+
+def _devices(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    out = _empty(device_days_30d=pl.UInt32, device_alerts_30d=pl.UInt32)
+    readings = records.table("device_reading")
+    if readings.height and "effective_start" in readings.columns:
+        days = (
+            _known(
+                readings.filter(pl.col("plausible")).select("person_id", "effective_start"),
+                points,
+                "effective_start",
+            )
+            .filter(_within("effective_start", 30))
+            .group_by(POINT)
+            .agg(pl.col("effective_start").dt.date().n_unique().alias("device_days_30d"))
+        )
+        out = out.drop("device_days_30d").join(days, on=POINT, how="full", coalesce=True)
+    alerts = records.table("device_alerts", layer="gold")
+    if alerts.height and "triggered_at" in alerts.columns:
+        counts = (
+            _known(alerts.select("person_id", "triggered_at"), points, "triggered_at")
+            .filter(_within("triggered_at", 30))
+            .group_by(POINT)
+            .agg(pl.len().alias("device_alerts_30d"))
+        )
+        out = out.drop("device_alerts_30d").join(counts, on=POINT, how="full", coalesce=True)
+    return out
+
+
+def known_at(records: PersonRecords, cutoff: datetime) -> PersonRecords:
+    """The measure-engine inputs of `records` as they stood at `cutoff` (naive UTC): events after it
+    removed, conditions that abated after it still active."""
+    at = pl.lit(cutoff).dt.replace_time_zone("UTC")
+    known = PersonRecords(records.lake, records.persons, records.links, records.bucket, records.buckets)
+    for table, columns in _MEASURE_EVENT_TIMES.items():
+        rows = records.table(table)
+        present = [c for c in columns if c in rows.columns]
+        if not rows.height or not present:
+            known._tables[("silver", table)] = rows
+            continue
+        when = pl.coalesce(
+            [fhir_timestamp(pl.col(c)) if rows[c].dtype == pl.String else pl.col(c) for c in present]
+        )
+        rows = rows.filter(when < at)
+        if table == "condition":
+            abated_later = fhir_timestamp(pl.col("abatement_date_time")) >= at
+            rows = rows.with_columns(
+                pl.when(abated_later)
+                .then(pl.lit("active"))
+                .otherwise(pl.col("clinical_status"))
+                .alias("clinical_status"),
+                pl.when(abated_later)
+                .then(None)
+                .otherwise(pl.col("abatement_date_time"))
+                .alias("abatement_date_time"),
+            )
+        known._tables[("silver", table)] = rows
+    return known
+
+
+_MEASURE_EVENT_TIMES = {
+    "condition": ("onset_date_time", "recorded_date"),
+    "procedure": ("performed_date_time", "performed_start"),
+    "observation": ("effective_date_time",),
+    "observation_component": ("effective_date_time",),
+    "immunization": ("occurrence_date_time",),
+    "medication_request": ("authored_on",),
+    "encounter": ("period_start",),
+    "device_reading": ("effective_start",),
+}
+
+
+def _open_care_gaps(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    """Open gaps of every measure on each distinct as-of day, from the records as they stood then."""
+    persons = records.persons.select(
+        "person_id",
+        pl.col("gender").alias("sex"),
+        "birth_date",
+        pl.lit(False).alias("deceased"),  # points only hold persons alive at their cutoff
+        pl.lit(None, pl.String).alias("pcp_practitioner_id"),
+    ).select([pl.col(n).cast(t) for n, t in PERSON_SCHEMA.items()])
+    frames = []
+    for day in points["as_of"].unique().sort().to_list():
+        mine = persons.join(
+            points.filter(pl.col("as_of") == day).select("person_id"), on="person_id", how="semi"
+        )
+        events = person_events(known_at(records, end_of_day(day)))
+        gaps = evaluate_care_gaps(mine, events, day)
+        frames.append(
+            gaps.group_by("person_id")
+            .agg((pl.col("status") == "open-gap").sum().alias("open_care_gaps"))
+            .with_columns(pl.lit(day).alias("as_of"))
+        )
+    if not frames:
+        return _empty(open_care_gaps=pl.UInt32)
+    return pl.concat(frames).select(*POINT, "open_care_gaps")

@@ -1,0 +1,160 @@
+"""Train, choose, calibrate and evaluate a risk model on a time-split training set.
+
+Two candidates, chosen by validation AUROC (the tiers rank people, so ranking is what matters), not by
+taste: a logistic regression (median imputation with missing-value indicators, standardized inputs) and
+a histogram gradient-boosted tree model (handles missing values itself). The winner is calibrated on the
+validation rows it was not fitted on (isotonic when there are enough positives, else sigmoid), then
+evaluated once on the test rows against the clinical baseline and a prevalence-only model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from models.risk.dataset import TrainingSet
+from models.risk.drift import psi_reference
+from models.risk.evaluate import (
+    calibration_table,
+    fairness_slices,
+    probability_metrics,
+    ranking_metrics,
+)
+
+MIN_CLASS_ROWS = 10
+"""Below this many rows with (or without) the outcome in a split, metrics and calibration are noise."""
+ISOTONIC_MIN_POSITIVES = 200
+"""Isotonic calibration needs many positives to be smooth; with fewer, a sigmoid is safer."""
+
+
+class TrainingError(ValueError):
+    """The training set cannot give an honest model (too few rows or one class only)."""
+
+
+@dataclass
+class TrainedModel:
+    """A calibrated model and everything the registry and the model card need."""
+
+    name: str
+    estimator: Any  # the calibrated classifier
+    features: list[str]
+    chosen: str
+    candidates: dict[str, float]  # candidate -> validation AUROC
+    calibration_method: str
+    hyper_parameters: dict[str, Any]
+    metrics: dict[str, dict[str, float]]  # model / baseline / prevalence -> metrics on the test rows
+    calibration: pl.DataFrame
+    fairness: pl.DataFrame
+    medians: dict[str, float]  # training medians: the reference values of explanations
+    reference_scores: list[float]  # test-set score quantiles (0, 1, ..., 100 %): tiers
+    reference_drift: dict[str, dict[str, list[float]]]  # `score` and each feature: PSI bins of the test rows
+    rows: dict[str, int]
+    positives: dict[str, int]
+
+
+def candidates(seed: int) -> dict[str, Pipeline | HistGradientBoostingClassifier]:
+    """The model families compared on the validation rows."""
+    return {
+        "logistic_regression": make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(C=0.5, max_iter=5000),
+        ),
+        "gradient_boosting": HistGradientBoostingClassifier(
+            learning_rate=0.05,
+            max_iter=250,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=seed,
+        ),
+    }
+
+
+def matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
+    """The float feature matrix (booleans as 0/1, missing values as NaN), columns in `features` order."""
+    return frame.select([pl.col(f).cast(pl.Float64) for f in features]).to_numpy()
+
+
+def train_model(data: TrainingSet, seed: int) -> TrainedModel:
+    """Fit both candidates on the train rows, keep the better on validation, calibrate it on the
+    validation rows, evaluate on the test rows."""
+    features = [f.name for f in data.features]
+    parts = {role: data.part(role) for role in ("train", "validation", "test")}
+    for role, part in parts.items():
+        positives = int(part["outcome"].sum()) if part.height else 0
+        negatives = part.height - positives
+        if min(positives, negatives) < MIN_CLASS_ROWS:
+            raise TrainingError(
+                f"{data.name}: the {role} set has {part.height} rows, {positives} with the outcome; an "
+                f"honest model needs at least {MIN_CLASS_ROWS} of each class in train, validation and test"
+            )
+    x = {role: matrix(part, features) for role, part in parts.items()}
+    y = {role: part["outcome"].cast(pl.Int8).to_numpy() for role, part in parts.items()}
+    scores: dict[str, float] = {}
+    fitted = {}
+    for name, estimator in candidates(seed).items():
+        estimator.fit(x["train"], y["train"])
+        fitted[name] = estimator
+        scores[name] = ranking_metrics(y["validation"], estimator.predict_proba(x["validation"])[:, 1])[
+            "auroc"
+        ]
+    chosen = max(scores, key=lambda n: (scores[n], n))
+    positives = int(y["validation"].sum())
+    method = "isotonic" if positives >= ISOTONIC_MIN_POSITIVES else "sigmoid"
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted[chosen]), method=method)
+    calibrated.fit(x["validation"], y["validation"])
+    test_p = calibrated.predict_proba(x["test"])[:, 1]
+    prevalence = float(y["train"].mean())
+    baseline = parts["test"][data.baseline].cast(pl.Float64).fill_null(0).to_numpy()
+    metrics = {
+        "model": probability_metrics(y["test"], test_p),
+        "model_uncalibrated": probability_metrics(y["test"], fitted[chosen].predict_proba(x["test"])[:, 1]),
+        data.baseline: ranking_metrics(y["test"], baseline),
+        "prevalence_only": probability_metrics(y["test"], np.full(len(test_p), prevalence)),
+    }
+    train_frame = parts["train"].select([pl.col(f).cast(pl.Float64) for f in features])
+    medians = {f: _finite(train_frame[f].median()) for f in features}
+    test_frame = parts["test"].select([pl.col(f).cast(pl.Float64) for f in features])
+    return TrainedModel(
+        name=data.name,
+        estimator=calibrated,
+        features=features,
+        chosen=chosen,
+        candidates=scores,
+        calibration_method=method,
+        hyper_parameters=_simple_params(fitted[chosen]),
+        metrics=metrics,
+        calibration=calibration_table(y["test"], test_p),
+        fairness=fairness_slices(parts["test"], test_p),
+        medians=medians,
+        reference_scores=[float(q) for q in np.quantile(test_p, np.linspace(0, 1, 101))],
+        reference_drift={
+            "score": psi_reference(test_p),
+            **{f: psi_reference(test_frame[f].fill_null(np.nan).to_numpy()) for f in features},
+        },
+        rows={role: part.height for role, part in parts.items()},
+        positives={role: int(v.sum()) for role, v in y.items()},
+    )
+
+
+def _finite(value: Any) -> float:
+    return float(value) if value is not None and not math.isnan(float(value)) else 0.0
+
+
+def _simple_params(estimator: Any) -> dict[str, Any]:
+    """Hyper-parameters that serialize plainly (no nested estimators)."""
+    params = estimator.get_params(deep=True)
+    return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool)) or v is None}

@@ -1,0 +1,262 @@
+"""Risk: baseline point tables at their boundaries, point-in-time features (no leakage), the training
+and registry life cycle (refusal, reproducibility), scoring with reasons and tiers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+from upath import UPath
+
+from models.risk.baselines import (
+    charlson_category_flags,
+    charlson_index,
+    lace_index,
+    lace_length_points,
+)
+from models.risk.config import risk_config
+from models.risk.drift import psi, psi_reference
+from models.risk.explain import describe
+from models.risk.features import PERSON_FEATURES, person_points, point_in_time_features
+from models.risk.registry import RegistryError, check_compatible, load_model
+from pipelines.gold.records import PersonRecords
+from tests.test_identity import identity  # noqa: F401  (800 generated people through identity)
+
+AS_OF = date(2026, 6, 30)
+SNOMED = "http://snomed.info/sct"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+@pytest.mark.parametrize(
+    ("days", "points"),
+    [
+        (0.0, 0),
+        (0.9, 0),
+        (1.0, 1),
+        (2.0, 2),
+        (3.0, 3),
+        (4.0, 4),
+        (6.0, 4),
+        (7.0, 5),
+        (13.0, 5),
+        (14.0, 7),
+        (40.0, 7),
+    ],
+)
+def test_lace_length_of_stay_points(days: float, points: int) -> None:
+    frame = pl.DataFrame({"d": [days]}).with_columns(pl.col("d").floor())
+    assert frame.select(lace_length_points(pl.col("d"))).item() == points
+
+
+@pytest.mark.parametrize(
+    ("days", "emergent", "charlson", "ed", "total"),
+    [
+        (0, False, 0, 0, 0),
+        (14, True, 4, 4, 19),  # the maximum
+        (5, True, 3, 0, 10),  # 4 + 3 + 3: the high-risk threshold
+        (5, False, 9, 7, 13),  # comorbidity capped at 5 points, ED visits at 4
+        (2, True, 1, 1, 7),
+    ],
+)
+def test_lace_index(days: int, emergent: bool, charlson: int, ed: int, total: int) -> None:
+    frame = pl.DataFrame({"d": [float(days)], "a": [emergent], "c": [charlson], "e": [float(ed)]})
+    assert frame.select(lace_index(pl.col("d"), pl.col("a"), pl.col("c"), pl.col("e"))).item() == total
+
+
+@pytest.mark.parametrize(
+    ("codes", "index"),
+    [
+        ([], 0),
+        ([(SNOMED, "44054006")], 1),  # diabetes without complications
+        ([(SNOMED, "44054006"), (SNOMED, "127013003")], 2),  # with complications supersedes
+        ([(ICD, "E11.22")], 2),  # ICD-10-CM with its dot
+        ([(ICD, "E11.9")], 1),
+        ([(SNOMED, "254837009"), (SNOMED, "94503003")], 6),  # metastatic supersedes any malignancy
+        ([(SNOMED, "88805009"), (SNOMED, "13645005"), (SNOMED, "46177005")], 4),  # CHF 1 + COPD 1 + renal 2
+        ([(ICD, "I50.9"), (SNOMED, "42343007")], 1),  # one category counts once
+        ([(SNOMED, "59621000")], 0),  # hypertension is not a Charlson category
+    ],
+)
+def test_charlson_index(codes: list[tuple[str, str]], index: int) -> None:
+    conditions = pl.DataFrame(
+        {
+            "person_id": ["p"] * len(codes),
+            "code_system": [c[0] for c in codes],
+            "code": [c[1] for c in codes],
+        },
+        schema={"person_id": pl.String, "code_system": pl.String, "code": pl.String},
+    )
+    flags = charlson_category_flags(conditions, ["person_id"])
+    value = flags.select(charlson_index(flags)).to_series().to_list()
+    assert (value[0] if value else 0) == index
+
+
+def test_plain_words_of_features() -> None:
+    by_name = {f.name: f for f in PERSON_FEATURES}
+    assert describe(by_name["ed_visits_6m"], 3.0) == "3 ED visits in the last 6 months"
+    assert describe(by_name["last_hba1c"], 10.24) == "last HbA1c 10.2%"
+    assert describe(by_name["last_hba1c"], float("nan")) == "no HbA1c result"
+    assert describe(by_name["has_heart_failure"], 1.0) == "has heart failure"
+
+
+def test_psi_is_zero_for_the_same_population_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.normal(0, 1, 5000)
+    assert psi(psi_reference(reference), rng.normal(0, 1, 5000)) < 0.05
+    assert psi(psi_reference(reference), rng.normal(1.5, 1, 5000)) > 0.2
+
+
+def _future_changed(records: PersonRecords, cutoff: datetime) -> PersonRecords:
+    """The same records with everything after `cutoff` deleted, and a burst of new future records."""
+    changed = PersonRecords(records.lake, records.persons, records.links, records.bucket, records.buckets)
+    when = {
+        "encounter": "period_start",
+        "condition": "onset_date_time",
+        "observation": "effective_date_time",
+        "observation_component": "effective_date_time",
+        "medication_request": "authored_on",
+        "appointment": "start_time",
+        "questionnaire_response_item": "authored",
+        "procedure": "performed_date_time",
+        "immunization": "occurrence_date_time",
+    }
+    stamp = cutoff.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    for table, column in when.items():
+        frame = records.table(table)
+        known = frame.filter(pl.col(column).is_null() | (pl.col(column) < stamp))
+        future = (
+            frame.filter(pl.col(column).is_not_null())
+            .head(200)
+            .with_columns(pl.lit("2026-12-01T10:00:00+00:00").alias(column))
+        )
+        if table == "encounter":
+            future = future.with_columns(
+                pl.lit("EMER").alias("class_code"), pl.lit(None, pl.String).alias("period_end")
+            )
+        if table == "condition":  # a condition that abates after the cutoff is still active at it
+            known = known.with_columns(pl.lit("2026-09-01").alias("abatement_date_time"))
+        changed._tables[("silver", table)] = pl.concat([known, future], how="vertical_relaxed")
+    return changed
+
+
+def test_changing_data_after_the_as_of_day_cannot_change_features(identity) -> None:  # noqa: F811
+    _, lake = identity
+    records = PersonRecords.load(lake)
+    day = date(2025, 6, 30)
+    points = person_points(records.persons, [day])
+    before = point_in_time_features(records, points)
+    after = point_in_time_features(_future_changed(records, datetime(2025, 7, 1)), points)
+    assert before.height > 500 and before["ed_visits_12m"].sum() > 0
+    assert after.equals(before)
+
+
+def test_points_leave_out_the_dead_and_the_unborn() -> None:
+    persons = pl.DataFrame(
+        {
+            "person_id": ["alive", "dead_before", "dead_after", "dead_undated", "unborn"],
+            "birth_date": ["1950-01-01", "1950-01-01", "1950-01-01", "1950-01-01", "2026-01-01"],
+            "deceased": [None, "2024-01-01", "2026-01-01", "true", None],
+        }
+    )
+    points = person_points(persons, [date(2025, 6, 30)])
+    assert points["person_id"].to_list() == ["alive", "dead_after"]
+
+
+def _metadata(features: list[str], sklearn_version: str = "1.9.1") -> dict:
+    return {
+        "version": "person_180d-abc",
+        "features": [{"name": f} for f in features],
+        "sklearn_version": sklearn_version,
+    }
+
+
+def test_the_registry_refuses_a_model_of_another_schema_or_library_version() -> None:
+    import sklearn
+
+    names = [f.name for f in PERSON_FEATURES]
+    check_compatible(_metadata(names, sklearn.__version__), names)  # fits: no error
+    with pytest.raises(RegistryError, match="another feature schema"):
+        check_compatible(_metadata(names[:-1], sklearn.__version__), names)
+    with pytest.raises(RegistryError, match="another feature schema"):
+        check_compatible(_metadata(list(reversed(names)), sklearn.__version__), names)
+    with pytest.raises(RegistryError, match=r"scikit-learn 0\.24"):
+        check_compatible(_metadata(names, "0.24.2"), names)
+
+
+@pytest.fixture(scope="module")
+def trained(identity, tmp_path_factory):  # noqa: F811
+    """Both risk models trained on the 800-person lake (a copy: the registry lives in the lake)."""
+    from models.risk.lifecycle import train_and_deploy
+
+    _, lake = identity
+    config = replace(risk_config(), train_points=2)
+    outcomes = train_and_deploy(lake, 4, AS_OF, config)
+    return lake, config, outcomes
+
+
+def test_training_registers_a_card_and_re_running_reuses_the_version(trained) -> None:
+    from models.risk.lifecycle import train_and_deploy
+
+    lake, config, outcomes = trained
+    person = next(o for o in outcomes if o.name == "person_180d")
+    assert person.status == "registered", person.detail
+    folder = lake / "models" / "person_180d" / person.version
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["chosen"] in {"logistic_regression", "gradient_boosting"}
+    assert {"auroc", "auprc", "brier"} <= set(metadata["metrics"]["model"])
+    assert metadata["metrics"]["model"]["brier"] < metadata["metrics"]["prevalence_only"]["brier"]
+    card = (folder / "model_card.md").read_text()
+    assert "## Fairness slices" in card and "charlson_index" in card and "Calibration" in card
+    again = train_and_deploy(lake, 4, AS_OF, config)
+    assert [(o.name, o.version) for o in again] == [(o.name, o.version) for o in outcomes]
+    assert all(o.status in ("reused", "skipped") for o in again)
+
+
+def test_the_same_data_and_seed_give_the_same_model(identity) -> None:  # noqa: F811
+    from models.risk.dataset import person_training_set
+    from models.risk.registry import version_id
+    from models.risk.train import train_model
+
+    _, lake = identity
+    config = replace(risk_config(), train_points=1)
+    first = person_training_set(lake, 4, AS_OF, config)
+    second = person_training_set(lake, 4, AS_OF, config)
+    assert version_id(first, config.seed) == version_id(second, config.seed)
+    a, b = train_model(first, config.seed), train_model(second, config.seed)
+    assert a.metrics == b.metrics and a.chosen == b.chosen
+
+
+def test_scoring_gives_every_living_person_a_score_tier_and_reasons(trained) -> None:
+    from models.risk.score import FEATURE_NAMES, score_persons
+
+    lake, config, outcomes = trained
+    person = next(o for o in outcomes if o.name == "person_180d")
+    model = load_model(lake, "person_180d", FEATURE_NAMES, version=person.version)  # deployed or not
+    records = PersonRecords.load(lake, "01", 4)
+    scores, features = score_persons(records, AS_OF, model, config)
+    assert scores.height == features.height > 50
+    assert scores["score"].is_between(0, 1).all() and set(scores["tier"]) <= {"high", "medium", "low"}
+    assert (scores["reasons"].list.len() >= 1).all() and (scores["reasons"].list.len() <= 3).all()
+    first = scores["reasons"].explode().drop_nulls().to_list()
+    assert all(r.startswith(("raises risk: ", "lowers risk: ")) for r in first)
+    high_share = (scores["tier"] == "high").mean()
+    assert high_share < 0.2  # about the configured 5% of a population like the reference
+
+
+def test_a_model_pinned_to_an_unknown_version_is_refused(trained, monkeypatch) -> None:
+    from models.risk.score import FEATURE_NAMES
+
+    lake, _, _ = trained
+    monkeypatch.setenv("PATIENT_INSIGHTS_RISK_MODEL_VERSION", "person_180d-000000000000")
+    with pytest.raises(RegistryError, match="not in the registry"):
+        load_model(lake, "person_180d", FEATURE_NAMES)
+
+
+def test_no_deployed_model_means_no_scores(tmp_path) -> None:
+    from pipelines.gold.build import deployed_risk_model
+
+    assert deployed_risk_model(UPath(tmp_path)) is None
