@@ -17,7 +17,7 @@ import polars as pl
 
 from models.risk.baselines import charlson_category_flags, charlson_index
 from pipelines.fhir.times import fhir_timestamp
-from pipelines.gold.patient_360 import clinical_codes
+from pipelines.gold.patient_360 import clinical_codes, result_values
 from pipelines.gold.records import PersonRecords
 from pipelines.measures.build import evaluate_care_gaps
 from pipelines.measures.engine import PERSON_SCHEMA
@@ -320,30 +320,14 @@ def _medications(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
 
 def _results(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
     """Last value of each result and its change since the value before."""
-    codes = clinical_codes()["latest_results"]
-    lookup = pl.DataFrame(
-        [(code, name) for name in _RESULTS for code in codes[name]],
-        schema={"code": pl.String, "result": pl.String},
-        orient="row",
-    )
-    frames = []
-    for table in ("observation", "observation_component"):
-        rows = records.table(table)
-        if rows.height and "code" in rows.columns:
-            frames.append(
-                rows.select(
-                    "person_id",
-                    "code",
-                    pl.col("value_quantity_value").cast(pl.Float64).alias("value"),
-                    fhir_timestamp(pl.col("effective_date_time")).alias("_at"),
-                )
-            )
     names = {"hba1c": "last_hba1c", "systolic_bp": "last_systolic_bp", "bmi": "last_bmi", "ldl": "last_ldl"}
     changes = {"hba1c": "hba1c_change", "systolic_bp": "systolic_bp_change", "weight": "weight_change"}
     out = _empty(**{c: pl.Float64 for c in [*names.values(), *changes.values()]})
-    if not frames:
-        return out
-    values = _known(pl.concat(frames).join(lookup, on="code").drop_nulls("value"), points, "_at")
+    values = _known(
+        result_values(records).filter(pl.col("result").is_in(list(_RESULTS))).rename({"at": "_at"}),
+        points,
+        "_at",
+    )
     latest = (
         values.sort(["person_id", "as_of", "result", "_at"], descending=[False, False, False, True])
         .group_by([*POINT, "result"], maintain_order=True)

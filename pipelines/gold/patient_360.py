@@ -320,9 +320,15 @@ def _medications(records: PersonRecords) -> pl.DataFrame:
     )
 
 
-def _latest_results(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
-    """The latest value and date of each result up to the as-of date (observations and components)."""
+def result_values(records: PersonRecords) -> pl.DataFrame:
+    """Every numeric result of clinical_codes.yaml `latest_results` (observations and components):
+    `person_id`, `result`, `value`, `at` (UTC)."""
     results = clinical_codes()["latest_results"]
+    codes = pl.DataFrame(
+        [(code, name) for name, codes_ in results.items() for code in codes_],
+        schema={"code": pl.String, "result": pl.String},
+        orient="row",
+    )
     frames = []
     for table in ("observation", "observation_component"):
         rows = records.table(table)
@@ -335,18 +341,30 @@ def _latest_results(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
                     fhir_timestamp(pl.col("effective_date_time")).alias("at"),
                 )
             )
-    codes = pl.DataFrame(
-        [(code, name) for name, codes_ in results.items() for code in codes_],
-        schema={"code": pl.String, "result": pl.String},
-        orient="row",
-    )
-    empty = pl.DataFrame(schema={"person_id": pl.String})
     if not frames:
-        return empty
-    values = (
+        return pl.DataFrame(
+            schema={
+                "person_id": pl.String,
+                "result": pl.String,
+                "value": pl.Float64,
+                "at": pl.Datetime("us", "UTC"),
+            }
+        )
+    return (
         pl.concat(frames)
         .join(codes, on="code")
-        .filter(pl.col("value").is_not_null() & pl.col("at").is_not_null() & (pl.col("at") <= at))
+        .filter(pl.col("value").is_not_null() & pl.col("at").is_not_null())
+        .select("person_id", "result", "value", "at")
+    )
+
+
+def _latest_results(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
+    """The latest value and date of each result up to the as-of date (observations and components)."""
+    results = clinical_codes()["latest_results"]
+    empty = pl.DataFrame(schema={"person_id": pl.String})
+    values = (
+        result_values(records)
+        .filter(pl.col("at") <= at)
         .sort(["person_id", "result", "at"], descending=[False, False, True])
         .group_by("person_id", "result", maintain_order=True)
         .agg(pl.col("value").first(), pl.col("at").first().dt.date().alias("date"))
