@@ -254,7 +254,79 @@ def identity(lake: str, truth: str) -> dict[str, object]:
     }
 
 
-STAGES = {"generate": generate, "ingest": ingest, "silver": silver, "compare": compare, "identity": identity}
+def risk(landing: str, lake: str, truth: str, buckets: int) -> dict[str, object]:
+    """The whole pipeline on a generated landing folder (as of 2026-06-30), then each deployed risk model's
+    test metrics against its baseline, and the ceiling: the AUROC of the generator's own latent rates
+    (ground_truth/risk.csv) on the same test rows."""
+    import json as _json
+
+    import polars as pl
+    from sklearn.metrics import roc_auc_score
+
+    from models.risk.config import risk_config
+    from models.risk.dataset import discharge_training_set, person_training_set
+    from pipelines.config import Settings
+    from pipelines.lake import read_table
+    from pipelines.run import run_pipeline
+
+    as_of = date(2026, 6, 30)
+    settings = Settings(UPath(landing), UPath(lake), UPath(lake) / "exports", buckets, as_of)
+    started = time.perf_counter()
+    run = run_pipeline(settings)
+    seconds = time.perf_counter() - started
+    latent = pl.read_csv(Path(truth) / "risk.csv")
+    known = pl.read_csv(Path(truth) / "identity.csv", infer_schema_length=0).with_columns(
+        pl.col("person_index").cast(pl.Int64)
+    )
+    persons = (
+        read_table(UPath(lake), "identity", "person_link")
+        .join(known, on=["source", "source_patient_id"])
+        .group_by("person_id")
+        .agg(pl.col("person_index").first())
+    )
+    oracles = {
+        "person_180d": (person_training_set, pl.col("ed_rate") + pl.col("ip_rate")),
+        "discharge_30d": (
+            discharge_training_set,
+            1 - (1 - pl.col("readmit_p")) * (-pl.col("ed_rate") * 30 / 365).exp(),
+        ),
+    }
+    result: dict[str, object] = {"seconds": seconds, "records": 0, "bytes": 0, "pipeline_ok": run.success}
+    for name, (build, oracle) in oracles.items():
+        pointer = UPath(lake) / "models" / name / "deployed.json"
+        if not pointer.exists():
+            result[name] = None
+            continue
+        version = _json.loads(pointer.read_text())["version"]
+        metadata = _json.loads((pointer.parent / version / "metadata.json").read_text())
+        test = build(UPath(lake), buckets, as_of, risk_config()).part("test")
+        rows = (
+            test.join(persons, on="person_id")
+            .join(latent, on="person_index")
+            .with_columns(oracle.alias("_o"))
+        )
+        ceiling = roc_auc_score(rows["outcome"].cast(pl.Int8).to_numpy(), rows["_o"].to_numpy())
+        result[name] = {
+            "version": version,
+            "chosen": metadata["chosen"],
+            "rows": metadata["rows"],
+            "positives": metadata["positives"],
+            "baseline": metadata["baseline"],
+            "metrics": metadata["metrics"],
+            "calibration": metadata["calibration"],
+            "oracle_auroc": ceiling,
+        }
+    return result
+
+
+STAGES = {
+    "generate": generate,
+    "ingest": ingest,
+    "silver": silver,
+    "compare": compare,
+    "identity": identity,
+    "risk": risk,
+}
 
 
 def main() -> None:

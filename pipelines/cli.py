@@ -17,6 +17,9 @@ from pipelines.config import Settings, validate_bucket_count
 app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
 views_app = typer.Typer(help="SQL on FHIR v2 ViewDefinitions.")
 app.add_typer(views_app, name="views")
+sentiment_app = typer.Typer(help="Patient sentiment with the deployed model.")
+app.add_typer(sentiment_app, name="sentiment")
+SCORE_BATCH = 10_000
 console = Console()
 
 
@@ -112,6 +115,57 @@ def views_run(
         console.print(f"[yellow]type conflict[/yellow]: {count:,} values of {column} did not fit its type")
 
 
+@sentiment_app.command("score")
+def sentiment_score(
+    input_file: Annotated[Path, typer.Option("--input", help="CSV file with a text column.")],
+    text_column: Annotated[str, typer.Option(help="The column holding the text to score.")],
+    output: Annotated[Path, typer.Option(help="CSV file to write (the input plus sentiment columns).")],
+    lake: Annotated[
+        str | None, typer.Option(help="Lake with the deployed model (default: the configured lake).")
+    ] = None,
+) -> None:
+    """Add `sentiment_label` (negative/neutral/positive), `sentiment_score` ([-1, 1]) and
+    `sentiment_text_status` (ok, empty, not_text, not_english: only `ok` texts are scored) to a CSV."""
+    from rich.progress import Progress
+
+    from models.registry import RegistryError
+    from models.sentiment.train import load_sentiment_model
+    from pipelines.config import Settings
+    from pipelines.lake import write_bytes_atomic
+
+    if not input_file.is_file():
+        raise typer.BadParameter(f"input file not found: {input_file}")
+    try:
+        frame = pl.read_csv(input_file, infer_schema_length=0)
+    except (pl.exceptions.ComputeError, UnicodeDecodeError) as err:
+        console.print(f"[red]cannot read {input_file} as CSV[/red]: {type(err).__name__}")
+        raise typer.Exit(2) from None
+    if text_column not in frame.columns:
+        raise typer.BadParameter(
+            f"no column {text_column!r} in {input_file} (columns: {', '.join(frame.columns)})"
+        )
+    try:
+        version, model = load_sentiment_model(UPath(lake) if lake else Settings.from_env().lake)
+    except RegistryError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(1) from None
+    parts = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("scoring", total=frame.height)
+        for start in range(0, frame.height, SCORE_BATCH):
+            parts.append(model.score(frame[text_column].slice(start, SCORE_BATCH)))
+            progress.advance(task, min(SCORE_BATCH, frame.height - start))
+    scored = pl.concat(parts) if parts else model.score(frame[text_column])
+    result = frame.with_columns(
+        scored["sentiment_label"],
+        scored["sentiment_score"],
+        scored["text_status"].alias("sentiment_text_status"),
+    )
+    write_bytes_atomic(result.write_csv().encode(), UPath(output))
+    counts = dict(scored.group_by("text_status").len().iter_rows())
+    console.print(f"{frame.height:,} rows scored with {version} → {output}; by text status: {counts}")
+
+
 @app.command()
 def summary(lake: Annotated[str, typer.Option(help="Lake folder.")]) -> None:
     """Print rows per table and quarantined records by reason."""
@@ -127,6 +181,7 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
     _print_identity_summary(lake)
     _print_care_gap_summary(lake)
     _print_risk_summary(lake)
+    _print_sentiment_summary(lake)
     _print_segment_summary(lake)
     _print_device_summary(lake)
     if seconds is not None:
@@ -191,7 +246,10 @@ def _print_risk_summary(lake: UPath) -> None:
     from pipelines.lake import parquet_files, read_table
 
     rows = []
-    for pointer in sorted((lake / "models").glob("*/deployed.json")) if (lake / "models").exists() else []:
+    for name in ("person_180d", "discharge_30d"):
+        pointer = lake / "models" / name / "deployed.json"
+        if not pointer.exists():
+            continue
         version = json.loads(pointer.read_text())["version"]
         metadata = json.loads((pointer.parent / version / "metadata.json").read_text())
         metrics, baseline = metadata["metrics"], metadata["baseline"]
@@ -216,6 +274,20 @@ def _print_risk_summary(lake: UPath) -> None:
             .sort("tier")
         )
         console.print(_table("Risk tiers", tiers))
+
+
+def _print_sentiment_summary(lake: UPath) -> None:
+    """The deployed sentiment model and both candidates' held-out macro-F1."""
+    import json
+
+    pointer = lake / "models" / "sentiment" / "deployed.json"
+    if not pointer.exists():
+        return
+    version = json.loads(pointer.read_text())["version"]
+    metadata = json.loads((pointer.parent / version / "metadata.json").read_text())
+    rows = [(name, round(m["macro_f1"], 3), m["n"]) for name, m in sorted(metadata["metrics"].items())]
+    table = pl.DataFrame(rows, schema=["model", "held-out macro-F1", "held-out texts"], orient="row")
+    console.print(_table(f"Sentiment ({version}: {metadata['kind']} deployed)", table))
 
 
 def _print_segment_summary(lake: UPath) -> None:

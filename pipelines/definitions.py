@@ -28,6 +28,7 @@ from assets.gold.assets import care_gap_rates, person_job, person_tables, summar
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
 from assets.risk.assets import risk_drift, risk_job, risk_models
+from assets.sentiment.assets import sentiment_job, sentiment_model
 from assets.silver.assets import silver_tables
 
 ASSETS = [
@@ -40,6 +41,7 @@ ASSETS = [
     care_gap_rates,
     risk_models,
     risk_drift,
+    sentiment_model,
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
@@ -56,6 +58,7 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
             device_gold_job,
             identity_job,
             risk_job,
+            sentiment_job,
             person_job,
             summary_job,
         ],

@@ -38,6 +38,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     from assets.partitions import patient_buckets, person_buckets
     from assets.resources import lake_resource_for
     from assets.risk.assets import RISK_JOB
+    from assets.sentiment.assets import SENTIMENT_JOB
     from pipelines.definitions import build_definitions
 
     started = time.perf_counter()
@@ -71,9 +72,10 @@ def run_pipeline(settings: Settings) -> PipelineRun:
             results.append(
                 identity.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
             )
-    if all(r.success for r in results):  # the risk model trains on identity, silver and device alerts
-        risk = defs.resolve_job_def(RISK_JOB)
-        results.append(risk.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
+    for model_job in (RISK_JOB, SENTIMENT_JOB):  # risk: identity, silver, device alerts; sentiment: surveys
+        if all(r.success for r in results):
+            job = defs.resolve_job_def(model_job)
+            results.append(job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
     if all(r.success for r in results):  # the person tables read identity, silver, devices and the model
         person = defs.resolve_job_def(PERSON_JOB)
         for key in person_buckets(settings.buckets).get_partition_keys():

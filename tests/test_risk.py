@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from upath import UPath
 
+from models.registry import RegistryError
 from models.risk.baselines import (
     charlson_category_flags,
     charlson_index,
@@ -22,7 +23,7 @@ from models.risk.config import risk_config
 from models.risk.drift import psi, psi_reference
 from models.risk.explain import describe
 from models.risk.features import PERSON_FEATURES, person_points, point_in_time_features
-from models.risk.registry import RegistryError, check_compatible, load_model
+from models.risk.registry import check_compatible, load_model
 from pipelines.gold.records import PersonRecords
 from tests.test_identity import identity  # noqa: F401  (800 generated people through identity)
 
@@ -260,3 +261,43 @@ def test_no_deployed_model_means_no_scores(tmp_path) -> None:
     from pipelines.gold.build import deployed_risk_model
 
     assert deployed_risk_model(UPath(tmp_path)) is None
+
+
+def test_risk_assets_materialize_train_score_and_check_drift(identity, tmp_path) -> None:  # noqa: F811
+    import shutil
+
+    import dagster as dg
+
+    from assets.gold.assets import person_tables
+    from assets.resources import LakeResource
+    from assets.risk.assets import risk_drift, risk_models
+    from models.registry import deploy
+    from pipelines.lake import read_table
+
+    root, source = identity
+    lake = tmp_path / "lake"
+    shutil.copytree(str(source), lake)  # the module's lake keeps no model of this test
+    resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
+    instance = dg.DagsterInstance.ephemeral()
+    trained = dg.materialize([risk_models], resources={"lake": resource}, instance=instance)
+    assert trained.success
+    metadata = trained.asset_materializations_for_node("models__risk")[0].metadata
+    assert metadata["person_180d_status"].value in ("registered", "skipped")
+    versions = sorted((lake / "models" / "person_180d").glob("person_180d-*"))
+    assert versions, metadata["person_180d_detail"].value
+    if metadata["person_180d_deployed"].value == "none":
+        deploy(UPath(lake), "person_180d", versions[0].name)  # scoring does not depend on beating Charlson
+    for bucket in ("00", "01", "02", "03"):
+        scored = dg.materialize(
+            [person_tables], resources={"lake": resource}, instance=instance, partition_key=bucket
+        )
+        assert scored.success and all(c.passed for c in scored.get_asset_check_evaluations())
+    drift = dg.materialize([risk_drift], resources={"lake": resource}, instance=instance)
+    assert drift.success
+    checks = {c.check_name: c for c in drift.get_asset_check_evaluations()}
+    assert checks["contract"].passed and "score_drift" in checks
+    view = read_table(UPath(lake), "gold", "patient_360")
+    scores = read_table(UPath(lake), "gold", "risk_scores")
+    assert scores.height == view.filter(~pl.col("deceased")).height > 500
+    assert view["risk_tier"].drop_nulls().len() == scores.height
+    assert read_table(UPath(lake), "gold", "risk_drift").filter(pl.col("variable") == "score").height == 1

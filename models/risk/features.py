@@ -73,6 +73,9 @@ PERSON_FEATURES: tuple[Feature, ...] = (
         "readmissions_36m", "{v:.0f} readmissions within 30 days of a discharge in 3 years", group=_HOSPITAL
     ),
     Feature("bed_days_12m", "{v:.0f} days in hospital in the last 12 months", group=_HOSPITAL),
+    Feature(
+        "mean_stay_days_36m", "hospital stays of {v:.1f} days on average", "no hospital stay", group=_HOSPITAL
+    ),
     Feature("outpatient_visits_12m", "{v:.0f} outpatient visits in the last 12 months"),
     Feature("days_since_discharge", "discharged {v:.0f} days ago", "no hospital stay", group=_HOSPITAL),
     *[Feature(f"has_{k}", "{has} " + words) for k, words in _CONDITION_WORDS.items()],
@@ -253,6 +256,12 @@ def _utilization(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
             .sum()
             .alias("bed_days_12m"),
             (outpatient & _within("_start", 365)).sum().alias("outpatient_visits_12m"),
+            (pl.col("_end") - pl.col("_start"))
+            .filter(discharged & _within("_start", 1096))
+            .mean()
+            .dt.total_hours()
+            .truediv(24)
+            .alias("mean_stay_days_36m"),
             (pl.col("cutoff").first() - pl.col("_end").filter(discharged).max())
             .dt.total_days()
             .cast(pl.Float64)

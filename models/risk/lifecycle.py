@@ -7,17 +7,17 @@ deployed version stays and the outcome says why. Training on unchanged data reus
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 from upath import UPath
 
+from models.registry import deploy, has_version, read_metadata
 from models.risk.card import model_card
 from models.risk.config import RiskConfig
 from models.risk.dataset import TrainingSet, discharge_training_set, person_training_set
-from models.risk.registry import deploy, deployed_version, has_version, model_folder, register, version_id
+from models.risk.registry import deployed_risk_version, register, version_id
 from models.risk.train import TrainingError, train_model
 
 
@@ -46,14 +46,14 @@ def train_and_deploy(lake: UPath, buckets: int, as_of: date, config: RiskConfig)
         data = build(lake, buckets, as_of, config)
         version = version_id(data, config.seed)
         if has_version(lake, name, version):
-            metadata = json.loads((model_folder(lake, name) / version / "metadata.json").read_text())
+            metadata = read_metadata(lake, name, version)
             status = "reused"
         else:
             try:
                 model = train_model(data, config.seed)
             except TrainingError as error:
                 outcomes.append(
-                    TrainingOutcome(name, "skipped", None, deployed_version(lake, name), str(error), {})
+                    TrainingOutcome(name, "skipped", None, deployed_risk_version(lake, name), str(error), {})
                 )
                 continue
             metadata = register(lake, model, data, version, config.seed, model_card(model, data, version))
@@ -67,6 +67,8 @@ def train_and_deploy(lake: UPath, buckets: int, as_of: date, config: RiskConfig)
         else:
             detail = f"{comparison}: does not beat the baseline, not deployed"
         outcomes.append(
-            TrainingOutcome(name, status, version, deployed_version(lake, name), detail, metadata["metrics"])
+            TrainingOutcome(
+                name, status, version, deployed_risk_version(lake, name), detail, metadata["metrics"]
+            )
         )
     return outcomes

@@ -1,6 +1,5 @@
-"""The model registry, under the lake: `<lake>/models/<name>/<version>/` holds `model.joblib`,
-`metadata.json` and `model_card.md`; `<lake>/models/<name>/deployed.json` points at the version scoring
-uses, unless a run pins another (`PATIENT_INSIGHTS_RISK_MODEL_VERSION`).
+"""Risk models in the registry (`models/registry.py`: `<lake>/models/<name>/<version>/`, a deployed
+pointer, and `PATIENT_INSIGHTS_RISK_MODEL_VERSION` to pin another version).
 
 A version id is derived from the training data's fingerprint, the settings and the code's feature list,
 so training twice on the same data gives the same version (and the second time reuses it). Loading
@@ -13,26 +12,25 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import polars as pl
 import sklearn
 from upath import UPath
 
+from models.registry import (
+    RegistryError,
+    deployed_version,
+    has_version,
+    read_estimator,
+    read_metadata,
+    save_version,
+)
 from models.risk.dataset import TrainingSet
 from models.risk.train import TrainedModel
-from pipelines.lake import write_bytes_atomic
 
-MODELS = "models"
 PIN_VARIABLE = "PATIENT_INSIGHTS_RISK_MODEL_VERSION"
-DEPLOYED = "deployed.json"
-
-
-class RegistryError(RuntimeError):
-    """A model that cannot be used: missing, or not matching this code."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,6 @@ def fingerprint(data: TrainingSet) -> str:
     return digest.hexdigest()
 
 
-def model_folder(lake: UPath, name: str) -> UPath:
-    """The registry folder of one model."""
-    return lake / MODELS / name
-
-
 def version_id(data: TrainingSet, seed: int) -> str:
     """The version a training run on `data` produces."""
     payload = json.dumps(
@@ -71,23 +64,13 @@ def version_id(data: TrainingSet, seed: int) -> str:
     return f"{data.name}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
 
-def has_version(lake: UPath, name: str, version: str) -> bool:
-    """True when the version is fully registered (its metadata is written last)."""
-    return (model_folder(lake, name) / version / "metadata.json").exists()
-
-
 def register(
     lake: UPath, model: TrainedModel, data: TrainingSet, version: str, seed: int, card: str
 ) -> dict[str, Any]:
     """Save the model, its metadata and its card; the metadata file appears last, so a killed run leaves
     no version that looks complete."""
-    folder = model_folder(lake, model.name) / version
-    buffer = io.BytesIO()
-    joblib.dump(model.estimator, buffer)
-    write_bytes_atomic(buffer.getvalue(), folder / "model.joblib")
-    write_bytes_atomic(card.encode(), folder / "model_card.md")
     metadata = metadata_of(model, data, version, seed)
-    write_bytes_atomic(json.dumps(metadata, indent=2, sort_keys=True).encode(), folder / "metadata.json")
+    save_version(lake, model.name, version, model.estimator, metadata, card)
     return metadata
 
 
@@ -118,39 +101,18 @@ def metadata_of(model: TrainedModel, data: TrainingSet, version: str, seed: int)
     }
 
 
-def deploy(lake: UPath, name: str, version: str) -> None:
-    """Point scoring at `version`."""
-    if not has_version(lake, name, version):
-        raise RegistryError(f"model {name} has no registered version {version}")
-    write_bytes_atomic(json.dumps({"version": version}).encode(), model_folder(lake, name) / DEPLOYED)
-
-
-def deployed_version(lake: UPath, name: str) -> str | None:
-    """The pinned version (environment) or the deployed one, None when nothing is deployed."""
-    pinned = os.environ.get(PIN_VARIABLE)
-    if pinned and pinned.startswith(f"{name}-"):
-        return pinned
-    pointer = model_folder(lake, name) / DEPLOYED
-    if not pointer.exists():
-        return None
-    return str(json.loads(pointer.read_text())["version"])
-
-
 def load_model(
     lake: UPath, name: str, expected_features: list[str], version: str | None = None
 ) -> RegisteredModel:
     """Load a version (default: the pinned or deployed one) and check it fits this code."""
-    version = version or deployed_version(lake, name)
+    version = version or deployed_version(lake, name, PIN_VARIABLE)
     if version is None:
         raise RegistryError(f"no {name} model is deployed: train one (the risk_models asset) first")
-    folder = model_folder(lake, name) / version
     if not has_version(lake, name, version):
         raise RegistryError(f"model {name} version {version} is not in the registry ({PIN_VARIABLE}?)")
-    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata = read_metadata(lake, name, version)
     check_compatible(metadata, expected_features)
-    with (folder / "model.joblib").open("rb") as handle:
-        estimator = joblib.load(handle)
-    return RegisteredModel(version, estimator, metadata)
+    return RegisteredModel(version, read_estimator(lake, name, version), metadata)
 
 
 def check_compatible(metadata: dict[str, Any], expected_features: list[str]) -> None:
@@ -169,3 +131,8 @@ def check_compatible(metadata: dict[str, Any], expected_features: list[str]) -> 
             f"model {metadata['version']} was saved by scikit-learn {metadata['sklearn_version']}, this is "
             f"{sklearn.__version__}: retrain it with this version"
         )
+
+
+def deployed_risk_version(lake: UPath, name: str) -> str | None:
+    """The pinned or deployed version of a risk model."""
+    return deployed_version(lake, name, PIN_VARIABLE)

@@ -14,7 +14,7 @@ Landing layout (the contract the ingestion readers implement)::
     <out>/devices_omh/datapoints.NNN.ndjson
     <out>/devices_ihealth/<vendor_user_id>/bp.json | weight.json | glucose.json
     <out>/service_center/conversations.NNN.ndjson
-    <truth_out>/identity.csv, defects.csv, summary.json     ground truth, never in the landing folder
+    <truth_out>/identity.csv, defects.csv, risk.csv, summary.json   ground truth, never in landing
 
 Decisions where the contract is silent:
 
@@ -199,6 +199,7 @@ def _generate(
             timeline = make_timeline(rng, person, profile, clock)
             for source in person.sources:
                 truth.identity(source, person.ids[source], index)
+            truth.risk(index, profile.ed_rate, profile.ip_rate, profile.readmit_p)
             membership["both" if len(person.sources) == 2 else f"{person.sources[0]}_only"] += 1
             if "ehr_a" in person.sources:
                 bulk.begin_patient()

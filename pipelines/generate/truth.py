@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import orjson
 
+RISK_HEADER = ("person_index", "ed_rate", "ip_rate", "readmit_p")
 IDENTITY_HEADER = ("source", "source_patient_id", "person_index")
 DEFECTS_HEADER = ("source", "file", "line", "entry", "defect", "expected_reason")
 
@@ -34,6 +35,9 @@ class Truth:
         self._defects_fh = open(folder / "defects.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self._defects = csv.writer(self._defects_fh, lineterminator="\n")
         self._defects.writerow(DEFECTS_HEADER)
+        self._risk_fh = open(folder / "risk.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._risk = csv.writer(self._risk_fh, lineterminator="\n")
+        self._risk.writerow(RISK_HEADER)
         self._spools: dict[str, IO[bytes]] = {
             name: open(folder / f".{name}.spool", "wb", buffering=1 << 16)  # noqa: SIM115
             for name in ("files", "deleted", "duplicates")
@@ -46,6 +50,11 @@ class Truth:
         """One Patient of `source` and the person it belongs to."""
         self._identity.writerow((source, patient_id, person_index))
         self.patients_per_source[source] = self.patients_per_source.get(source, 0) + 1
+
+    def risk(self, person_index: int, ed_rate: float, ip_rate: float, readmit_p: float) -> None:
+        """The latent acute-care rates the person's history was drawn from (per year; the chance of a
+        30-day readmission after a stay): the known signal a risk model can at best recover."""
+        self._risk.writerow((person_index, f"{ed_rate:.6f}", f"{ip_rate:.6f}", f"{readmit_p:.6f}"))
 
     def defect(
         self, source: str, file: str, line: int | None, entry: int | None, defect: str, reason: str
@@ -80,6 +89,7 @@ class Truth:
         per-patient files), unlisted_files, deleted_ids and duplicate_versions."""
         self._identity_fh.close()
         self._defects_fh.close()
+        self._risk_fh.close()
         for fh in self._spools.values():
             fh.close()
         head = {

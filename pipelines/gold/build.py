@@ -17,7 +17,7 @@ import polars as pl
 from upath import UPath
 
 from models.risk.config import risk_config
-from models.risk.registry import RegisteredModel, deployed_version, load_model
+from models.risk.registry import RegisteredModel, deployed_risk_version, load_model
 from models.risk.score import (
     FEATURE_NAMES,
     PERSON_MODEL,
@@ -143,7 +143,7 @@ def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> 
 def deployed_risk_model(lake: UPath) -> RegisteredModel | None:
     """The deployed (or pinned) person risk model, None when none is deployed yet; a model that does not
     fit this code raises RegistryError (scoring with it would be wrong)."""
-    if deployed_version(lake, PERSON_MODEL) is None:
+    if deployed_risk_version(lake, PERSON_MODEL) is None:
         return None
     return load_model(lake, PERSON_MODEL, FEATURE_NAMES)
 

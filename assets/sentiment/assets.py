@@ -1,0 +1,84 @@
+"""The sentiment model: trained on weak labels from survey ratings, judged against VADER on held-out
+texts, registered and deployed (the better by macro-F1)."""
+
+import os
+
+import dagster as dg
+import polars as pl
+
+from assets.resources import LakeResource
+from models.sentiment.train import (
+    SentimentTrainingError,
+    fingerprint,
+    register_sentiment,
+    split_held_out,
+    survey_weak_labels,
+    train_sentiment,
+)
+from pipelines.lake import read_table
+from pipelines.silver.build import SILVER
+
+SENTIMENT_GROUP = "sentiment"
+SENTIMENT_MODEL_KEY = dg.AssetKey(["models", "sentiment"])
+LABELS_VARIABLE = "PATIENT_INSIGHTS_SENTIMENT_LABELS"
+"""Optional CSV of hand-labelled texts (`text`, `label`) added to the weak labels (both splits)."""
+
+
+def labelled_file(path: str) -> pl.DataFrame:
+    """A labelled CSV (`text`, `label` in negative/neutral/positive); other labels are refused by name."""
+    frame = pl.read_csv(path, infer_schema_length=0)
+    missing = {"text", "label"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{LABELS_VARIABLE} file lacks the column(s) {sorted(missing)}")
+    wrong = sorted(set(frame["label"].drop_nulls().to_list()) - {"negative", "neutral", "positive"})
+    if wrong:
+        raise ValueError(
+            f"{LABELS_VARIABLE} file has labels other than negative/neutral/positive: {wrong[:5]}"
+        )
+    return frame.select("text", "label")
+
+
+@dg.asset(
+    key=SENTIMENT_MODEL_KEY,
+    group_name=SENTIMENT_GROUP,
+    deps=[dg.AssetDep([SILVER, "questionnaire_response_item"], partition_mapping=dg.AllPartitionMapping())],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
+    neutral, 9-10 positive), compare it with VADER on the latest 20 % of them, deploy the better."""
+    settings = lake.settings()
+    weak = survey_weak_labels(read_table(settings.lake, SILVER, "questionnaire_response_item"))
+    train, held_out = split_held_out(weak)
+    data = f"{weak.height} survey comments with weak labels from their 0-10 rating"
+    extra = os.environ.get(LABELS_VARIABLE)
+    if extra:
+        labelled = labelled_file(extra)
+        labelled_train, labelled_held_out = split_held_out(labelled)
+        train = pl.concat([train.select("text", "label"), labelled_train])
+        held_out = pl.concat([held_out.select("text", "label"), labelled_held_out])
+        data += f", plus {labelled.height} hand-labelled texts"
+    try:
+        training = train_sentiment(train.select("text", "label"), held_out.select("text", "label"))
+    except SentimentTrainingError as error:
+        context.log.warning(f"sentiment model not trained: {error}")
+        return dg.MaterializeResult(metadata={"status": "skipped", "detail": str(error)})
+    version = register_sentiment(settings.lake, training, fingerprint(train, held_out), data)
+    return dg.MaterializeResult(
+        metadata={
+            "status": "deployed",
+            "version": version,
+            "chosen": training.chosen,
+            **{f"{name}_macro_f1": round(m["macro_f1"], 4) for name, m in training.metrics.items()},
+            "train_rows": training.rows["train"],
+            "held_out_rows": training.rows["held_out"],
+        }
+    )
+
+
+SENTIMENT_JOB = "sentiment_model_job"
+sentiment_job = dg.define_asset_job(
+    SENTIMENT_JOB,
+    selection=dg.AssetSelection.groups(SENTIMENT_GROUP),
+    description="Silver survey answers → trained, judged and deployed sentiment model.",
+)
