@@ -24,6 +24,7 @@ from assets.bronze.checks import (
 )
 from assets.devices.assets import device_gold, device_readings
 from assets.devices.automation import device_gold_job, device_silver_job
+from assets.feedback.assets import conversation_turns, feedback_job
 from assets.gold.assets import care_gap_rates, person_job, person_tables, summary_job
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
@@ -36,6 +37,7 @@ ASSETS = [
     silver_tables,
     device_readings,
     device_gold,
+    conversation_turns,
     identity_tables,
     person_tables,
     care_gap_rates,
@@ -56,6 +58,7 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
             silver_job,
             device_silver_job,
             device_gold_job,
+            feedback_job,
             identity_job,
             risk_job,
             sentiment_job,

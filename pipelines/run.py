@@ -33,6 +33,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     ingest job, then the silver job for every bucket partition."""
     from assets.bronze.automation import BRONZE_JOB, SILVER_JOB  # Dagster imports are slow: only when running
     from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
+    from assets.feedback.assets import FEEDBACK_JOB
     from assets.gold.assets import PERSON_JOB, SUMMARY_JOB
     from assets.identity.assets import IDENTITY_JOB
     from assets.partitions import patient_buckets, person_buckets
@@ -57,7 +58,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     ]
     partitions = patient_buckets(settings.buckets).get_partition_keys()
     # each job for every bucket before the next: a derived device bucket reads readings from all buckets
-    for job_name in (SILVER_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
+    for job_name in (SILVER_JOB, FEEDBACK_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
         if not all(r.success for r in results):
             break
         job = defs.resolve_job_def(job_name)
