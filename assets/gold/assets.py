@@ -20,6 +20,7 @@ from pipelines.gold.build import (
     person_table_file,
 )
 from pipelines.gold.patient_360 import PATIENT_360
+from pipelines.gold.sentiment import SENTIMENT_CONVERSATION, SENTIMENT_MESSAGE
 from pipelines.gold.timeline import TIMELINE
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
 from pipelines.lake import table_path
@@ -55,6 +56,7 @@ _READS = [
             "communication",
             "questionnaire_response_item",
             "device_reading",
+            "conversation_turn",
         )
     ],
     *[dg.AssetDep([GOLD, table], partition_mapping=_ALL) for table in ("device_adherence", "device_alerts")],
@@ -86,6 +88,16 @@ _PERSON_TABLES: dict[str, tuple[str, list[Any]]] = {
     RISK_FEATURES: (
         "The point-in-time feature values each person was scored with (drift and the dashboard's why).",
         [["models", "risk"], *_READS],
+    ),
+    SENTIMENT_MESSAGE: (
+        "Every conversation turn, patient message and survey comment up to the as-of day; the patient's "
+        "texts scored by the deployed sentiment model (label, score in [-1, 1], text status).",
+        [["models", "sentiment"], *_READS],
+    ),
+    SENTIMENT_CONVERSATION: (
+        "One row per service-center conversation: overall sentiment, start → end trajectory, escalation "
+        "from the bot, resolution.",
+        [[GOLD, SENTIMENT_MESSAGE]],
     ),
     TRIGGER_EVENTS: (
         "Discharges, new diagnoses, missed appointments, device alerts and negative surveys of the last 30 "

@@ -1,11 +1,12 @@
-"""The sentiment model: trained on weak labels from survey ratings, judged against VADER on held-out
-texts, registered and deployed (the better by macro-F1)."""
+"""The sentiment model (trained on weak labels from survey ratings, judged against VADER on held-out
+texts, the better by macro-F1 deployed) and the sentiment reports over every gold person bucket."""
 
 import os
 
 import dagster as dg
 import polars as pl
 
+from assets.contracts import contract_check
 from assets.resources import LakeResource
 from models.sentiment.train import (
     SentimentTrainingError,
@@ -15,10 +16,23 @@ from models.sentiment.train import (
     survey_weak_labels,
     train_sentiment,
 )
-from pipelines.lake import read_table
+from pipelines.gold.sentiment import (
+    GOLD,
+    REPORT_FILE,
+    REPORT_TABLES,
+    SENTIMENT_AGENT_WEEKLY,
+    SENTIMENT_DEPARTMENT_WEEKLY,
+    SENTIMENT_MESSAGE,
+    SENTIMENT_THEMES,
+    SURVEY_SCORES,
+    build_sentiment_reports,
+)
+from pipelines.lake import read_table, table_path
 from pipelines.silver.build import SILVER
+from pipelines.silver.expectations import EXPECTATIONS_DIR
 
 SENTIMENT_GROUP = "sentiment"
+CONTRACT_CHECK = "contract"
 SENTIMENT_MODEL_KEY = dg.AssetKey(["models", "sentiment"])
 LABELS_VARIABLE = "PATIENT_INSIGHTS_SENTIMENT_LABELS"
 """Optional CSV of hand-labelled texts (`text`, `label`) added to the weak labels (both splits)."""
@@ -82,3 +96,47 @@ sentiment_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups(SENTIMENT_GROUP),
     description="Silver survey answers → trained, judged and deployed sentiment model.",
 )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            [GOLD, table],
+            description=description,
+            group_name="gold_summary",
+            deps=[
+                dg.AssetDep([GOLD, SENTIMENT_MESSAGE], partition_mapping=dg.AllPartitionMapping()),
+                dg.AssetDep(
+                    [SILVER, "questionnaire_response_item"], partition_mapping=dg.AllPartitionMapping()
+                ),
+            ],
+            automation_condition=dg.AutomationCondition.eager(),
+        )
+        for table, description in (
+            (
+                SENTIMENT_AGENT_WEEKLY,
+                "Per week and agent: conversations, scored patient messages, mean score and negative share "
+                "with 95 % intervals, and whether the volume is enough to read them.",
+            ),
+            (SENTIMENT_DEPARTMENT_WEEKLY, "The same per week and department."),
+            (SURVEY_SCORES, "Per week: survey responses, promoters, passives, detractors, NPS, mean rating."),
+            (SENTIMENT_THEMES, "Themes of negative patient feedback: top terms, size, three short snippets."),
+        )
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, table], blocking=True, description="GE suite")
+        for table in REPORT_TABLES
+    ],
+    can_subset=False,
+)
+def sentiment_reports(context: dg.AssetExecutionContext, lake: LakeResource):
+    """Weekly agent and department sentiment, survey scores and negative themes over every bucket."""
+    settings = lake.settings()
+    reports = build_sentiment_reports(settings.lake)
+    for table, frame in reports.items():
+        yield dg.MaterializeResult(asset_key=[GOLD, table], metadata={"rows": frame.height})
+    for table in REPORT_TABLES:
+        path = table_path(settings.lake, GOLD, table) / REPORT_FILE
+        yield contract_check(
+            path, table, EXPECTATIONS_DIR / "gold", dg.AssetKey([GOLD, table]), CONTRACT_CHECK
+        )

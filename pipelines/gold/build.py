@@ -1,21 +1,24 @@
 """Build every gold person table of one person bucket in one pass over its records.
 
 Order matters and shows the data flow: the 360 view, the timeline, care gaps (which fill the view's
-`open_care_gaps`), risk scores with the deployed model (which fill `risk_score` and `risk_tier`), trigger
-events, then segments over all of them. Each silver table is read once for the
-bucket (`PersonRecords`) and every table is written to `gold/<table>/bucket=<key>/data.parquet`
-atomically. Trigger events, segment membership and static snapshots carry history, so the bucket's
-previous files are read first; persons keep their bucket as long as they keep their id.
+`open_care_gaps`), risk scores with the deployed model (which fill `risk_score` and `risk_tier`),
+sentiment of the persons' messages (which fills `latest_sentiment`), trigger events, then segments.
+Each silver table is read once for the bucket (`PersonRecords`) and every table is written to
+`gold/<table>/bucket=<key>/data.parquet` atomically. Trigger events, segment membership and static
+snapshots carry history, so the bucket's previous files are read first; persons keep their bucket as
+long as they keep their id.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import polars as pl
 from upath import UPath
 
+from models.registry import deployed_version
 from models.risk.config import risk_config
 from models.risk.registry import RegisteredModel, deployed_risk_version, load_model
 from models.risk.score import (
@@ -27,8 +30,18 @@ from models.risk.score import (
     RISK_SCORES,
     score_persons,
 )
+from models.sentiment.train import NAME as SENTIMENT
+from models.sentiment.train import PIN_VARIABLE as SENTIMENT_PIN
+from models.sentiment.train import load_sentiment_model
 from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
 from pipelines.gold.records import PersonRecords
+from pipelines.gold.sentiment import (
+    SENTIMENT_CONVERSATION,
+    SENTIMENT_MESSAGE,
+    build_sentiment_conversations,
+    build_sentiment_messages,
+    with_latest_sentiment,
+)
 from pipelines.gold.timeline import TIMELINE, build_timeline
 from pipelines.lake import read_table, remove_files, table_path, write_parquet_atomic
 from pipelines.measures.build import (
@@ -51,6 +64,8 @@ PERSON_TABLES = (
     CARE_GAPS,
     RISK_SCORES,
     RISK_FEATURES,
+    SENTIMENT_MESSAGE,
+    SENTIMENT_CONVERSATION,
     TRIGGER_EVENTS,
     SEGMENT_MEMBERSHIP,
     SEGMENT_SNAPSHOTS,
@@ -79,6 +94,7 @@ def build_person_tables(
     as_of: date,
     history: dict[str, pl.DataFrame],
     risk_model: RegisteredModel | None = None,
+    sentiment_model: tuple[str, Any] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every gold person table for the persons of `records` as of `as_of`, given the previous
     trigger events, segment membership and snapshots of the same persons (`history`, by table), scored
@@ -93,6 +109,10 @@ def build_person_tables(
         scores = pl.DataFrame(schema=RISK_SCHEMA)
         features = pl.DataFrame(schema=RISK_FEATURE_SCHEMA)
     view = with_risk(view, scores)
+    version, scorer = sentiment_model or (None, None)
+    messages = build_sentiment_messages(records, as_of, scorer, version)
+    conversations = build_sentiment_conversations(messages)
+    view = with_latest_sentiment(view, messages)
     triggers = build_trigger_events(records, as_of, history[TRIGGER_EVENTS])
     membership, snapshots = evaluate_segments(
         view, gaps, triggers, history[SEGMENT_MEMBERSHIP], history[SEGMENT_SNAPSHOTS], as_of
@@ -103,6 +123,8 @@ def build_person_tables(
         CARE_GAPS: gaps,
         RISK_SCORES: scores,
         RISK_FEATURES: features,
+        SENTIMENT_MESSAGE: messages,
+        SENTIMENT_CONVERSATION: conversations,
         TRIGGER_EVENTS: triggers,
         SEGMENT_MEMBERSHIP: membership,
         SEGMENT_SNAPSHOTS: snapshots,
@@ -126,7 +148,9 @@ def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> 
         SEGMENT_MEMBERSHIP: _previous(lake, SEGMENT_MEMBERSHIP, bucket, MEMBERSHIP_SCHEMA),
         SEGMENT_SNAPSHOTS: _previous(lake, SEGMENT_SNAPSHOTS, bucket, SNAPSHOT_SCHEMA),
     }
-    tables = build_person_tables(records, as_of, history, deployed_risk_model(lake))
+    tables = build_person_tables(
+        records, as_of, history, deployed_risk_model(lake), deployed_sentiment_model(lake)
+    )
     for table in PERSON_TABLES:
         write_parquet_atomic(tables[table], person_table_file(lake, table, bucket))
     # lakes written before gold was bucketed hold one whole-table file, which would now double every row
@@ -146,6 +170,13 @@ def deployed_risk_model(lake: UPath) -> RegisteredModel | None:
     if deployed_risk_version(lake, PERSON_MODEL) is None:
         return None
     return load_model(lake, PERSON_MODEL, FEATURE_NAMES)
+
+
+def deployed_sentiment_model(lake: UPath) -> tuple[str, Any] | None:
+    """The deployed (or pinned) sentiment model and its version, None when none is deployed yet."""
+    if deployed_version(lake, SENTIMENT, SENTIMENT_PIN) is None:
+        return None
+    return load_sentiment_model(lake)
 
 
 def with_risk(view: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
