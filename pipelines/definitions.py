@@ -29,7 +29,7 @@ from assets.gold.assets import care_gap_rates, person_job, person_tables, summar
 from assets.identity.assets import identity_job, identity_tables
 from assets.resources import LakeResource, lake_resource_from_env
 from assets.risk.assets import risk_drift, risk_job, risk_models
-from assets.sentiment.assets import sentiment_job, sentiment_model, sentiment_reports
+from assets.sentiment.assets import sentiment_job, sentiment_model, sentiment_report, sentiment_reports
 from assets.silver.assets import silver_tables
 
 ASSETS = [
@@ -45,6 +45,7 @@ ASSETS = [
     risk_drift,
     sentiment_model,
     sentiment_reports,
+    sentiment_report,
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 

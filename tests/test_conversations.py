@@ -97,3 +97,50 @@ def test_the_asset_builds_every_generated_conversation(identity) -> None:  # noq
     bronze = read_table(lake, "bronze", "feedback_records")
     assert turns["conversation_id"].n_unique() == bronze["record_id"].n_unique() > 50
     assert set(turns["speaker"]) == {"patient", "agent", "bot"}
+
+
+def test_sentiment_assets_train_score_summarize_and_report(identity, tmp_path) -> None:  # noqa: F811
+    import shutil
+
+    import dagster as dg
+    from upath import UPath
+
+    from assets.feedback.assets import conversation_turns as turns_asset
+    from assets.gold.assets import person_tables
+    from assets.resources import LakeResource
+    from assets.sentiment.assets import sentiment_model, sentiment_report, sentiment_reports
+    from pipelines.lake import read_table
+
+    root, source = identity
+    lake = tmp_path / "lake"
+    shutil.copytree(str(source), lake)
+    resource = LakeResource(
+        landing=str(root / "landing"),
+        lake=str(lake),
+        exports=str(tmp_path / "exports"),
+        buckets=4,
+        as_of="2026-06-30",
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    trained = dg.materialize([sentiment_model], resources={"lake": resource}, instance=instance)
+    assert trained.success
+    assert (
+        trained.asset_materializations_for_node("models__sentiment")[0].metadata["status"].value == "deployed"
+    )
+    for bucket in ("00", "01", "02", "03"):
+        for asset in (turns_asset, person_tables):
+            done = dg.materialize(
+                [asset], resources={"lake": resource}, instance=instance, partition_key=bucket
+            )
+            assert done.success and all(c.passed for c in done.get_asset_check_evaluations())
+    summary = dg.materialize(
+        [sentiment_reports, sentiment_report], resources={"lake": resource}, instance=instance
+    )
+    assert summary.success and all(c.passed for c in summary.get_asset_check_evaluations())
+    messages = read_table(UPath(lake), "gold", "sentiment_message")
+    patients = messages.filter(pl.col("speaker") == "patient")
+    assert patients["text_status"].is_not_null().all() and patients["label"].is_not_null().mean() > 0.9
+    assert messages.filter(pl.col("speaker") == "agent")["label"].is_null().all()  # agents are context only
+    view = read_table(UPath(lake), "gold", "patient_360")
+    assert view["latest_sentiment"].is_not_null().sum() > 100
+    assert list((tmp_path / "exports" / "sentiment_reports").glob("*/report.html"))

@@ -141,3 +141,44 @@ def test_negative_themes_return_short_snippets() -> None:
     assert all(len(set(row)) == len(row) for row in themes["snippets"].to_list())  # distinct examples
     assert negative_themes(texts[:5]).is_empty()  # too few to tell themes apart
     assert negative_themes(["", "   "] * 10).is_empty()
+
+
+def test_the_weekly_report_is_one_self_contained_html_file(tmp_path) -> None:
+    from upath import UPath
+
+    from pipelines.gold.sentiment import (
+        SENTIMENT_AGENT_WEEKLY,
+        SENTIMENT_CONVERSATION,
+        SENTIMENT_DEPARTMENT_WEEKLY,
+        SENTIMENT_THEMES,
+        SURVEY_SCORES,
+    )
+    from pipelines.lake import table_path, write_parquet_atomic
+    from pipelines.reports.sentiment_report import render_sentiment_report
+
+    lake = UPath(tmp_path / "lake")
+    secret = "My neighbour Alice Example saw my diagnosis letter and I am furious about the clinic privacy"
+    rows = [
+        r for i in range(25) for r in turns(f"c{i}", ("patient", -0.6 if i % 3 else 0.4), ("agent", None))
+    ]
+    messages = frame(rows)
+    reasons = ["the phone line kept dropping", "the bill was wrong twice", "no refill", "rude staff"]
+    texts = [f"{secret}, and {reason}" for reason in reasons] * 4
+    tables = {
+        SENTIMENT_DEPARTMENT_WEEKLY: weekly_sentiment(messages, "department"),
+        SENTIMENT_AGENT_WEEKLY: weekly_sentiment(messages, "agent_id"),
+        SURVEY_SCORES: survey_scores(pl.DataFrame({"rating": [3, 9, 10], "at": [MONDAY] * 3})),
+        SENTIMENT_THEMES: negative_themes(texts),
+    }
+    for table, data in tables.items():
+        write_parquet_atomic(data, table_path(lake, "gold", table) / "data.parquet")
+    conversations = summarize_conversations(messages)
+    write_parquet_atomic(
+        conversations, table_path(lake, "gold", SENTIMENT_CONVERSATION) / "bucket=00" / "data.parquet"
+    )
+    path = render_sentiment_report(lake, UPath(tmp_path / "exports"))
+    page = path.read_text(encoding="utf-8")
+    assert path.name == "report.html" and path.parent.name == MONDAY.date().isoformat()
+    assert "<script src=" not in page  # the charts' JavaScript is inlined
+    assert "Patient sentiment, week of 2026-06-01" in page and "c1" in page
+    assert secret not in page and secret[:40] in page  # only short snippets of patients' words

@@ -28,6 +28,7 @@ from pipelines.gold.sentiment import (
     build_sentiment_reports,
 )
 from pipelines.lake import read_table, table_path
+from pipelines.reports.sentiment_report import render_sentiment_report
 from pipelines.silver.build import SILVER
 from pipelines.silver.expectations import EXPECTATIONS_DIR
 
@@ -140,3 +141,24 @@ def sentiment_reports(context: dg.AssetExecutionContext, lake: LakeResource):
         yield contract_check(
             path, table, EXPECTATIONS_DIR / "gold", dg.AssetKey([GOLD, table]), CONTRACT_CHECK
         )
+
+
+@dg.asset(
+    key=["exports", "sentiment_report"],
+    group_name="gold_summary",
+    deps=[[GOLD, t] for t in REPORT_TABLES]
+    + [dg.AssetDep([GOLD, "sentiment_conversation"], partition_mapping=dg.AllPartitionMapping())],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def sentiment_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """The latest week's sentiment report as one self-contained HTML file under the exports folder
+    (charts inlined; patient words only as short theme snippets)."""
+    settings = lake.settings()
+    try:
+        path = render_sentiment_report(settings.lake, settings.exports)
+    except ValueError as nothing:  # no conversation has been scored yet: nothing to report, not a failure
+        context.log.warning(str(nothing))
+        return dg.MaterializeResult(metadata={"status": "no sentiment figures yet"})
+    return dg.MaterializeResult(
+        metadata={"report": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size}
+    )
