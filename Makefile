@@ -39,7 +39,9 @@ $(DAGSTER_HOME)/dagster.yaml:
 run: setup
 	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --defects $(DEMO_DEFECTS) \
 		--as-of $(PATIENT_INSIGHTS_AS_OF) --out "$(PATIENT_INSIGHTS_LANDING)"
-	$(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
+	# the generator's labelled conversation turns stand in for an organization's hand-labelled sample
+	PATIENT_INSIGHTS_SENTIMENT_LABELS="$(dir $(abspath $(PATIENT_INSIGHTS_LANDING)))ground_truth/conversation_turns.csv" \
+		$(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
 
 test: setup
 	$(BIN)/ruff check .

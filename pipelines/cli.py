@@ -288,6 +288,9 @@ def _print_sentiment_summary(lake: UPath) -> None:
     rows = [(name, round(m["macro_f1"], 3), m["n"]) for name, m in sorted(metadata["metrics"].items())]
     table = pl.DataFrame(rows, schema=["model", "held-out macro-F1", "held-out texts"], orient="row")
     console.print(_table(f"Sentiment ({version}: {metadata['kind']} deployed)", table))
+    routes = ", ".join(f"{kind} → {name}" for kind, name in sorted(metadata.get("model_by_kind", {}).items()))
+    if routes:
+        console.print(f"Sentiment model per kind of text: {routes}")
 
 
 def _print_segment_summary(lake: UPath) -> None:

@@ -59,7 +59,7 @@ def labelled(copies: int, seed: int) -> pl.DataFrame:
             text = rng.choice(texts)
             rows.append(
                 (
-                    f"{text} {rng.choice(['', 'Today.', 'Again.'])}".strip(),
+                    f"{text} {rng.choice(['', 'Today.', 'Again.'])} Ref {rng.randrange(10**6)}.".strip(),
                     label,
                 )
             )
@@ -210,3 +210,60 @@ def test_a_text_classifier_pipeline_is_deterministic() -> None:
     b = text_classifier(7).fit(data["text"].to_list(), data["label"].to_list())
     texts = ["nobody called", "thank you"]
     assert (a.predict_proba(texts) == b.predict_proba(texts)).all()
+
+
+class _Constant:
+    """A stand-in model that labels everything the same."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "text_status": ["ok"] * len(texts),
+                "sentiment_label": [self.label] * len(texts),
+                "sentiment_score": [0.0] * len(texts),
+            }
+        )
+
+
+def test_the_routed_model_scores_each_kind_with_its_model_and_keeps_the_order() -> None:
+    from models.sentiment.models import RoutedModel
+
+    routed = RoutedModel(
+        {"a": _Constant("positive"), "b": _Constant("negative")}, "a", {"conversation_turn": "b"}
+    )
+    texts = pl.Series(["x", "y", "z", "w"])
+    kinds = pl.Series(["survey_comment", "conversation_turn", None, "conversation_turn"])
+    assert routed.score(texts, kinds)["sentiment_label"].to_list() == [
+        "positive",
+        "negative",
+        "positive",
+        "negative",
+    ]
+    assert routed.score(texts)["sentiment_label"].to_list() == ["positive"] * 4
+
+
+def test_training_chooses_per_kind_only_with_enough_held_out_labels() -> None:
+    data = labelled(80, seed=5).with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0)
+        .then(pl.lit("survey_comment"))
+        .otherwise(pl.lit("tiny"))
+        .alias("kind")
+    )
+    train, held_out = split_held_out(data)
+    held_out = pl.concat(
+        [
+            held_out.filter(pl.col("kind") == "survey_comment"),
+            held_out.filter(pl.col("kind") == "tiny").head(4),
+        ]
+    )
+    training = train_sentiment(train, held_out)
+    assert set(training.by_kind) == {"survey_comment", "tiny"}
+    assert "tiny" not in training.choice_by_kind  # too few held-out texts per label: no choice of its own
+    deployed = training.deployed()
+    assert deployed.model_for("tiny") == training.chosen
+    assert deployed.model_for("survey_comment") in training.models
+    # kinds the classifier never learnt from, with no evidence of their own, are left to the lexicon
+    assert deployed.model_for("conversation_turn") == deployed.model_for("patient_message") == "vader"

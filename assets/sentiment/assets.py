@@ -36,7 +36,8 @@ SENTIMENT_GROUP = "sentiment"
 CONTRACT_CHECK = "contract"
 SENTIMENT_MODEL_KEY = dg.AssetKey(["models", "sentiment"])
 LABELS_VARIABLE = "PATIENT_INSIGHTS_SENTIMENT_LABELS"
-"""Optional CSV of hand-labelled texts (`text`, `label`) added to the weak labels (both splits)."""
+"""Optional CSV of hand-labelled texts (`text`, `label`, optional `kind`: conversation_turn,
+patient_message or survey_comment) added to the weak labels (both splits)."""
 
 
 def labelled_file(path: str) -> pl.DataFrame:
@@ -50,7 +51,9 @@ def labelled_file(path: str) -> pl.DataFrame:
         raise ValueError(
             f"{LABELS_VARIABLE} file has labels other than negative/neutral/positive: {wrong[:5]}"
         )
-    return frame.select("text", "label")
+    if "kind" not in frame.columns:
+        frame = frame.with_columns(pl.lit("labelled").alias("kind"))
+    return frame.select("text", "label", "kind")
 
 
 @dg.asset(
@@ -61,7 +64,8 @@ def labelled_file(path: str) -> pl.DataFrame:
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
-    neutral, 9-10 positive), compare it with VADER on the latest 20 % of them, deploy the better."""
+    neutral, 9-10 positive) and any hand-labelled texts, compare it with VADER on the latest 20 % of
+    them, overall and per kind of text, and deploy the choices."""
     settings = lake.settings()
     weak = survey_weak_labels(read_table(settings.lake, SILVER, "questionnaire_response_item"))
     train, held_out = split_held_out(weak)
@@ -70,11 +74,13 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     if extra:
         labelled = labelled_file(extra)
         labelled_train, labelled_held_out = split_held_out(labelled)
-        train = pl.concat([train.select("text", "label"), labelled_train])
-        held_out = pl.concat([held_out.select("text", "label"), labelled_held_out])
+        train = pl.concat([train.select("text", "label", "kind"), labelled_train])
+        held_out = pl.concat([held_out.select("text", "label", "kind"), labelled_held_out])
         data += f", plus {labelled.height} hand-labelled texts"
     try:
-        training = train_sentiment(train.select("text", "label"), held_out.select("text", "label"))
+        training = train_sentiment(
+            train.select("text", "label", "kind"), held_out.select("text", "label", "kind")
+        )
     except SentimentTrainingError as error:
         context.log.warning(f"sentiment model not trained: {error}")
         return dg.MaterializeResult(metadata={"status": "skipped", "detail": str(error)})
@@ -84,6 +90,7 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
             "status": "deployed",
             "version": version,
             "chosen": training.chosen,
+            **{f"model_for_{kind}": name for kind, name in sorted(training.choice_by_kind.items())},
             **{f"{name}_macro_f1": round(m["macro_f1"], 4) for name, m in training.metrics.items()},
             "train_rows": training.rows["train"],
             "held_out_rows": training.rows["held_out"],

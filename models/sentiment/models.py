@@ -43,7 +43,7 @@ class LexiconModel:
 
     kind: str = "vader"
 
-    def score(self, texts: pl.Series) -> pl.DataFrame:
+    def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
         """Label and score of every scorable text."""
         status = text_status(texts)
         analyzer = _vader()
@@ -86,7 +86,7 @@ class ClassifierModel:
     kind: str = "tfidf_logistic_regression"
     classes: list[str] = field(default_factory=list)
 
-    def score(self, texts: pl.Series) -> pl.DataFrame:
+    def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
         """Label and score of every scorable text (one batch prediction)."""
         status = text_status(texts)
         ok = (status == OK).to_numpy()
@@ -102,3 +102,34 @@ class ClassifierModel:
                 labels[index] = str(best[position])
                 scores[index] = float(signed[position])
         return _scored(texts, labels, scores)
+
+
+@dataclass
+class RoutedModel:
+    """The deployed sentiment model: for each kind of text (survey comment, conversation turn, ...) the model
+    that judged best on held-out texts of that kind, and a default for kinds without their own evidence."""
+
+    models: dict[str, Any]
+    default: str
+    by_kind: dict[str, str]
+    kind: str = "routed"
+
+    def model_for(self, kind: str | None) -> str:
+        """The name of the model that scores texts of `kind`."""
+        return self.by_kind.get(kind or "", self.default)
+
+    def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
+        """Label and score of every scorable text, each by the model chosen for its kind."""
+        if kinds is None:
+            return self.models[self.default].score(texts)
+        routes = pl.DataFrame({"text": texts, "kind": kinds}).with_row_index("_row")
+        routes = routes.with_columns(
+            pl.col("kind")
+            .replace_strict(self.by_kind, default=self.default, return_dtype=pl.String)
+            .alias("_model")
+        )
+        parts = []
+        for name in routes["_model"].unique().sort().to_list():
+            mine = routes.filter(pl.col("_model") == name)
+            parts.append(self.models[name].score(mine["text"]).with_columns(mine["_row"]))
+        return pl.concat(parts).sort("_row").drop("_row")

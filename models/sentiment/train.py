@@ -3,13 +3,14 @@ compare it with VADER on held-out labelled texts by macro-F1, and register and d
 
 Weak labels follow the 0-10 rating given with a survey comment: 0-6 negative, 7-8 neutral, 9-10 positive
 (the NPS bands). The held-out set is the latest 20 % of the labelled texts by time (or the file's own test
-split), so the choice is made on texts the classifier never saw.
+split), with no text on both sides, so the choice is made on texts the classifier never saw.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +28,15 @@ from models.registry import (
     read_metadata,
     save_version,
 )
-from models.sentiment.models import LABELS, ClassifierModel, LexiconModel, text_classifier
+from models.sentiment.models import LABELS, ClassifierModel, LexiconModel, RoutedModel, text_classifier
 from models.sentiment.text import OK, text_status
 
 NAME = "sentiment"
 PIN_VARIABLE = "PATIENT_INSIGHTS_SENTIMENT_MODEL_VERSION"
 HELD_OUT_SHARE = 0.2
 MIN_PER_CLASS = 5
+KINDS = ("conversation_turn", "patient_message", "survey_comment")
+"""The kinds of text gold scores (sentiment_message.kind)."""
 LABELLED_SCHEMA: dict[str, pl.DataType] = {"text": pl.String(), "label": pl.String()}
 
 
@@ -56,7 +59,7 @@ def rating_label(rating: pl.Expr) -> pl.Expr:
 def survey_weak_labels(answers: pl.DataFrame) -> pl.DataFrame:
     """Survey comments labelled by the rating given in the same response: `text`, `label`, `authored`."""
     if not answers.height or "item_link_id" not in answers.columns:
-        return pl.DataFrame(schema={**LABELLED_SCHEMA, "authored": pl.String()})
+        return pl.DataFrame(schema={**LABELLED_SCHEMA, "kind": pl.String(), "authored": pl.String()})
     key = ["source", "questionnaire_response_id"]
     ratings = answers.filter(pl.col("item_link_id") == "rating").select(
         *key, rating_label(pl.col("answer_value_integer")).alias("label")
@@ -66,32 +69,49 @@ def survey_weak_labels(answers: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         comments.join(ratings.drop_nulls("label").unique(key), on=key)
-        .select("text", "label", "authored")
+        .select("text", "label", pl.lit("survey_comment").alias("kind"), "authored")
         .sort("authored", "text")
     )
 
 
 def split_held_out(labelled: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Earliest 80 % to train, latest 20 % held out (by `authored` when present, else by position)."""
+    """Train on the earlier texts, hold out the latest 20 % (by `authored` when present, else by
+    position) - with no text on both sides: every copy of a text goes where its first copy falls, so a
+    repeated sentence cannot be learnt by heart and then "predicted" on the held-out side."""
     frame = labelled.sort("authored") if "authored" in labelled.columns else labelled
     cut = int(frame.height * (1 - HELD_OUT_SHARE))
-    return frame.head(cut), frame.slice(cut)
+    first_seen = frame.with_row_index("_i").group_by("text").agg(pl.col("_i").min().alias("_first"))
+    sided = frame.join(first_seen, on="text", how="left", maintain_order="left")
+    return sided.filter(pl.col("_first") < cut).drop("_first"), sided.filter(pl.col("_first") >= cut).drop(
+        "_first"
+    )
 
 
 @dataclass
 class SentimentTraining:
     """Both models, their held-out metrics, and which one wins."""
 
-    chosen: str  # vader | tfidf_logistic_regression
+    chosen: str  # vader | tfidf_logistic_regression: the default
     models: dict[str, Any]
     metrics: dict[str, dict[str, float]]
     rows: dict[str, int]
     class_counts: dict[str, dict[str, int]]
+    by_kind: dict[str, dict[str, dict[str, float]]]  # kind -> model -> held-out metrics on that kind
+    choice_by_kind: dict[str, str]  # kind -> model, for kinds with enough held-out texts of each label
+
+    def deployed(self) -> RoutedModel:
+        """The model to deploy: the per-kind choices with the overall winner as default."""
+        return RoutedModel(self.models, self.chosen, self.choice_by_kind)
 
 
 def _usable(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(text_status(frame["text"]).alias("_s")).filter(
-        (pl.col("_s") == OK) & pl.col("label").is_in(list(LABELS))
+    """Scorable, labelled texts, with a `kind` (texts without one are `labelled`)."""
+    if "kind" not in frame.columns:
+        frame = frame.with_columns(pl.lit("labelled").alias("kind"))
+    return (
+        frame.with_columns(text_status(frame["text"]).alias("_s"), pl.col("kind").fill_null("labelled"))
+        .filter((pl.col("_s") == OK) & pl.col("label").is_in(list(LABELS)))
+        .drop("_s")
     )
 
 
@@ -124,9 +144,22 @@ def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) 
     models = {"vader": LexiconModel(), "tfidf_logistic_regression": ClassifierModel(pipeline)}
     metrics = {name: evaluate(model, held_out) for name, model in models.items()}
     chosen = max(metrics, key=lambda name: (metrics[name]["macro_f1"], name))
-    return SentimentTraining(
-        chosen, models, metrics, {"train": train.height, "held_out": held_out.height}, counts
-    )
+    by_kind: dict[str, dict[str, dict[str, float]]] = {}
+    choice_by_kind: dict[str, str] = {}
+    for (kind,), part in held_out.partition_by("kind", as_dict=True).items():
+        by_kind[str(kind)] = {name: evaluate(model, part) for name, model in models.items()}
+        labels = dict(part.group_by("label").len().iter_rows())
+        if min(labels.get(label, 0) for label in LABELS) >= MIN_PER_CLASS:
+            choice_by_kind[str(kind)] = max(
+                by_kind[str(kind)], key=lambda n: (by_kind[str(kind)][n]["macro_f1"], n)
+            )
+    # a kind with no held-out evidence of its own: the classifier only if it learnt from texts of that kind,
+    # else the lexicon (a weak-label classifier judged on survey comments says nothing about chat turns)
+    learnt = set(train["kind"].unique().to_list())
+    for kind in KINDS:
+        choice_by_kind.setdefault(kind, chosen if kind in learnt else "vader")
+    rows = {"train": train.height, "held_out": held_out.height}
+    return SentimentTraining(chosen, models, metrics, rows, counts, by_kind, choice_by_kind)
 
 
 def fingerprint(*frames: pl.DataFrame) -> str:
@@ -166,7 +199,21 @@ def model_card(training: SentimentTraining, version: str, data: str) -> str:
             "| --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
-            f"Deployed: **{training.chosen}** (the higher macro-F1).",
+            "## Held-out macro-F1 per kind of text",
+            "| kind | " + " | ".join(sorted(training.models)) + " | scored by |",
+            "| --- | " + " | ".join("---" for _ in training.models) + " | --- |",
+            *[
+                f"| {kind} | "
+                + " | ".join(
+                    f"{by_model[name]['macro_f1']:.3f} (n={by_model[name]['n']})"
+                    for name in sorted(training.models)
+                )
+                + f" | {training.choice_by_kind.get(kind, training.chosen + ' (default)')} |"
+                for kind, by_model in sorted(training.by_kind.items())
+            ],
+            "",
+            f"Deployed: **{training.chosen}** by default (the higher overall macro-F1); each kind of text "
+            "with enough held-out texts of every label is scored by the model that judged best on it.",
             "",
             "## Limitations",
             "- Weak labels come from the rating given with a comment; a comment can be kinder or harsher "
@@ -180,7 +227,8 @@ def model_card(training: SentimentTraining, version: str, data: str) -> str:
 def register_sentiment(lake: UPath, training: SentimentTraining, data_print: str, data: str) -> str:
     """Register the chosen model (metadata with both models' metrics) and deploy it; a re-run on the same
     texts reuses the version."""
-    version = f"{NAME}-{hashlib.sha256((data_print + training.chosen).encode()).hexdigest()[:12]}"
+    choice = training.chosen + json.dumps(training.choice_by_kind, sort_keys=True)
+    version = f"{NAME}-{hashlib.sha256((data_print + choice).encode()).hexdigest()[:12]}"
     if not has_version(lake, NAME, version):
         metadata = {
             "version": version,
@@ -191,7 +239,9 @@ def register_sentiment(lake: UPath, training: SentimentTraining, data_print: str
             "rows": training.rows,
             "class_counts": training.class_counts,
             "metrics": training.metrics,
-            "chosen_by": "macro_f1 on the held-out labelled texts",
+            "metrics_by_kind": training.by_kind,
+            "model_by_kind": training.choice_by_kind,
+            "chosen_by": "macro_f1 on the held-out labelled texts (overall, and per kind of text)",
             "sklearn_version": sklearn.__version__,
         }
         save_version(

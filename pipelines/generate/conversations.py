@@ -27,7 +27,9 @@ from pipelines.generate.truth import Truth
 from pipelines.generate.vocab import Json
 
 SOURCE = "service_center"
-Say = Callable[[str, str, tuple[int, int]], None]
+_MOOD_POLARITY = {"calm": "neutral", "frustrated": "negative", "angry": "negative"}
+"""The sentiment of an opener or detail drawn from a mood's pool (bot replies are left out: ambiguous)."""
+Say = Callable[..., None]  # (speaker, text, gap, polarity=None)
 """Appends a turn: (speaker, text, gap range in seconds)."""
 CONVERSATION_YEARS = 2
 DEPARTMENT_TENSION = {
@@ -48,6 +50,7 @@ class ServiceCenter:
     ) -> None:
         self.clock = clock
         self.agents = agents
+        self.truth = truth
         self.sink = JsonLinesSink(
             landing, SOURCE, "service_center", "conversations", ("conversation_id",), defects, truth
         )
@@ -89,14 +92,17 @@ class ServiceCenter:
             start = clock.at_local(local_day, rstep(rng, 8 * 3600, 19 * 3600, 15))
         med = rng.choice(texts.MEDS_FOR_TEXT)
         turns: list[Json] = []
+        polarity_of: dict[int, tuple[str, str]] = {}  # turn -> (text, polarity) the text pool fixes (truth)
         t = start
 
-        def say(speaker: str, text: str, gap: tuple[int, int]) -> None:
+        def say(speaker: str, text: str, gap: tuple[int, int], polarity: str | None = None) -> None:
             """Append a turn `gap` seconds (a random range) after the previous one."""
             nonlocal t
             if turns:
                 t += rint(rng, *gap)
             turns.append({"turn": len(turns) + 1, "speaker": speaker, "at": clock.dt(t), "text": text})
+            if polarity is not None:
+                polarity_of[len(turns)] = (text, polarity)
 
         gap = (10, 60) if channel == "voice" else (20, 150)
         opener = rng.choice(texts.OPENERS[department][mood]).format(med=med)
@@ -104,7 +110,7 @@ class ServiceCenter:
         escalated = False
         if channel == "bot":
             say("bot", texts.BOT_GREETING, (0, 1))
-            say("patient", opener, (15, 90))
+            say("patient", opener, (15, 90), _MOOD_POLARITY[mood])
             say("bot", texts.BOT_ANSWERS[department], (2, 6))
             if mood == "calm" and rng.random() > 0.08:
                 say("patient", rng.choice(texts.BOT_CALM_REPLIES), (10, 60))
@@ -127,9 +133,12 @@ class ServiceCenter:
             agent = self._pick_agent(rng, department, hard=mood != "calm")
             say("agent", texts.AGENT_GREETING[channel].format(agent=_agent_name(agent)), (0, 1))
             self._agent_part(rng, department, mood, agent, say, gap, first_patient=opener)
+        conversation_id = new_uuid(rng)
+        for turn, (text, polarity) in polarity_of.items():
+            self.truth.turn_polarity(conversation_id, turn, text, polarity)
         self.sink.emit(
             {
-                "conversation_id": new_uuid(rng),
+                "conversation_id": conversation_id,
                 "patient_source": source,
                 "patient_reference": reference,
                 "channel": channel,
@@ -167,10 +176,10 @@ class ServiceCenter:
             return "warm" if score > 0.15 else "curt" if score < -0.5 else "neutral"
 
         if first_patient is not None:
-            say("patient", first_patient, (5, 30))
+            say("patient", first_patient, (5, 30), _MOOD_POLARITY[mood])
         say("agent", rng.choice(texts.AGENT_RESPONSES[style()]), gap)
         for _ in range(rint(rng, 0, 3)):
-            say("patient", rng.choice(texts.PATIENT_DETAILS[mood]), gap)
+            say("patient", rng.choice(texts.PATIENT_DETAILS[mood]), gap, _MOOD_POLARITY[mood])
             say("agent", rng.choice(texts.AGENT_RESPONSES[style()]), gap)
         resolved_p = clamp(
             0.78 + 0.15 * agent.empathy - 0.25 * (mood == "angry") - 0.1 * (mood == "frustrated"), 0.1, 0.97
@@ -185,7 +194,7 @@ class ServiceCenter:
                 closing = "neutral"
         else:
             closing = "negative" if mood != "calm" or rng.random() < 0.4 else "neutral"
-        say("patient", rng.choice(texts.PATIENT_CLOSINGS[closing]), gap)
+        say("patient", rng.choice(texts.PATIENT_CLOSINGS[closing]), gap, closing)
         say("agent", rng.choice(texts.AGENT_CLOSINGS[manner]), (3, 20))
 
     def finish(self, counters: Counters) -> dict[str, int]:

@@ -14,7 +14,7 @@ Landing layout (the contract the ingestion readers implement)::
     <out>/devices_omh/datapoints.NNN.ndjson
     <out>/devices_ihealth/<vendor_user_id>/bp.json | weight.json | glucose.json
     <out>/service_center/conversations.NNN.ndjson
-    <truth_out>/identity.csv, defects.csv, risk.csv, summary.json   ground truth, never in landing
+    <truth_out>/identity.csv, defects.csv, risk.csv, conversation_turns.csv, summary.json (truth)
 
 Decisions where the contract is silent:
 

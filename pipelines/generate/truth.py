@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import orjson
 
+TURN_HEADER = ("conversation_id", "turn", "text", "label", "kind")
 RISK_HEADER = ("person_index", "ed_rate", "ip_rate", "readmit_p")
 IDENTITY_HEADER = ("source", "source_patient_id", "person_index")
 DEFECTS_HEADER = ("source", "file", "line", "entry", "defect", "expected_reason")
@@ -38,6 +39,9 @@ class Truth:
         self._risk_fh = open(folder / "risk.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self._risk = csv.writer(self._risk_fh, lineterminator="\n")
         self._risk.writerow(RISK_HEADER)
+        self._turns_fh = open(folder / "conversation_turns.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._turns = csv.writer(self._turns_fh, lineterminator="\n")
+        self._turns.writerow(TURN_HEADER)
         self._spools: dict[str, IO[bytes]] = {
             name: open(folder / f".{name}.spool", "wb", buffering=1 << 16)  # noqa: SIM115
             for name in ("files", "deleted", "duplicates")
@@ -55,6 +59,11 @@ class Truth:
         """The latent acute-care rates the person's history was drawn from (per year; the chance of a
         30-day readmission after a stay): the known signal a risk model can at best recover."""
         self._risk.writerow((person_index, f"{ed_rate:.6f}", f"{ip_rate:.6f}", f"{readmit_p:.6f}"))
+
+    def turn_polarity(self, conversation_id: str, turn: int, text: str, polarity: str) -> None:
+        """The sentiment a patient turn was written with (its text pool's mood or closing polarity). The
+        file doubles as a hand-labelled file for the sentiment model (`text`, `label`, `kind`)."""
+        self._turns.writerow((conversation_id, turn, text, polarity, "conversation_turn"))
 
     def defect(
         self, source: str, file: str, line: int | None, entry: int | None, defect: str, reason: str
@@ -90,6 +99,7 @@ class Truth:
         self._identity_fh.close()
         self._defects_fh.close()
         self._risk_fh.close()
+        self._turns_fh.close()
         for fh in self._spools.values():
             fh.close()
         head = {

@@ -116,7 +116,7 @@ def build_sentiment_messages(
     )
     scorable = messages.filter(pl.col("speaker") == "patient")
     if model is not None and scorable.height:
-        scored = model.score(scorable["text"]).with_columns(
+        scored = model.score(scorable["text"], scorable["kind"]).with_columns(
             scorable["_row"], pl.lit(version).alias("model_version")
         )
         messages = messages.join(
