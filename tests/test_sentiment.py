@@ -112,7 +112,7 @@ def test_weak_labels_follow_the_rating_bands() -> None:
 
 
 def test_the_classifier_learns_and_scores_in_range_and_marks_odd_text() -> None:
-    data = labelled(40, seed=1)
+    data = labelled(80, seed=1)
     train, held_out = split_held_out(data)
     training = train_sentiment(train, held_out)
     assert training.metrics["tfidf_logistic_regression"]["macro_f1"] > 0.9
@@ -152,7 +152,7 @@ def test_the_registry_deploys_the_better_model_and_the_cli_scores_a_csv(tmp_path
     lake = UPath(tmp_path / "lake")
     with pytest.raises(RegistryError, match="no sentiment model"):
         load_sentiment_model(lake)
-    data = labelled(40, seed=3)
+    data = labelled(80, seed=3)
     train, held_out = split_held_out(data)
     training = train_sentiment(train, held_out)
     version = register_sentiment(lake, training, fingerprint(train, held_out), "test texts")

@@ -2,8 +2,8 @@
 compare it with VADER on held-out labelled texts by macro-F1, and register and deploy the better one.
 
 Weak labels follow the 0-10 rating given with a survey comment: 0-6 negative, 7-8 neutral, 9-10 positive
-(the NPS bands). The held-out set is the latest 20 % of the labelled texts by time (or the file's own test
-split), with no text on both sides, so the choice is made on texts the classifier never saw.
+(the NPS bands). The held-out set is about 20 % of the distinct labelled texts with all their copies,
+so the choice is made on sentences the classifier never saw.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,15 +76,24 @@ def survey_weak_labels(answers: pl.DataFrame) -> pl.DataFrame:
 
 
 def split_held_out(labelled: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Train on the earlier texts, hold out the latest 20 % (by `authored` when present, else by
-    position) - with no text on both sides: every copy of a text goes where its first copy falls, so a
-    repeated sentence cannot be learnt by heart and then "predicted" on the held-out side."""
-    frame = labelled.sort("authored") if "authored" in labelled.columns else labelled
-    cut = int(frame.height * (1 - HELD_OUT_SHARE))
-    first_seen = frame.with_row_index("_i").group_by("text").agg(pl.col("_i").min().alias("_first"))
-    sided = frame.join(first_seen, on="text", how="left", maintain_order="left")
-    return sided.filter(pl.col("_first") < cut).drop("_first"), sided.filter(pl.col("_first") >= cut).drop(
-        "_first"
+    """Hold out about 20 % of the distinct texts, with every copy of them: a text is held out when the
+    CRC-32 of the text falls in the held-out fifth. Labelled texts repeat (survey phrases, chat
+    sentences); a split by rows would let the classifier learn a sentence by heart and then "predict" its
+    copy, so the judgement is made on sentences it never saw. The same texts always split the same way."""
+    held = pl.col("text").map_batches(_held_out_texts, return_dtype=pl.Boolean)
+    sided = labelled.with_columns(held.alias("_held"))
+    return sided.filter(~pl.col("_held")).drop("_held"), sided.filter(pl.col("_held")).drop("_held")
+
+
+def _held_out_texts(texts: pl.Series) -> pl.Series:
+    """True for the texts in the held-out fifth (CRC-32 of the unique texts only, joined back)."""
+    unique = texts.unique().drop_nulls()
+    fifth = [zlib.crc32(t.encode("utf-8")) % 100 < HELD_OUT_SHARE * 100 for t in unique.to_list()]
+    lookup = pl.DataFrame({"text": unique, "_held": pl.Series(fifth, dtype=pl.Boolean)})
+    return (
+        pl.DataFrame({"text": texts})
+        .join(lookup, on="text", how="left", maintain_order="left")["_held"]
+        .fill_null(False)
     )
 
 
