@@ -22,6 +22,7 @@ import polars as pl
 import yaml
 
 from pipelines.measures.definitions import DefinitionError
+from pipelines.yaml_lines import child, line, load_with_lines
 
 SEGMENTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "segments"
 SEGMENT_TYPES = {"static", "dynamic", "trigger"}
@@ -56,53 +57,35 @@ def load_segments(columns: set[str], folder: Path = SEGMENTS_DIR) -> list[Segmen
     """Every segment file, its rule checked against the person frame's `columns`."""
     segments = []
     for path in sorted(folder.glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
-        try:
-            node, data = yaml.compose(text), yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            raise DefinitionError(f"{path.name}:{mark.line + 1 if mark else 1}: not valid YAML") from None
+        node, data = load_with_lines(path)
         if not isinstance(data, dict):
             raise DefinitionError(f"{path.name}:1: a segment must be a mapping")
         kind = data.get("type")
         if kind not in SEGMENT_TYPES:
             raise DefinitionError(
-                f"{path.name}:{_line(node, 'type')}: type must be one of {sorted(SEGMENT_TYPES)}"
+                f"{path.name}:{line(node, 'type')}: type must be one of {sorted(SEGMENT_TYPES)}"
             )
-        rule = _compile(data.get("rule"), _child(node, "rule"), path, columns)
+        rule = _compile(data.get("rule"), child(node, "rule"), path, columns)
         segments.append(
             Segment(str(data.get("id") or path.stem), str(data.get("title", "")), kind, rule, path.name)
         )
     return segments
 
 
-def _child(node: yaml.Node | None, key: str | int) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        return next((v for k, v in node.value if k.value == key), node)
-    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-        return node.value[key]
-    return node
-
-
-def _line(node: yaml.Node | None, key: str | int | None = None) -> int:
-    target = _child(node, key) if key is not None else node
-    return target.start_mark.line + 1 if target is not None else 1
-
-
 def _compile(rule: Any, node: yaml.Node | None, path: Path, columns: set[str]) -> pl.Expr:
     def fail(message: str) -> DefinitionError:
-        return DefinitionError(f"{path.name}:{_line(node)}: {message}")
+        return DefinitionError(f"{path.name}:{line(node)}: {message}")
 
     if not isinstance(rule, dict) or not rule:
         raise fail("a rule must be a mapping")
     if "all" in rule or "any" in rule:
         key = "all" if "all" in rule else "any"
-        parts = [_compile(r, _child(_child(node, key), i), path, columns) for i, r in enumerate(rule[key])]
+        parts = [_compile(r, child(child(node, key), i), path, columns) for i, r in enumerate(rule[key])]
         if not parts:
             raise fail(f"`{key}` needs at least one rule")
         return pl.all_horizontal(parts) if key == "all" else pl.any_horizontal(parts)
     if "not" in rule:
-        return ~_compile(rule["not"], _child(node, "not"), path, columns)
+        return ~_compile(rule["not"], child(node, "not"), path, columns)
     if "care_gap" in rule:
         column = f"gap_{rule['care_gap']}"
         if column not in columns:

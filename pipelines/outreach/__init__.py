@@ -1,0 +1,1 @@
+"""Outreach: campaigns over segments, channel choice, suppression with reasons, priority, exports."""

@@ -1,0 +1,126 @@
+"""Campaign definitions (`data_contracts/campaigns/*.yaml`), checked when loaded: a file that does not
+parse, names an unknown segment or channel, or has impossible dates or caps fails with its file and line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pipelines.measures.definitions import DefinitionError
+from pipelines.yaml_lines import line, load_with_lines
+
+CAMPAIGNS_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "campaigns"
+CHANNELS = ("sms", "email", "phone", "mail")
+_KEYS = {
+    "id",
+    "title",
+    "segments",
+    "channels",
+    "template",
+    "languages",
+    "default_language",
+    "frequency",
+    "start",
+    "end",
+    "max_list_size",
+    "priority",
+}
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One outreach campaign."""
+
+    id: str
+    title: str
+    segments: tuple[str, ...]
+    channels: tuple[str, ...]  # preference order
+    template: str
+    languages: tuple[str, ...]
+    default_language: str
+    campaign_days: int  # not contacted by this campaign within this many days
+    weekly_contacts: int  # contacts per person per 7 days across campaigns
+    start: date
+    end: date
+    max_list_size: int
+    priority: int
+    source: str
+
+    def active_on(self, day: date) -> bool:
+        """True when `day` is within the campaign's dates."""
+        return self.start <= day <= self.end
+
+
+def load_campaigns(segment_ids: set[str], folder: Path = CAMPAIGNS_DIR) -> list[Campaign]:
+    """Every campaign file, checked against the known segment ids, in priority then id order."""
+    campaigns = [_campaign(path, segment_ids) for path in sorted(folder.glob("*.yaml"))]
+    ids = [c.id for c in campaigns]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise DefinitionError(f"campaign ids used twice: {duplicates}")
+    return sorted(campaigns, key=lambda c: (c.priority, c.id))
+
+
+def _campaign(path: Path, segment_ids: set[str]) -> Campaign:
+    node, data = load_with_lines(path)
+
+    def fail(key: str | None, message: str) -> DefinitionError:
+        return DefinitionError(f"{path.name}:{line(node, key) if key else 1}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail(None, "a campaign must be a mapping")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise fail(unknown[0], f"unknown key {unknown[0]!r}")
+    missing = sorted({"id", "segments", "channels", "template", "start", "end"} - set(data))
+    if missing:
+        raise fail(None, f"missing key(s) {missing}")
+    segments = _names(data["segments"], lambda: fail("segments", "segments must be a list of segment ids"))
+    for name in segments:
+        if name not in segment_ids:
+            raise fail("segments", f"unknown segment {name!r}")
+    channels = _names(data["channels"], lambda: fail("channels", "channels must be a list"))
+    for name in channels:
+        if name not in CHANNELS:
+            raise fail("channels", f"unknown channel {name!r} (known: {', '.join(CHANNELS)})")
+    start, end = data["start"], data["end"]
+    if not isinstance(start, date) or not isinstance(end, date):
+        raise fail("start", "start and end must be dates (YYYY-MM-DD)")
+    if end < start:
+        raise fail("end", "end is before start")
+    frequency = data.get("frequency") or {}
+    numbers = {
+        "campaign_days": frequency.get("campaign_days", 30),
+        "weekly_contacts": frequency.get("weekly_contacts", 2),
+        "max_list_size": data.get("max_list_size", 1000),
+        "priority": data.get("priority", 100),
+    }
+    for key, value in numbers.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise fail("frequency" if key in frequency else key, f"{key} must be a whole number >= 0")
+    languages = _names(data.get("languages", ["en"]), lambda: fail("languages", "languages must be a list"))
+    default_language = str(data.get("default_language", languages[0] if languages else "en"))
+    return Campaign(
+        id=str(data["id"]),
+        title=str(data.get("title", data["id"])),
+        segments=segments,
+        channels=channels,
+        template=str(data["template"]),
+        languages=languages,
+        default_language=default_language,
+        campaign_days=numbers["campaign_days"],
+        weekly_contacts=numbers["weekly_contacts"],
+        start=start,
+        end=end,
+        max_list_size=numbers["max_list_size"],
+        priority=numbers["priority"],
+        source=path.name,
+    )
+
+
+def _names(value: Any, error: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise error()
+    return tuple(value)
