@@ -39,3 +39,21 @@ def synthea_bundles(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
     ):
         tar.extractall(target, filter="data")
     return target
+
+
+@pytest.fixture(scope="session")
+def synthea_lake(synthea_bundles: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The Synthea bundles through bronze, silver (4 buckets) and identity, once per session. Tests read it
+    and may add models; they do not rewrite its tables."""
+    from upath import UPath
+
+    from pipelines.bronze.ingest import ingest_landing
+    from pipelines.identity.build import build_identity
+    from pipelines.silver.build import build_partition, partition_keys
+
+    lake = UPath(tmp_path_factory.mktemp("synthea_lake") / "lake")
+    ingest_landing(UPath(synthea_bundles), lake, buckets=4)
+    for key in partition_keys(4):
+        build_partition(lake, key)
+    build_identity(lake)
+    return lake

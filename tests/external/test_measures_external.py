@@ -11,13 +11,10 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from pipelines.bronze.ingest import ingest_landing
 from pipelines.gold.build import build_person_tables, no_history
 from pipelines.gold.records import PersonRecords
-from pipelines.identity.build import build_identity
 from pipelines.lake import read_table
 from pipelines.measures.build import care_gap_rates
-from pipelines.silver.build import build_partition, partition_keys
 
 pytestmark = pytest.mark.external
 AS_OF = date(2021, 9, 23)  # the bundles' last encounter; they carry no lastUpdated
@@ -48,13 +45,9 @@ def _raw_expectations(folder: Path) -> dict[str, dict[str, object]]:
 
 
 def test_synthea_flu_and_breast_screening_statuses_match_the_raw_bundles(
-    synthea_bundles: Path, tmp_path: Path
+    synthea_bundles: Path, synthea_lake: UPath
 ) -> None:
-    lake = UPath(tmp_path / "lake")
-    ingest_landing(UPath(synthea_bundles), lake, buckets=4)
-    for key in partition_keys(4):
-        build_partition(lake, key)
-    build_identity(lake)
+    lake = synthea_lake
     gaps = build_person_tables(PersonRecords.load(lake), AS_OF, no_history())["care_gaps"]
     rates = care_gap_rates(gaps)
     links = read_table(lake, "identity", "person_link").select("person_id", "source_patient_id")

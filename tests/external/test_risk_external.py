@@ -5,28 +5,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
 from upath import UPath
 
 from models.risk.config import risk_config
 from models.risk.dataset import discharge_training_set, person_training_set
 from models.risk.lifecycle import train_and_deploy
-from pipelines.bronze.ingest import ingest_landing
-from pipelines.identity.build import build_identity
-from pipelines.silver.build import build_partition, partition_keys
 
 ANCHOR = date(2019, 6, 30)  # the bundles' acute care thins out after 2019
 
 
-def test_synthea_risk_training_runs_end_to_end_and_says_why_it_stops(
-    synthea_bundles: Path, tmp_path: Path
-) -> None:
-    lake = UPath(tmp_path / "lake")
-    ingest_landing(UPath(synthea_bundles), lake, buckets=4)
-    for key in partition_keys(4):
-        build_partition(lake, key)
-    build_identity(lake)
+def test_synthea_risk_training_runs_end_to_end_and_says_why_it_stops(synthea_lake: UPath) -> None:
+    lake = synthea_lake
     config = replace(risk_config(), train_points=10, discharge_test_days=730, discharge_validation_days=730)
     persons = person_training_set(lake, 4, ANCHOR, config)
     assert persons.part("test").height == 79 and persons.part("train")["outcome"].sum() > 20
@@ -37,6 +27,4 @@ def test_synthea_risk_training_runs_end_to_end_and_says_why_it_stops(
     for outcome in outcomes.values():
         assert outcome.status == "skipped" and "at least 10 of each class" in outcome.detail
         assert outcome.deployed is None
-    assert not (tmp_path / "lake" / "models").exists() or not list(
-        (tmp_path / "lake" / "models").rglob("deployed.json")
-    )
+    assert not list((lake / "models").rglob("deployed.json"))
