@@ -90,7 +90,9 @@ def test_the_timeline_holds_every_encounter_and_nothing_after_the_as_of_day(view
     assert earlier.height < timeline.height  # replaying an earlier day leaves later events out
 
 
-def test_person_tables_asset_materializes_with_blocking_contracts(identity) -> None:  # noqa: F811
+@pytest.fixture(scope="module")
+def materialized(identity):  # noqa: F811
+    """Every person bucket of the module's lake materialized once, with the results of each run."""
     import dagster as dg
 
     from assets.gold.assets import person_tables
@@ -99,10 +101,18 @@ def test_person_tables_asset_materializes_with_blocking_contracts(identity) -> N
     root, lake = identity
     resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
     instance = dg.DagsterInstance.ephemeral()
-    for bucket in ("00", "01", "02", "03"):
-        result = dg.materialize(
+    results = {
+        bucket: dg.materialize(
             [person_tables], resources={"lake": resource}, instance=instance, partition_key=bucket
         )
+        for bucket in ("00", "01", "02", "03")
+    }
+    return lake, resource, instance, results
+
+
+def test_person_tables_asset_materializes_with_blocking_contracts(materialized) -> None:
+    lake, _, _, results = materialized
+    for bucket, result in results.items():
         assert result.success
         checks = result.get_asset_check_evaluations()
         assert len(checks) == len(PERSON_TABLES) and all(c.passed for c in checks), [
@@ -178,20 +188,12 @@ def test_a_contact_point_is_confirmed_when_two_sources_agree() -> None:
     assert rows["B"]["phone_confirmed"] is False  # one source twice is not two sources
 
 
-def test_care_gaps_match_hand_computed_breast_screening_statuses(identity) -> None:  # noqa: F811
+def test_care_gaps_match_hand_computed_breast_screening_statuses(materialized) -> None:
     import dagster as dg
 
-    from assets.gold.assets import care_gap_rates, person_tables
-    from assets.resources import LakeResource
+    from assets.gold.assets import care_gap_rates
 
-    root, lake = identity
-    resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
-    instance = dg.DagsterInstance.ephemeral()
-    for bucket in ("00", "01", "02", "03"):
-        result = dg.materialize(
-            [person_tables], resources={"lake": resource}, instance=instance, partition_key=bucket
-        )
-        assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    lake, resource, instance, _ = materialized
     result = dg.materialize([care_gap_rates], resources={"lake": resource}, instance=instance)
     assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
     rates = (

@@ -7,7 +7,7 @@ import polars as pl
 from assets.contracts import contract_check
 from assets.resources import LakeResource
 from models.risk.config import risk_config
-from models.risk.drift_report import RISK_DRIFT, drift_table
+from models.risk.drift_report import DRIFT_SCHEMA, RISK_DRIFT, drift_table
 from models.risk.lifecycle import train_and_deploy
 from models.risk.score import RISK_FEATURES, RISK_SCORES
 from pipelines.gold.as_of import resolve_as_of
@@ -77,9 +77,7 @@ def risk_drift(context: dg.AssetExecutionContext, lake: LakeResource):
     model = deployed_risk_model(settings.lake)
     path = table_path(settings.lake, GOLD, RISK_DRIFT) / PARTITION_FILE
     if model is None or not parquet_files(table_path(settings.lake, GOLD, RISK_SCORES)):
-        table = pl.DataFrame(
-            schema={"variable": pl.String, "psi": pl.Float64, "rows": pl.Int64, "model_version": pl.String}
-        )
+        table = pl.DataFrame(schema=DRIFT_SCHEMA)
     else:
         scores = read_table(settings.lake, GOLD, RISK_SCORES).filter(pl.col("model_version") == model.version)
         features = read_table(settings.lake, GOLD, RISK_FEATURES).join(

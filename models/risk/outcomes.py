@@ -9,7 +9,7 @@ admission as unplanned.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import polars as pl
 
@@ -133,17 +133,6 @@ def discharge_points(records: PersonRecords, last_cutoff: datetime, horizon_days
         .select(list(_DISCHARGE_SCHEMA))
         .sort("cutoff", "encounter_id")
     )
-
-
-def data_end(records: PersonRecords) -> datetime | None:
-    """The latest encounter start in the data (naive UTC), the end of what can be labelled."""
-    latest = encounter_times(records)["_start"].max()
-    return latest.replace(tzinfo=None) if latest is not None else None  # type: ignore[union-attr]
-
-
-def horizon_end(cutoff: datetime, days: int) -> datetime:
-    """The end of an outcome window."""
-    return cutoff + timedelta(days=days)
 
 
 _DISCHARGE_SCHEMA: dict[str, pl.DataType] = {

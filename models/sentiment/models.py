@@ -3,7 +3,7 @@ positive) and a score in [-1, 1] for each text; texts that are not scorable get 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -84,7 +84,6 @@ class ClassifierModel:
 
     pipeline: Pipeline
     kind: str = "tfidf_logistic_regression"
-    classes: list[str] = field(default_factory=list)
 
     def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
         """Label and score of every scorable text (one batch prediction)."""

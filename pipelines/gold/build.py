@@ -30,6 +30,7 @@ from models.risk.score import (
     RISK_SCORES,
     score_persons,
 )
+from models.sentiment.aggregate import summarize_conversations
 from models.sentiment.train import NAME as SENTIMENT
 from models.sentiment.train import PIN_VARIABLE as SENTIMENT_PIN
 from models.sentiment.train import load_sentiment_model
@@ -38,7 +39,6 @@ from pipelines.gold.records import PersonRecords
 from pipelines.gold.sentiment import (
     SENTIMENT_CONVERSATION,
     SENTIMENT_MESSAGE,
-    build_sentiment_conversations,
     build_sentiment_messages,
     with_latest_sentiment,
 )
@@ -111,7 +111,7 @@ def build_person_tables(
     view = with_risk(view, scores)
     version, scorer = sentiment_model or (None, None)
     messages = build_sentiment_messages(records, as_of, scorer, version)
-    conversations = build_sentiment_conversations(messages)
+    conversations = summarize_conversations(messages)
     view = with_latest_sentiment(view, messages)
     triggers = build_trigger_events(records, as_of, history[TRIGGER_EVENTS])
     membership, snapshots = evaluate_segments(

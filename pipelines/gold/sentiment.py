@@ -16,7 +16,6 @@ from upath import UPath
 
 from models.sentiment.aggregate import (
     negative_themes,
-    summarize_conversations,
     survey_scores,
     weekly_sentiment,
 )
@@ -129,11 +128,6 @@ def build_sentiment_messages(
         .select([pl.col(n).cast(t) for n, t in MESSAGE_SCHEMA.items()])
         .sort("person_id", "at", "message_id")
     )
-
-
-def build_sentiment_conversations(messages: pl.DataFrame) -> pl.DataFrame:
-    """One row per conversation of these persons (see models.sentiment.aggregate)."""
-    return summarize_conversations(messages)
 
 
 def with_latest_sentiment(view: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
