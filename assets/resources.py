@@ -15,6 +15,7 @@ from pipelines.config import (
     Settings,
     parse_as_of,
 )
+from pipelines.outreach.database import OUTREACH_DSN_ENV
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -58,3 +59,15 @@ def lake_resource_for(settings: Settings) -> LakeResource:
         buckets=settings.buckets,
         as_of=settings.as_of.isoformat() if settings.as_of else "",
     )
+
+
+class OutreachDatabaseResource(dg.ConfigurableResource):
+    """The PostgreSQL database outreach lists are also loaded into (`outreach_list`); an empty connection
+    string disables the sink."""
+
+    dsn: str = ""
+
+
+def outreach_database_from_env() -> OutreachDatabaseResource:
+    """The sink from `PATIENT_INSIGHTS_OUTREACH_DSN` (shown as an environment variable in the UI)."""
+    return OutreachDatabaseResource(dsn=_env_or_default(OUTREACH_DSN_ENV, ""))

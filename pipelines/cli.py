@@ -76,7 +76,7 @@ def ingest(
     )
     with console.status("running the pipeline"):
         run = run_pipeline(settings)
-    print_summary(settings.lake, run.seconds)
+    print_summary(settings.lake, run.seconds, settings.exports)
     for warning in run.warnings:
         console.print(f"[yellow]check warning[/yellow]: {warning} (see the Dagster UI for details)")
     if not run.success:
@@ -167,12 +167,15 @@ def sentiment_score(
 
 
 @app.command()
-def summary(lake: Annotated[str, typer.Option(help="Lake folder.")]) -> None:
-    """Print rows per table and quarantined records by reason."""
-    print_summary(UPath(lake), None)
+def summary(
+    lake: Annotated[str, typer.Option(help="Lake folder.")],
+    exports: Annotated[str | None, typer.Option(help="Exports folder (outreach runs).")] = None,
+) -> None:
+    """Print rows per table, quarantined records by reason and the analytics summaries."""
+    print_summary(UPath(lake), None, UPath(exports) if exports else None)
 
 
-def print_summary(lake: UPath, seconds: float | None) -> None:
+def print_summary(lake: UPath, seconds: float | None, exports: UPath | None = None) -> None:
     """Rows per table and quarantine reasons, as tables on the console."""
     from pipelines.run import quarantine_by_reason, table_row_counts
 
@@ -184,6 +187,8 @@ def print_summary(lake: UPath, seconds: float | None) -> None:
     _print_sentiment_summary(lake)
     _print_segment_summary(lake)
     _print_device_summary(lake)
+    if exports is not None:
+        _print_outreach_summary(exports)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
 
@@ -314,3 +319,31 @@ def _print_segment_summary(lake: UPath) -> None:
             .sort("kind")
         )
         console.print(_table("Trigger events fired (each once)", kinds))
+
+
+def _print_outreach_summary(exports: UPath) -> None:
+    """The latest run of every campaign: listed, suppressed, delta (counts only)."""
+    from pipelines.outreach.exports import campaign_runs
+
+    rows = []
+    for folder in sorted(exports.iterdir()) if exports.exists() else []:
+        runs = campaign_runs(exports, folder.name) if folder.is_dir() else []
+        if runs:
+            counts = {f["url"]: f["count"] for f in runs[-1].manifest()["output"]}
+            rows.append(
+                (
+                    folder.name,
+                    runs[-1].run_id,
+                    counts["list.csv"],
+                    counts["suppressed.csv"],
+                    counts["added.csv"],
+                    counts["removed.csv"],
+                )
+            )
+    if rows:
+        frame = pl.DataFrame(
+            rows,
+            schema=["campaign", "run_id", "listed", "suppressed", "added", "removed"],
+            orient="row",
+        )
+        console.print(_table(f"Outreach: latest run per campaign (under {exports})", frame))

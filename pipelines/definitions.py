@@ -27,7 +27,13 @@ from assets.devices.automation import device_gold_job, device_silver_job
 from assets.feedback.assets import conversation_turns, feedback_job
 from assets.gold.assets import care_gap_rates, person_job, person_tables, summary_job
 from assets.identity.assets import identity_job, identity_tables
-from assets.resources import LakeResource, lake_resource_from_env
+from assets.outreach.assets import outreach_job, outreach_list
+from assets.resources import (
+    LakeResource,
+    OutreachDatabaseResource,
+    lake_resource_from_env,
+    outreach_database_from_env,
+)
 from assets.risk.assets import risk_drift, risk_job, risk_models
 from assets.sentiment.assets import sentiment_job, sentiment_model, sentiment_report, sentiment_reports
 from assets.silver.assets import silver_tables
@@ -46,12 +52,15 @@ ASSETS = [
     sentiment_model,
     sentiment_reports,
     sentiment_report,
+    outreach_list,
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
 
-def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
-    """All definitions, bound to `lake` (default: the environment's locations)."""
+def build_definitions(
+    lake: LakeResource | None = None, outreach_database: OutreachDatabaseResource | None = None
+) -> dg.Definitions:
+    """All definitions, bound to `lake` and the outreach database (default: the environment's)."""
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
@@ -66,10 +75,14 @@ def build_definitions(lake: LakeResource | None = None) -> dg.Definitions:
             sentiment_job,
             person_job,
             summary_job,
+            outreach_job,
         ],
         sensors=[landing_sensor, silver_after_bronze],
         schedules=[nightly_schedule],
-        resources={"lake": lake or lake_resource_from_env()},
+        resources={
+            "lake": lake or lake_resource_from_env(),
+            "outreach_database": outreach_database or outreach_database_from_env(),
+        },
         executor=dg.multiprocess_executor,
     )
 

@@ -36,6 +36,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     from assets.feedback.assets import FEEDBACK_JOB
     from assets.gold.assets import PERSON_JOB, SUMMARY_JOB
     from assets.identity.assets import IDENTITY_JOB
+    from assets.outreach.assets import OUTREACH_JOB, campaign_order
     from assets.partitions import patient_buckets, person_buckets
     from assets.resources import lake_resource_for
     from assets.risk.assets import RISK_JOB
@@ -88,6 +89,14 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     if all(r.success for r in results):  # rates over every person bucket
         summary = defs.resolve_job_def(SUMMARY_JOB)
         results.append(summary.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
+    if all(r.success for r in results):  # campaigns in priority order: earlier lists count in later caps
+        outreach = defs.resolve_job_def(OUTREACH_JOB)
+        for key in campaign_order():
+            results.append(
+                outreach.execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
+                )
+            )
     failed, warnings = [], []
     for result in results:
         for event in result.all_events:

@@ -227,3 +227,48 @@ def test_care_gaps_match_hand_computed_breast_screening_statuses(materialized) -
         rates["denominator"]
         == gaps.filter(pl.col("status").is_in(["open-gap", "closed-gap", "prospective-gap"])).height
     )
+
+
+def test_minors_carry_their_guardian_and_adults_none(view) -> None:
+    lake, frame = view
+    minors = frame.filter(pl.col("age") < 18)
+    adults = frame.filter(pl.col("age") >= 18)
+    assert minors.height > 10
+    assert minors["guardian_phone"].is_not_null().all()
+    assert set(minors["guardian_relationship"]) <= {"MTH", "FTH", "PRN", "GRD"}
+    assert minors["guardian_address_postal_code"].is_not_null().all()
+    assert adults["guardian_phone"].is_null().all()  # the generator records no contact for adults
+    child = minors.row(0, named=True)
+    contacts = _records(lake, "patient_contact", child)
+    assert child["guardian_phone"] in set(contacts["phone"])
+
+
+def test_an_ended_or_non_guardian_contact_is_not_a_guardian() -> None:
+    from pipelines.gold.patient_360 import _guardian
+
+    class _Records:
+        def table(self, name: str) -> pl.DataFrame:
+            assert name == "patient_contact"
+            return pl.DataFrame(
+                {
+                    "person_id": ["p1", "p1", "p2", "p3"],
+                    "source": ["a", "b", "a", "a"],
+                    "patient_id": ["x", "y", "z", "w"],
+                    "contact_index": [0, 0, 0, 0],
+                    "relationship_code": ["MTH", "GRD", "C", "FTH"],
+                    "given": ["Ann", "Gus", "Emma", "Fred"],
+                    "family": ["Test", "Test", "Test", "Test"],
+                    "phone": ["555-0100", "555-0101", "555-0102", "555-0103"],
+                    "phone_use": ["mobile"] * 4,
+                    "email": [None] * 4,
+                    "address_line": [None] * 4,
+                    "address_city": [None] * 4,
+                    "address_state": [None] * 4,
+                    "address_postal_code": [None] * 4,
+                    "period_end": ["2026-01-01", None, None, "2027-01-01"],
+                }
+            )
+
+    chosen = _guardian(_Records(), date(2026, 6, 30)).sort("person_id")  # type: ignore[arg-type]
+    # p1's mother's role ended, so the guardian of the other source counts; p2's is an emergency contact
+    assert chosen.select("person_id", "guardian_given").rows() == [("p1", "Gus"), ("p3", "Fred")]

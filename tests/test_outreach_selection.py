@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.measures.definitions import DefinitionError
 from pipelines.outreach.campaigns import Campaign, load_campaigns
+from pipelines.outreach.run import shipped_campaigns
 from pipelines.outreach.selection import HISTORY_SCHEMA, SUPPRESSION_REASONS, select_campaign
 
 AS_OF = date(2026, 6, 30)
@@ -54,7 +55,7 @@ BASE = {
     "coverage_active": True,
     "open_care_gaps": 1,
     "risk_tier": "low",
-    "upcoming_appointments": 0,
+    "appointment_booked": False,
     "in_hospice": False,
     "days_overdue": 0,
     "recent_trigger": False,
@@ -92,9 +93,10 @@ def test_every_suppression_reason_and_nobody_lost() -> None:
         person("optout", **denied),
         person("recent"),
         person("busy"),
-        person("booked", upcoming_appointments=1),
+        person("booked", appointment_booked=True),
         person("nocontact", preferred_phone_use="home", email=None, address_line=None),
-        person("twin", preferred_phone="555-ok"),  # reaches the same phone as `ok`
+        person("twin", preferred_phone="555-ok", given="ANN"),  # `ok` again: same name, same phone
+        person("spouse", preferred_phone="555-ok", given="Bob"),  # shares the phone: listed
     ]
     history = pl.DataFrame(
         [
@@ -117,13 +119,13 @@ def test_every_suppression_reason_and_nobody_lost() -> None:
         "busy": "weekly_contact_cap",
         "booked": "appointment_booked",
         "nocontact": "no_usable_contact_point",
-        "twin": "duplicate_contact_point",
+        "twin": "duplicate_person",
     }
     assert set(reasons.values()) <= set(SUPPRESSION_REASONS)
-    assert listed["person_id"].to_list() == ["ok"]
+    assert sorted(listed["person_id"]) == ["ok", "spouse"]
     assert listed.height + suppressed.height == len(people)  # nothing silently dropped
     assert suppressed.filter(pl.col("person_id") == "booked")["detail"].to_list() == [
-        "pending: an appointment is booked"
+        "pending: a visit that can close the gap is booked"
     ]
 
 
@@ -184,11 +186,13 @@ def test_priority_ranks_and_breaks_ties_by_person_id() -> None:
 
 
 def test_the_shipped_campaigns_load() -> None:
-    segments = {
-        p.stem for p in (Path(__file__).resolve().parents[1] / "data_contracts" / "segments").glob("*.yaml")
-    }
-    campaigns = load_campaigns(segments)
-    assert [c.id for c in campaigns] == ["post_discharge_follow_up", "breast_screening_reminder"]
+    campaigns = shipped_campaigns()  # checked against the shipped segments and measures
+    assert [c.id for c in campaigns] == [
+        "post_discharge_follow_up",
+        "breast_screening_reminder",
+        "flu_vaccine_reminder",
+    ]
+    assert {c.id: c.measures for c in campaigns}["flu_vaccine_reminder"] == ("FLU",)
 
 
 @pytest.mark.parametrize(
@@ -212,9 +216,85 @@ def test_the_shipped_campaigns_load() -> None:
             r"x.yaml:7: unknown key",
         ),
         ("id: x\n  segments: [\n", r"x.yaml:\d+: not valid YAML"),
+        (
+            "id: x\nsegments: [s]\nclosing_appointments: {kinds: [X]}\nchannels: [sms]\ntemplate: t\n"
+            "start: 2026-01-01\nend: 2026-02-01\n",
+            r"x.yaml:3: closing_appointments takes `types` and `within_days`",
+        ),
+        (
+            "id: x\nsegments: [s]\nmeasures: [NOPE]\nchannels: [sms]\ntemplate: t\nstart: 2026-01-01\n"
+            "end: 2026-02-01\n",
+            r"x.yaml:3: unknown measure 'NOPE'",
+        ),
     ],
 )
 def test_broken_campaign_files_name_the_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "x.yaml").write_text(text)
     with pytest.raises(DefinitionError, match=message):
-        load_campaigns({"s"}, tmp_path)
+        load_campaigns({"s"}, tmp_path, measure_ids={"BCS"})
+
+
+GUARDIAN = {
+    "guardian_given": "Gail",
+    "guardian_family": "Parent",
+    "guardian_phone": "555-0199",
+    "guardian_phone_use": "mobile",
+    "guardian_email": "gail@example.org",
+    "guardian_address_line": "9 Elm St",
+    "guardian_address_city": "Springfield",
+    "guardian_address_state": "MA",
+    "guardian_address_postal_code": "01101",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "channel", "contact"),
+    [
+        ({}, "sms", "555-0199"),
+        ({"guardian_phone_use": "home"}, "email", "gail@example.org"),
+        ({"guardian_phone": None, "guardian_email": None}, "mail", "9 Elm St, Springfield, MA, 01101"),
+        ({"consent_sms": False}, "email", "gail@example.org"),  # the minor's own consent applies
+    ],
+)
+def test_minors_are_reached_through_their_guardian(changes: dict, channel: str, contact: str) -> None:
+    child = person("kid", age=15, given="Kim", family="Parent", **{**GUARDIAN, **changes})
+    listed, suppressed = run(child)
+    assert suppressed.is_empty()
+    row = listed.row(0, named=True)
+    assert (row["channel"], row["contact"], row["recipient"]) == (channel, contact, "guardian")
+    assert row["recipient_name"] == "Gail Parent"
+    assert row["contact_verified"] is False  # one source records a guardian's contact
+    assert (row["given"], row["family"]) == ("Kim", "Parent")
+
+
+def test_siblings_sharing_a_guardian_are_both_listed_and_adults_are_their_own_recipient() -> None:
+    listed, suppressed = run(
+        person("kid1", age=8, given="Kim", **GUARDIAN),
+        person("kid2", age=11, given="Kai", **GUARDIAN),
+        person("adult", age=18, **GUARDIAN),  # 18 on the as-of day: an adult
+    )
+    assert suppressed.is_empty()
+    recipients = dict(zip(listed["person_id"], listed["recipient"], strict=True))
+    assert recipients == {"kid1": "guardian", "kid2": "guardian", "adult": "patient"}
+    assert listed.filter(pl.col("person_id") == "adult")["recipient_name"].item() == "Ann Lee"
+
+
+def test_a_minor_without_any_guardian_contact_point_is_suppressed() -> None:
+    child = person("kid", age=4, **{**GUARDIAN, "guardian_phone": None, "guardian_email": None})
+    child["guardian_address_postal_code"] = None
+    _, suppressed = run(child)
+    assert suppressed.select("person_id", "reason").rows() == [("kid", "minor_without_guardian_contact")]
+
+
+def test_inclusion_reasons_gap_ids_and_template_are_carried() -> None:
+    frame = pl.DataFrame(
+        [person("p", gap_ids=["BCS-2026"], due_dates=[date(2026, 3, 1)], source_identifiers=["mrn|1"])]
+    )
+    members = pl.DataFrame(
+        {"person_id": ["p", "p"], "segment_id": ["open_gap_bcs", "other"], "reason": ["BCS open-gap", "x"]}
+    )
+    listed, _ = select_campaign(CAMPAIGN, members, frame, pl.DataFrame(schema=HISTORY_SCHEMA), AS_OF)
+    row = listed.row(0, named=True)
+    assert row["segments"] == ["open_gap_bcs"] and row["reasons"] == ["BCS open-gap"]
+    assert row["gap_ids"] == ["BCS-2026"] and row["due_dates"] == [date(2026, 3, 1)]
+    assert row["source_identifiers"] == ["mrn|1"] and row["template"] == "t1"

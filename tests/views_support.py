@@ -126,6 +126,7 @@ ROWS_PER_RESOURCE: dict[str, Callable[[Resource], int]] = {
     "patient_identifier": lambda r: len(r.get("identifier") or []),
     "patient_telecom": lambda r: len(r.get("telecom") or []),
     "patient_name": lambda r: len(r.get("name") or []),
+    "patient_contact": lambda r: len(r.get("contact") or []),
     "observation_component": lambda r: len(r.get("component") or []),
     "questionnaire_response_item": lambda r: _item_rows(r.get("item")),
 }
@@ -426,6 +427,20 @@ def element_tuples(table: str, resources: list[Resource]) -> Iterator[tuple[Any,
         elif table == "patient_telecom":
             for t in r.get("telecom") or []:
                 yield r["id"], t.get("system"), t.get("value"), t.get("use"), t.get("rank")
+        elif table == "patient_contact":
+            for index, c in enumerate(r.get("contact") or []):
+                phones = [t for t in c.get("telecom") or [] if t.get("system") in ("phone", "sms")]
+                emails = [t for t in c.get("telecom") or [] if t.get("system") == "email"]
+                yield (
+                    r["id"],
+                    index,
+                    first_code(c.get("relationship")),
+                    (c.get("name") or {}).get("family"),
+                    " ".join((c.get("name") or {}).get("given") or []) or None,
+                    phones[0]["value"] if phones else None,
+                    emails[0]["value"] if emails else None,
+                    (c.get("address") or {}).get("postalCode"),
+                )
         elif table == "patient_name":
             for index, n in enumerate(r.get("name") or []):
                 given = " ".join(g for g in n.get("given") or [] if g) or None
@@ -461,6 +476,16 @@ ELEMENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "patient_identifier": ("patient_id", "system", "value", "type_code", "use"),
     "patient_telecom": ("patient_id", "system", "value", "use", "rank"),
     "patient_name": ("patient_id", "name_index", "use", "family", "given"),
+    "patient_contact": (
+        "patient_id",
+        "contact_index",
+        "relationship_code",
+        "family",
+        "given",
+        "phone",
+        "email",
+        "address_postal_code",
+    ),
     "observation_component": (
         "observation_id",
         "component_index",

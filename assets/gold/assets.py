@@ -43,6 +43,7 @@ _READS = [
         for table in (
             "patient",
             "patient_telecom",
+            "patient_contact",
             "consent",
             "encounter",
             "coverage",

@@ -237,7 +237,17 @@ def make_person(rng: random.Random, index: int, seed: int, clock: Clock) -> Pers
             "relationship": vocab.CONTACT_RELATIONSHIP[relationship],
             "name": {"family": g_family, "given": [g_given]},
             "telecom": [{"system": "phone", "value": _phone(rng), "use": "mobile", "rank": 1}],
+            # the child lives with them; no extra draws, so the rest of the population is unchanged
+            "address": true.address.fhir(),
         }
+        if index % 3:
+            user = f"{_ascii(g_given).lower()}.{_ascii(g_family).split()[0].lower().replace(chr(39), '')}"
+            guardian["telecom"].append(
+                {
+                    "system": "email",
+                    "value": f"{user}@{names.EMAIL_DOMAINS[index % len(names.EMAIL_DOMAINS)]}",
+                }
+            )
     u = rng.random()
     sources: tuple[str, ...] = (
         ("ehr_a",)

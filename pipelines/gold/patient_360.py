@@ -21,6 +21,23 @@ from pipelines.gold.records import PersonRecords
 CODES_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "gold" / "clinical_codes.yaml"
 PATIENT_360 = "patient_360"
 CHANNELS = ("phone", "sms", "email", "mail")
+GUARDIAN_RELATIONSHIPS = (
+    # v3-RoleCode parents and legal guardians (natural, adoptive, foster, step)
+    "MTH", "FTH", "PRN", "NMTH", "NFTH", "NPRN", "ADOPTMTH", "ADOPTFTH", "ADOPTP",
+    "MTHFOST", "FTHFOST", "PRNFOST", "STPMTH", "STPFTH", "STPPRN", "GRD", "GUARD",
+)  # fmt: skip
+GUARDIAN_COLUMNS = (
+    "relationship",
+    "given",
+    "family",
+    "phone",
+    "phone_use",
+    "email",
+    "address_line",
+    "address_city",
+    "address_state",
+    "address_postal_code",
+)
 OPEN_ALERT_DAYS = 14
 """A device alert counts as open for this many days after it fired (until care-gap work closes it)."""
 
@@ -55,6 +72,7 @@ def build_patient_360(records: PersonRecords, as_of: date) -> pl.DataFrame:
     )
     parts = [
         _contact_and_consent(records),
+        _guardian(records, as_of),
         _primary_care(records, at),
         _coverage(records, as_of),
         _conditions(records),
@@ -103,6 +121,7 @@ def _optional_columns() -> dict[str, pl.DataType]:
         "phone_confirmed": pl.Boolean(),
         "email_confirmed": pl.Boolean(),
         **{f"consent_{c}": pl.Boolean() for c in CHANNELS},
+        **{f"guardian_{c}": pl.String() for c in GUARDIAN_COLUMNS},
         "pcp_practitioner_id": pl.String(),
         "pcp_attribution": pl.String(),
         "coverage_payor_id": pl.String(),
@@ -176,6 +195,35 @@ def _contact_and_consent(records: PersonRecords) -> pl.DataFrame:
         confirmed, on="person_id", how="full", coalesce=True
     )
     return out.with_columns(pl.col(f"consent_{c}").fill_null(True) for c in CHANNELS)
+
+
+def _guardian(records: PersonRecords, as_of: date) -> pl.DataFrame:
+    """The first current parent or guardian among the person's Patient.contact entries (lowest source,
+    then position), with their name and contact points: outreach to a minor goes to them."""
+    contacts = records.table("patient_contact")
+    schema = {"person_id": pl.String, **{f"guardian_{c}": pl.String for c in GUARDIAN_COLUMNS}}
+    if not contacts.height or "relationship_code" not in contacts.columns:
+        return pl.DataFrame(schema=schema)
+    ended = pl.col("period_end").str.slice(0, 10).str.to_date(strict=False) < as_of
+    current = contacts.filter(
+        pl.col("relationship_code").is_in(GUARDIAN_RELATIONSHIPS)
+        & ~ended.fill_null(False)
+        & (
+            pl.col("phone").is_not_null()
+            | pl.col("email").is_not_null()
+            | pl.col("address_line").is_not_null()
+        )
+    )
+    chosen = (
+        current.sort(["person_id", "source", "patient_id", "contact_index"])
+        .group_by("person_id", maintain_order=True)
+        .first()
+    )
+    return chosen.select(
+        "person_id",
+        pl.col("relationship_code").alias("guardian_relationship"),
+        *[pl.col(c).cast(pl.String).alias(f"guardian_{c}") for c in GUARDIAN_COLUMNS[1:]],
+    )
 
 
 def channel_consent(consent: pl.DataFrame) -> pl.DataFrame:

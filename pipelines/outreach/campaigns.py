@@ -17,6 +17,8 @@ _KEYS = {
     "id",
     "title",
     "segments",
+    "measures",
+    "closing_appointments",
     "channels",
     "template",
     "languages",
@@ -47,15 +49,21 @@ class Campaign:
     max_list_size: int
     priority: int
     source: str
+    measures: tuple[str, ...] = ()  # the care gaps the message is about (gap ids, due dates); () = all
+    closing_types: tuple[str, ...] = ("CHECKUP", "ROUTINE")  # appointment types that can close the gap
+    closing_within_days: int = 60  # ... when booked to start within this many days
 
     def active_on(self, day: date) -> bool:
         """True when `day` is within the campaign's dates."""
         return self.start <= day <= self.end
 
 
-def load_campaigns(segment_ids: set[str], folder: Path = CAMPAIGNS_DIR) -> list[Campaign]:
-    """Every campaign file, checked against the known segment ids, in priority then id order."""
-    campaigns = [_campaign(path, segment_ids) for path in sorted(folder.glob("*.yaml"))]
+def load_campaigns(
+    segment_ids: set[str], folder: Path = CAMPAIGNS_DIR, measure_ids: set[str] | None = None
+) -> list[Campaign]:
+    """Every campaign file, checked against the known segment (and measure) ids, in priority then id
+    order."""
+    campaigns = [_campaign(path, segment_ids, measure_ids) for path in sorted(folder.glob("*.yaml"))]
     ids = [c.id for c in campaigns]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -63,7 +71,7 @@ def load_campaigns(segment_ids: set[str], folder: Path = CAMPAIGNS_DIR) -> list[
     return sorted(campaigns, key=lambda c: (c.priority, c.id))
 
 
-def _campaign(path: Path, segment_ids: set[str]) -> Campaign:
+def _campaign(path: Path, segment_ids: set[str], measure_ids: set[str] | None) -> Campaign:
     node, data = load_with_lines(path)
 
     def fail(key: str | None, message: str) -> DefinitionError:
@@ -81,6 +89,14 @@ def _campaign(path: Path, segment_ids: set[str]) -> Campaign:
     for name in segments:
         if name not in segment_ids:
             raise fail("segments", f"unknown segment {name!r}")
+    measures = (
+        _names(data["measures"], lambda: fail("measures", "measures must be a list of measure ids"))
+        if "measures" in data
+        else ()
+    )
+    for name in measures:
+        if measure_ids is not None and name not in measure_ids:
+            raise fail("measures", f"unknown measure {name!r}")
     channels = _names(data["channels"], lambda: fail("channels", "channels must be a list"))
     for name in channels:
         if name not in CHANNELS:
@@ -90,16 +106,25 @@ def _campaign(path: Path, segment_ids: set[str]) -> Campaign:
         raise fail("start", "start and end must be dates (YYYY-MM-DD)")
     if end < start:
         raise fail("end", "end is before start")
+    closing = data.get("closing_appointments") or {}
+    if not isinstance(closing, dict) or set(closing) - {"types", "within_days"}:
+        raise fail("closing_appointments", "closing_appointments takes `types` and `within_days`")
+    closing_types = _names(
+        closing.get("types", ["CHECKUP", "ROUTINE"]),
+        lambda: fail("closing_appointments", "closing_appointments.types must be a list of codes"),
+    )
     frequency = data.get("frequency") or {}
     numbers = {
         "campaign_days": frequency.get("campaign_days", 30),
         "weekly_contacts": frequency.get("weekly_contacts", 2),
         "max_list_size": data.get("max_list_size", 1000),
         "priority": data.get("priority", 100),
+        "within_days": closing.get("within_days", 60),
     }
     for key, value in numbers.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise fail("frequency" if key in frequency else key, f"{key} must be a whole number >= 0")
+            where = "frequency" if key in frequency else "closing_appointments" if key in closing else key
+            raise fail(where, f"{key} must be a whole number >= 0")
     languages = _names(data.get("languages", ["en"]), lambda: fail("languages", "languages must be a list"))
     default_language = str(data.get("default_language", languages[0] if languages else "en"))
     return Campaign(
@@ -117,6 +142,9 @@ def _campaign(path: Path, segment_ids: set[str]) -> Campaign:
         max_list_size=numbers["max_list_size"],
         priority=numbers["priority"],
         source=path.name,
+        measures=measures,
+        closing_types=closing_types,
+        closing_within_days=numbers["within_days"],
     )
 
 

@@ -53,6 +53,16 @@ class Segment:
     source: str
 
 
+def segment_titles(folder: Path = SEGMENTS_DIR) -> dict[str, str]:
+    """Every segment id with its title, without compiling rules (campaign checks, export reasons)."""
+    titles = {}
+    for path in sorted(folder.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            titles[str(data.get("id") or path.stem)] = str(data.get("title") or data.get("id") or path.stem)
+    return titles
+
+
 def load_segments(columns: set[str], folder: Path = SEGMENTS_DIR) -> list[Segment]:
     """Every segment file, its rule checked against the person frame's `columns`."""
     segments = []
