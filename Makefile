@@ -54,8 +54,10 @@ lint: setup
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
+# local mode: the role comes from configuration (the demo data is synthetic, so a care manager's view)
 dashboard: setup
-	$(BIN)/streamlit run dashboards/app.py
+	PATIENT_INSIGHTS_DASHBOARD_ROLE=$${PATIENT_INSIGHTS_DASHBOARD_ROLE:-care_manager} \
+		$(BIN)/streamlit run dashboards/app.py --browser.gatherUsageStats false
 
 bench: setup
 	$(BIN)/python -m bench.run

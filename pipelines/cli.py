@@ -62,6 +62,9 @@ def ingest(
     buckets: int | None = typer.Option(
         None, help="Patient buckets (default: PATIENT_INSIGHTS_BUCKETS or 16)."
     ),
+    exports: str | None = typer.Option(
+        None, help="Exports folder for outreach runs and reports (default: PATIENT_INSIGHTS_EXPORTS)."
+    ),
 ) -> None:
     """Run the whole pipeline in-process (the same Dagster assets and checks) and print a summary."""
     from pipelines.run import run_pipeline
@@ -70,7 +73,7 @@ def ingest(
     settings = Settings(
         landing=UPath(landing),
         lake=UPath(lake),
-        exports=env.exports,
+        exports=UPath(exports) if exports else env.exports,
         buckets=validate_bucket_count(buckets) if buckets else env.buckets,
         as_of=env.as_of,
     )

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
+import orjson
 import polars as pl
 from upath import UPath
 
 from pipelines.bronze.tables import BRONZE, QUARANTINE
 from pipelines.config import Settings
-from pipelines.lake import parquet_files, scan_table
+from pipelines.lake import parquet_files, scan_table, write_bytes_atomic
 
 LAYERS = ("bronze", "silver", "identity", "gold")
+META, PIPELINE_RUNS = "meta", "pipeline_runs"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ def run_pipeline(settings: Settings) -> PipelineRun:
     from pipelines.definitions import build_definitions
 
     started = time.perf_counter()
+    started_at = datetime.now(UTC).replace(microsecond=0)
     defs = build_definitions(lake_resource_for(settings))
     home = os.environ.get("DAGSTER_HOME")
     if home:
@@ -97,18 +101,45 @@ def run_pipeline(settings: Settings) -> PipelineRun:
                     instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
                 )
             )
-    failed, warnings = [], []
+    failed, warnings, checks = [], [], []
     for result in results:
         for event in result.all_events:
             if event.event_type_value != "ASSET_CHECK_EVALUATION":
                 continue
             evaluation = event.asset_check_evaluation_data
-            if evaluation.passed:
-                continue
             name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            (warnings if evaluation.severity == dg.AssetCheckSeverity.WARN else failed).append(name)
+            warn = evaluation.severity == dg.AssetCheckSeverity.WARN
+            checks.append(
+                {
+                    "asset": evaluation.asset_key.to_user_string(),
+                    "check": evaluation.check_name,
+                    "partition": result.dagster_run.tags.get("dagster/partition"),
+                    "passed": evaluation.passed,
+                    "severity": "WARN" if warn else "ERROR",
+                }
+            )
+            if not evaluation.passed:
+                (warnings if warn else failed).append(name)
     success = all(r.success for r in results) and not failed
-    return PipelineRun(success, results[0].run_id, time.perf_counter() - started, failed, warnings)
+    run = PipelineRun(success, results[0].run_id, time.perf_counter() - started, failed, warnings)
+    record_run(settings.lake, run, started_at, checks)
+    return run
+
+
+def record_run(lake: UPath, run: PipelineRun, started_at: datetime, checks: list[dict]) -> None:
+    """`<lake>/meta/pipeline_runs/<start>_<run id>.json`: status, duration and every asset check's
+    outcome (names and pass/fail only), for the dashboard's freshness and data-quality pages."""
+    record = {
+        "run_id": run.run_id,
+        "started_at": started_at.isoformat(),
+        "seconds": round(run.seconds, 1),
+        "success": run.success,
+        "failed_checks": run.failed_checks,
+        "warnings": run.warnings,
+        "checks": checks,
+    }
+    name = f"{started_at.strftime('%Y%m%dT%H%M%SZ')}_{run.run_id}.json"
+    write_bytes_atomic(orjson.dumps(record, option=orjson.OPT_INDENT_2), lake / META / PIPELINE_RUNS / name)
 
 
 def table_row_counts(lake: UPath) -> pl.DataFrame:

@@ -114,3 +114,12 @@ def dsn(server_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_dsn, autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def dashboard_lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(lake, exports): the whole pipeline on a few hundred generated people, shared by the dashboard's
+    AppTest and browser tests (dashboards/testing.py)."""
+    from dashboards.testing import demo_lake
+
+    return demo_lake(tmp_path_factory.mktemp("dashboard_lake"))

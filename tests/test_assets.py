@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import orjson
+import pytest
 from upath import UPath
 
 from assets.bronze.assets import bronze_ingest
@@ -127,17 +129,28 @@ def test_workspace_validates_with_the_dagster_cli(tmp_path: Path) -> None:
     assert "passed validation" in completed.stderr + completed.stdout
 
 
-def test_command_line_ingest_runs_the_pipeline_and_reports(landing: UPath, tmp_path: Path) -> None:
+def test_command_line_ingest_runs_the_pipeline_and_reports(
+    landing: UPath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from pipelines.cli import app
 
+    monkeypatch.chdir(tmp_path)  # `exports` is relative: nothing lands in the working copy
     small_landing(Path(landing))
     env = {"DAGSTER_HOME": "", "PATIENT_INSIGHTS_BUCKETS": "4"}
     outcome = CliRunner().invoke(
-        app, ["ingest", "--landing", str(landing), "--lake", str(tmp_path / "lake")], env=env
+        app,
+        ["ingest", "--landing", str(landing), "--lake", str(tmp_path / "lake"), "--exports", "exports"],
+        env=env,
     )
     assert outcome.exit_code == 0, outcome.output
     assert "fhir_resources" in outcome.output and "unknown_patient_reference" in outcome.output
     assert SECRET_NAME not in outcome.output
     assert (tmp_path / "lake" / "bronze" / "ingest_log").is_dir()
+    records = list((tmp_path / "lake" / "meta" / "pipeline_runs").glob("*.json"))
+    assert len(records) == 1
+    record = orjson.loads(records[0].read_bytes())
+    assert record["success"] is True and record["checks"]
+    assert {"asset", "check", "partition", "passed", "severity"} == set(record["checks"][0])
+    assert SECRET_NAME not in records[0].read_text()

@@ -272,3 +272,20 @@ def test_an_ended_or_non_guardian_contact_is_not_a_guardian() -> None:
     chosen = _guardian(_Records(), date(2026, 6, 30)).sort("person_id")  # type: ignore[arg-type]
     # p1's mother's role ended, so the guardian of the other source counts; p2's is an emergency contact
     assert chosen.select("person_id", "guardian_given").rows() == [("p1", "Gus"), ("p3", "Fred")]
+
+
+def test_rate_history_keeps_one_row_per_measure_and_day(materialized) -> None:
+    from pipelines.gold.build import build_care_gap_rates
+
+    lake, _, _, _ = materialized
+    rates = build_care_gap_rates(lake)
+    build_care_gap_rates(lake)  # the same day again: replaced, not repeated
+    history = read_table(lake, "gold", "care_gap_rate_history")
+    assert history.height == rates.height and history.select("measure_id", "as_of").is_unique().all()
+    # another day's rates are kept beside it
+    path = Path(str(lake)) / "gold" / "care_gap_rate_history" / "data.parquet"
+    earlier = history.with_columns(pl.lit(date(2026, 5, 31)).alias("as_of"))
+    pl.concat([earlier, history]).write_parquet(path)
+    build_care_gap_rates(lake)
+    days = read_table(lake, "gold", "care_gap_rate_history").group_by("as_of").len().sort("as_of")
+    assert days.rows() == [(date(2026, 5, 31), rates.height), (AS_OF, rates.height)]

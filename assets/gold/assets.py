@@ -24,7 +24,7 @@ from pipelines.gold.sentiment import SENTIMENT_CONVERSATION, SENTIMENT_MESSAGE
 from pipelines.gold.timeline import TIMELINE
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
 from pipelines.lake import table_path
-from pipelines.measures.build import CARE_GAP_RATES, CARE_GAPS
+from pipelines.measures.build import CARE_GAP_RATE_HISTORY, CARE_GAP_RATES, CARE_GAPS
 from pipelines.segments.build import SEGMENT_MEMBERSHIP, SEGMENT_SNAPSHOTS
 from pipelines.segments.triggers import TRIGGER_EVENTS
 from pipelines.silver.expectations import EXPECTATIONS_DIR
@@ -164,29 +164,48 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     yield from _contracts({t: person_table_file(settings.lake, t, bucket) for t in _PERSON_TABLES})
 
 
-@dg.asset(
-    key=[GOLD, CARE_GAP_RATES],
-    group_name=SUMMARY_GROUP,
-    deps=[dg.AssetDep([GOLD, CARE_GAPS], partition_mapping=_ALL)],
-    check_specs=_contract_specs(CARE_GAP_RATES),
-    automation_condition=dg.AutomationCondition.eager(),
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            [GOLD, CARE_GAP_RATES],
+            description="Per measure: eligible, exclusions, denominator, numerator and rate for the period, "
+            "over every person bucket.",
+            group_name=SUMMARY_GROUP,
+            deps=[dg.AssetDep([GOLD, CARE_GAPS], partition_mapping=_ALL)],
+            automation_condition=dg.AutomationCondition.eager(),
+        ),
+        dg.AssetSpec(
+            [GOLD, CARE_GAP_RATE_HISTORY],
+            description="The care-gap rates of every as-of day run so far (trends); a re-run of a day "
+            "replaces its rows.",
+            group_name=SUMMARY_GROUP,
+            deps=[[GOLD, CARE_GAPS]],
+        ),
+    ],
+    check_specs=_contract_specs(CARE_GAP_RATES, CARE_GAP_RATE_HISTORY),
+    can_subset=False,
 )
 def care_gap_rates(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Per measure: eligible, exclusions, denominator, numerator and rate for the period, over every
-    person bucket."""
+    """Care-gap rates of the as-of day over every person bucket, and their history across runs."""
     settings = lake.settings()
     rates = build_care_gap_rates(settings.lake)
     yield dg.MaterializeResult(
+        asset_key=[GOLD, CARE_GAP_RATES],
         metadata={
             "measures": rates.height,
             **{
                 f"rate_{m}": round(r, 4)
                 for m, r in rates.select("measure_id", "rate").drop_nulls().iter_rows()
             },
+        },
+    )
+    yield dg.MaterializeResult(asset_key=[GOLD, CARE_GAP_RATE_HISTORY])
+    yield from _contracts(
+        {
+            t: table_path(settings.lake, GOLD, t) / PARTITION_FILE
+            for t in (CARE_GAP_RATES, CARE_GAP_RATE_HISTORY)
         }
     )
-    path = table_path(settings.lake, GOLD, CARE_GAP_RATES) / PARTITION_FILE
-    yield from _contracts({CARE_GAP_RATES: path})
 
 
 PERSON_JOB = "gold_person_job"

@@ -1,7 +1,6 @@
 """Outreach lists: one partition per campaign (data_contracts/campaigns), each run exported immutably under
 `<exports>/<campaign>/<run_id>/`, audited, optionally loaded into PostgreSQL, then re-read and checked."""
 
-
 import dagster as dg
 
 from assets.resources import LakeResource, OutreachDatabaseResource

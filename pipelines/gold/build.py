@@ -45,6 +45,7 @@ from pipelines.gold.sentiment import (
 from pipelines.gold.timeline import TIMELINE, build_timeline
 from pipelines.lake import read_table, remove_files, table_path, write_parquet_atomic
 from pipelines.measures.build import (
+    CARE_GAP_RATE_HISTORY,
     CARE_GAP_RATES,
     CARE_GAPS,
     care_gap_rates,
@@ -196,9 +197,16 @@ def with_risk(view: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def build_care_gap_rates(lake: UPath) -> pl.DataFrame:
-    """`gold/care_gap_rates` over every bucket of `gold/care_gaps` (one small file, not partitioned)."""
+    """`gold/care_gap_rates` over every bucket of `gold/care_gaps` (one small file, not partitioned), and
+    `gold/care_gap_rate_history`: the rates of every as-of day run so far (a re-run of a day replaces
+    that day's rows), for trends."""
     rates = care_gap_rates(read_table(lake, GOLD, CARE_GAPS).drop("bucket", strict=False))
     write_parquet_atomic(rates, table_path(lake, GOLD, CARE_GAP_RATES) / PARTITION_FILE)
+    history_file = table_path(lake, GOLD, CARE_GAP_RATE_HISTORY) / PARTITION_FILE
+    earlier = pl.read_parquet(str(history_file)) if history_file.exists() else rates.clear()
+    days = rates["as_of"].unique().implode()
+    history = pl.concat([earlier.filter(~pl.col("as_of").is_in(days)), rates], how="vertical_relaxed")
+    write_parquet_atomic(history.sort("as_of", "measure_id"), history_file)
     return rates
 
 

@@ -11,6 +11,7 @@ from pipelines.measures.engine import PERSON_SCHEMA, evaluate_measure
 
 CARE_GAPS = "care_gaps"
 CARE_GAP_RATES = "care_gap_rates"
+CARE_GAP_RATE_HISTORY = "care_gap_rate_history"
 INVERSE_MEASURES = {"GSD"}
 """Measures where the numerator is the poor outcome (a lower rate is better)."""
 

@@ -1,0 +1,59 @@
+"""Altair charts the pages share (hover tooltips, zoom and pan where time is on the x axis)."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+import streamlit as st
+
+
+def draw(chart: alt.TopLevelMixin) -> None:
+    """Render a chart across the page width."""
+    st.altair_chart(chart, width="stretch")
+
+
+TIER_COLORS = alt.Scale(domain=["high", "medium", "low"], range=["#d62728", "#ff9f1c", "#4c78a8"])
+
+
+def bars(
+    frame: pl.DataFrame,
+    x: str,
+    y: str,
+    *,
+    title: str,
+    color: str | None = None,
+    fmt: str = "",
+    scale: alt.Scale | None = None,
+) -> None:
+    """A bar chart of `y` by `x` with tooltips."""
+    encoding = {
+        "x": alt.X(x, sort=None, title=None),
+        "y": alt.Y(y, title=title, axis=alt.Axis(format=fmt) if fmt else alt.Axis()),
+        "tooltip": [c for c in frame.columns],
+    }
+    if color:
+        encoding["color"] = alt.Color(color, title=None, scale=scale or alt.Undefined)
+    draw(alt.Chart(frame).mark_bar().encode(**encoding).properties(height=260))
+
+
+def lines(
+    frame: pl.DataFrame,
+    x: str,
+    y: str,
+    *,
+    color: str,
+    title: str,
+    band: tuple[str, str] | None = None,
+    fmt: str = "",
+) -> None:
+    """Lines of `y` over `x` per `color`, with an optional interval band; zoom and pan on x."""
+    base = alt.Chart(frame).encode(x=alt.X(x, title=None), color=alt.Color(color, title=None))
+    layers = [
+        base.mark_line(point=True).encode(
+            y=alt.Y(y, title=title, axis=alt.Axis(format=fmt) if fmt else alt.Axis()),
+            tooltip=[c for c in frame.columns],
+        )
+    ]
+    if band:
+        layers.insert(0, base.mark_area(opacity=0.15).encode(y=band[0], y2=band[1]))
+    draw(alt.layer(*layers).properties(height=300).interactive(bind_y=False))

@@ -1,0 +1,263 @@
+"""What the dashboard reads from the lake and the exports, as plain functions of paths (tested without
+Streamlit) - `dashboards/cache.py` wraps them in `st.cache_data` keyed on the lake's version.
+
+Everything is read-only. A table that does not exist yet reads as an empty frame, so every page can show
+a friendly empty state instead of failing on a fresh lake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import orjson
+import polars as pl
+from upath import UPath
+
+from pipelines.config import DEFAULT_EXPORTS, DEFAULT_LAKE
+from pipelines.gold.patient_360 import result_values
+from pipelines.gold.records import PersonRecords, person_bucket_of
+from pipelines.lake import parquet_files, scan_table, table_path
+from pipelines.outreach.exports import campaign_runs
+from pipelines.run import META, PIPELINE_RUNS
+
+GOLD, SILVER, BRONZE, IDENTITY = "gold", "silver", "bronze", "identity"
+SEARCH_LIMIT = 50
+_DATE_FORMS = (
+    (re.compile(r"^(\d{4})-(\d{2})-(\d{2})$"), (1, 2, 3)),
+    (re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$"), (3, 1, 2)),  # US month/day/year
+)
+
+
+@dataclass(frozen=True)
+class Locations:
+    """Where the dashboard reads: the lake and the exports folder."""
+
+    lake: UPath
+    exports: UPath
+
+    @classmethod
+    def from_env(cls) -> Locations:
+        """`PATIENT_INSIGHTS_LAKE` / `PATIENT_INSIGHTS_EXPORTS`, else the laptop defaults."""
+        return cls(
+            UPath(os.environ.get("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE)),
+            UPath(os.environ.get("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS)),
+        )
+
+
+def lake_version(lake: UPath, exports: UPath) -> str:
+    """Changes whenever a run changes what the dashboard shows: the newest pipeline run record and the
+    newest file time of the gold tables and the exports' audit log (cache key of every read)."""
+    parts = []
+    runs = lake / META / PIPELINE_RUNS
+    if runs.exists():
+        names = sorted(p.name for p in runs.iterdir())
+        parts.append(names[-1] if names else "")
+    newest = 0.0
+    gold = lake / GOLD
+    if gold.exists():
+        for table in gold.iterdir():
+            for path in parquet_files(table):
+                newest = max(newest, path.stat().st_mtime)
+    audit = exports / "audit.log"
+    if audit.exists():
+        newest = max(newest, audit.stat().st_mtime)
+    return f"{'|'.join(parts)}|{newest:.6f}"
+
+
+def read(lake: UPath, layer: str, table: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """A whole lake table (selected columns), or an empty frame when it does not exist yet."""
+    if not parquet_files(table_path(lake, layer, table)):
+        return pl.DataFrame(schema={c: pl.String for c in columns or []})
+    scan = scan_table(lake, layer, table)
+    if columns is not None:
+        present = scan.collect_schema().names()
+        scan = scan.select([c for c in columns if c in present])
+    frame = scan.collect()
+    return frame.drop("bucket") if "bucket" in frame.columns and (columns is None) else frame
+
+
+def bucket_count(lake: UPath) -> int:
+    """The number of person buckets the gold tables were written with."""
+    folder = table_path(lake, GOLD, "patient_360")
+    if not folder.exists():
+        return 1
+    return max(1, sum(1 for p in folder.iterdir() if p.name.startswith("bucket=")))
+
+
+def person_rows(lake: UPath, table: str, person_id: str) -> pl.DataFrame:
+    """One person's rows of a gold person table, read from the person's bucket file only."""
+    bucket = person_bucket_of(person_id, bucket_count(lake))
+    path = table_path(lake, GOLD, table) / f"bucket={bucket}" / "data.parquet"
+    if not path.exists():
+        return pl.DataFrame(schema={"person_id": pl.String})
+    return pl.scan_parquet(str(path)).filter(pl.col("person_id") == person_id).collect()
+
+
+def search_index(lake: UPath) -> pl.DataFrame:
+    """Everyone in patient_360 with the fields a care manager searches by: name, birth date and every
+    source identifier (MRNs, SSN last digits are not indexed)."""
+    view = read(
+        lake,
+        GOLD,
+        "patient_360",
+        [
+            "person_id",
+            "given",
+            "family",
+            "birth_date",
+            "sex",
+            "age",
+            "deceased",
+            "risk_tier",
+            "open_care_gaps",
+        ],
+    )
+    if view.is_empty():
+        return view.with_columns(pl.lit(None, pl.String).alias("identifiers"), pl.lit("").alias("_name"))
+    links = read(lake, IDENTITY, "person_link", ["source", "source_patient_id", "person_id"])
+    identifiers = read(lake, SILVER, "patient_identifier", ["source", "patient_id", "type_code", "value"])
+    if identifiers.height and links.height:
+        ids = (
+            identifiers.filter(pl.col("type_code") != "SS")
+            .join(links, left_on=["source", "patient_id"], right_on=["source", "source_patient_id"])
+            .group_by("person_id")
+            .agg(pl.col("value").unique().sort().str.join(" ").alias("identifiers"))
+        )
+        view = view.join(ids, on="person_id", how="left")
+    else:
+        view = view.with_columns(pl.lit(None, pl.String).alias("identifiers"))
+    name = pl.concat_str(["given", "family"], separator=" ", ignore_nulls=True).str.to_lowercase()
+    return view.with_columns(name.alias("_name")).sort("family", "given", "person_id", nulls_last=True)
+
+
+def search(index: pl.DataFrame, query: str, limit: int = SEARCH_LIMIT) -> pl.DataFrame:
+    """Persons matching `query`: a birth date (YYYY-MM-DD or M/D/YYYY), an identifier (exact, or a
+    prefix of 4+ characters), a person id, or name words (every word a prefix of a name part)."""
+    text = query.strip()
+    if not text or index.is_empty():
+        return index.head(0)
+    for pattern, (y, m, d) in _DATE_FORMS:
+        found = pattern.match(text)
+        if found:
+            try:
+                day = date(int(found.group(y)), int(found.group(m)), int(found.group(d)))
+            except ValueError:
+                return index.head(0)
+            return index.filter(pl.col("birth_date") == day.isoformat()).head(limit)
+    lowered = text.lower()
+    identifier = pl.col("identifiers").fill_null("").str.split(" ")
+    by_id = index.filter(
+        (pl.col("person_id") == text)
+        | identifier.list.contains(text)
+        | (pl.lit(len(text) >= 4) & identifier.list.eval(pl.element().str.starts_with(text)).list.any())
+    )
+    if by_id.height:
+        return by_id.head(limit)
+    words = [w for w in re.split(r"[\s,]+", lowered) if w]
+    parts = pl.col("_name").str.split(" ")
+    matches = pl.all_horizontal(
+        [parts.list.eval(pl.element().str.starts_with(word)).list.any() for word in words]
+    )
+    return index.filter(matches).head(limit)
+
+
+def person_records(lake: UPath, person_id: str) -> PersonRecords:
+    """The source records of one person (silver and device tables, read from their buckets only)."""
+    buckets = bucket_count(lake)
+    links = read(lake, IDENTITY, "person_link", ["person_id", "source", "source_patient_id"])
+    links = links.filter(pl.col("person_id") == person_id).select(
+        "person_id", "source", pl.col("source_patient_id").alias("patient_id")
+    )
+    persons = pl.DataFrame({"person_id": [person_id]})
+    return PersonRecords(lake, persons, links, person_bucket_of(person_id, buckets), buckets)
+
+
+def person_results(lake: UPath, person_id: str) -> pl.DataFrame:
+    """Every numeric lab and vital result of the person (`result`, `value`, `at`) for trend charts."""
+    return result_values(person_records(lake, person_id)).sort("result", "at")
+
+
+def person_device_days(lake: UPath, person_id: str) -> pl.DataFrame:
+    """The person's device readings per day and metric (mean, min, max)."""
+    daily = person_records(lake, person_id).table("device_daily", layer=GOLD)
+    if "metric" not in daily.columns:
+        return pl.DataFrame(schema={"metric": pl.String, "day": pl.Date, "mean": pl.Float64})
+    return daily.select("metric", "unit", "day", "readings", "mean", "min", "max").sort("metric", "day")
+
+
+def person_outreach(exports: UPath, person_id: str) -> pl.DataFrame:
+    """Every campaign run that listed or suppressed the person: campaign, run, channel or reason."""
+    rows = []
+    for folder in sorted(exports.iterdir()) if exports.exists() else []:
+        if not folder.is_dir():
+            continue
+        for run in campaign_runs(exports, folder.name):
+            listed = run.read_list().filter(pl.col("person_id") == person_id)
+            for row in listed.select("channel", "rank").iter_rows(named=True):
+                rows.append((folder.name, run.run_id, "listed", row["channel"], row["rank"]))
+            suppressed = pl.read_csv((run.folder / "suppressed.csv").read_bytes(), infer_schema=False)
+            if suppressed.height:
+                for reason in suppressed.filter(pl.col("person_id") == person_id)["reason"]:
+                    rows.append((folder.name, run.run_id, "suppressed", reason, None))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "campaign": pl.String,
+            "run_id": pl.String,
+            "outcome": pl.String,
+            "channel_or_reason": pl.String,
+            "rank": pl.Int64,
+        },
+        orient="row",
+    )
+
+
+def pipeline_runs(lake: UPath) -> list[dict]:
+    """Every recorded pipeline run, newest first."""
+    folder = lake / META / PIPELINE_RUNS
+    if not folder.exists():
+        return []
+    return [
+        orjson.loads(p.read_bytes()) for p in sorted(folder.iterdir(), key=lambda p: p.name, reverse=True)
+    ]
+
+
+def campaign_history(exports: UPath) -> pl.DataFrame:
+    """Every complete run of every campaign with the manifest's counts, newest first."""
+    rows = []
+    for folder in sorted(exports.iterdir()) if exports.exists() else []:
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        for run in campaign_runs(exports, folder.name):
+            manifest = run.manifest()
+            counts = {f["url"]: f["count"] for f in manifest["output"]}
+            rows.append(
+                {
+                    "campaign": folder.name,
+                    "run_id": run.run_id,
+                    "as_of": run.as_of,
+                    "transaction_time": manifest["transactionTime"],
+                    "listed": counts.get("list.csv", 0),
+                    "suppressed": counts.get("suppressed.csv", 0),
+                    "added": counts.get("added.csv", 0),
+                    "removed": counts.get("removed.csv", 0),
+                    "changed": counts.get("changed.csv", 0),
+                    "previous_run": manifest.get("previousRunId"),
+                }
+            )
+    schema = {
+        "campaign": pl.String,
+        "run_id": pl.String,
+        "as_of": pl.Date,
+        "transaction_time": pl.String,
+        "listed": pl.Int64,
+        "suppressed": pl.Int64,
+        "added": pl.Int64,
+        "removed": pl.Int64,
+        "changed": pl.Int64,
+        "previous_run": pl.String,
+    }
+    return pl.DataFrame(rows, schema=schema).sort("as_of", "run_id", descending=True)

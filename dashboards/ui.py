@@ -1,0 +1,137 @@
+"""The pieces every page uses: the viewer of the session, cached reads keyed on the lake's version, masked
+tables, empty states. Pages call these and never read the lake or show a frame directly."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+import streamlit as st
+from upath import UPath
+
+from dashboards import data
+from dashboards.access import ANALYST, Viewer, local_role, mask, role_for
+
+APP_NAME = "patient-insights"
+logging.getLogger("streamlit").setLevel(logging.WARNING)  # request logs could carry query strings
+
+
+def viewer() -> Viewer:
+    """The session's viewer: signed in through the OIDC provider when `[auth]` is configured in
+    secrets.toml (the page stops with a login button until then), else local mode with the configured
+    role."""
+    if _auth_configured():
+        if not st.user.is_logged_in:
+            st.title(APP_NAME)
+            st.write("Sign in with your organization account to see patient data.")
+            if st.button("Sign in"):
+                st.login()
+            st.stop()
+        roles = dict(st.secrets.get("roles", {}))
+        email = str(st.user.get("email") or "")
+        return Viewer(role_for(email, roles), str(st.user.get("name") or email) or None, False)
+    return Viewer(local_role(), None, True)
+
+
+def _auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets.toml at all
+        return False
+    except Exception:  # a malformed secrets.toml: fail closed into local mode's configured role
+        return False
+
+
+def page_header(title: str, who: Viewer) -> None:
+    """Tab title, the page's one h1, and the banner of local mode or of the de-identified view."""
+    st.title(title)
+    if who.local_mode:
+        st.warning(
+            f"Local mode: no sign-in is configured; the role **{who.role}** comes from "
+            "PATIENT_INSIGHTS_DASHBOARD_ROLE. Configure `[auth]` in .streamlit/secrets.toml for real users.",
+            icon=":material/lock_open:",
+        )
+    if who.role == ANALYST:
+        st.info(
+            "De-identified view: names, contacts and identifiers hidden, dates shown by month.",
+            icon=":material/visibility_off:",
+        )
+
+
+def locations() -> data.Locations:
+    """Where this session reads (from the environment)."""
+    return data.Locations.from_env()
+
+
+def version() -> str:
+    """The lake's version: every cached read is keyed on it, so a new run shows at once."""
+    where = locations()
+    return data.lake_version(where.lake, where.exports)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _table(lake: str, _version: str, layer: str, name: str, columns: tuple[str, ...] | None) -> pl.DataFrame:
+    return data.read(UPath(lake), layer, name, list(columns) if columns else None)
+
+
+def read(name: str, columns: tuple[str, ...] | None = None, layer: str = data.GOLD) -> pl.DataFrame:
+    """A lake table (selected columns), cached per lake version."""
+    return _table(str(locations().lake), version(), layer, name, columns)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _search_index(lake: str, _version: str) -> pl.DataFrame:
+    return data.search_index(UPath(lake))
+
+
+def search_index() -> pl.DataFrame:
+    """Everyone with the fields a care manager searches by, cached per lake version."""
+    return _search_index(str(locations().lake), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _person(lake: str, exports: str, _version: str, what: str, person_id: str) -> pl.DataFrame:
+    if what == "results":
+        return data.person_results(UPath(lake), person_id)
+    if what == "device_days":
+        return data.person_device_days(UPath(lake), person_id)
+    if what == "outreach":
+        return data.person_outreach(UPath(exports), person_id)
+    return data.person_rows(UPath(lake), what, person_id)
+
+
+def person(what: str, person_id: str) -> pl.DataFrame:
+    """One person's rows: a gold person table's name, or `results`, `device_days`, `outreach`."""
+    where = locations()
+    return _person(str(where.lake), str(where.exports), version(), what, person_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _campaign_history(exports: str, _version: str) -> pl.DataFrame:
+    return data.campaign_history(UPath(exports))
+
+
+def campaign_history() -> pl.DataFrame:
+    """Every campaign run with its manifest counts, newest first."""
+    return _campaign_history(str(locations().exports), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _pipeline_runs(lake: str, _version: str) -> list[dict]:
+    return data.pipeline_runs(UPath(lake))
+
+
+def pipeline_runs() -> list[dict]:
+    """Recorded pipeline runs, newest first."""
+    return _pipeline_runs(str(locations().lake), version())
+
+
+def show(frame: pl.DataFrame, who: Viewer, *, height: int | None = None, key: str | None = None) -> None:
+    """A sortable, filterable table of what `who` may see."""
+    visible = mask(frame, who)
+    st.dataframe(visible, hide_index=True, width="stretch", height=height or "auto", key=key)
+
+
+def empty_state(what: str) -> None:
+    """The friendly message of a page or section with no data yet."""
+    st.info(f"No {what} yet. Run the pipeline (`make run`) and reload.", icon=":material/inbox:")

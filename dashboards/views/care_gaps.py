@@ -1,0 +1,70 @@
+"""Care gaps & segments: per measure numerator, denominator and exclusions, drill-down to the patients of a
+measure and status, segment sizes and who entered or left them."""
+
+import polars as pl
+import streamlit as st
+
+from dashboards import charts, ui
+
+who = ui.viewer()
+ui.page_header("Care gaps & segments", who)
+
+rates = ui.read("care_gap_rates")
+if rates.is_empty():
+    ui.empty_state("care-gap results")
+    st.stop()
+
+st.subheader("Measures (HEDIS-aligned; not NCQA-certified)")
+ui.show(
+    rates.select(
+        "measure_id", "period_start", "period_end", "eligible", "exclusions", "denominator", "numerator",
+        "rate", "open_gaps", "inverse",
+    ),
+    who,
+    key="rates",
+)  # fmt: skip
+
+st.subheader("Drill down")
+left, right = st.columns(2)
+measure = left.selectbox("Measure", rates["measure_id"].to_list(), key="measure")
+statuses = ["open-gap", "closed-gap", "excluded", "prospective-gap", "not-applicable"]
+status = right.selectbox("Status", statuses, key="status")
+gaps = ui.read(
+    "care_gaps",
+    ("person_id", "measure_id", "status", "exclusion_reason", "due_date", "days_overdue", "evidence_date",
+     "evidence_code", "pcp_practitioner_id"),
+)  # fmt: skip
+people = ui.read(
+    "patient_360", ("person_id", "given", "family", "age", "sex", "risk_tier", "preferred_phone")
+)
+chosen = (
+    gaps.filter((pl.col("measure_id") == measure) & (pl.col("status") == status))
+    .join(people, on="person_id", how="left")
+    .sort("days_overdue", descending=True, nulls_last=True)
+)
+st.caption(f"{chosen.height:,} persons with {measure} {status}")
+ui.show(chosen, who, key="drill", height=360)
+
+st.subheader("Segments")
+membership = ui.read("segment_membership", ("person_id", "segment_id", "segment_type", "entered", "exited"))
+if membership.is_empty():
+    ui.empty_state("segment memberships")
+    st.stop()
+sizes = (
+    membership.filter(pl.col("exited").is_null())
+    .group_by("segment_id", "segment_type")
+    .len("members")
+    .sort("members", descending=True)
+)
+charts.bars(sizes, "segment_id", "members", title="current members", color="segment_type")
+entered = membership.group_by("segment_id", pl.col("entered").alias("day")).len("entered")
+exited = membership.drop_nulls("exited").group_by("segment_id", pl.col("exited").alias("day")).len("exited")
+changes = (
+    entered.join(exited, on=["segment_id", "day"], how="full", coalesce=True)
+    .with_columns(pl.col("entered").fill_null(0), pl.col("exited").fill_null(0))
+    .sort("day", "segment_id", descending=[True, False])
+)
+segment = st.selectbox("Membership changes of", ["all", *sizes["segment_id"].to_list()], key="segment")
+if segment != "all":
+    changes = changes.filter(pl.col("segment_id") == segment)
+ui.show(changes, who, key="changes")

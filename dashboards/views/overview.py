@@ -1,0 +1,85 @@
+"""Overview: population KPIs, care-gap rates and their trend, risk tiers, data freshness, the last run."""
+
+import polars as pl
+import streamlit as st
+
+from dashboards import charts, ui
+
+who = ui.viewer()
+ui.page_header("Overview", who)
+
+people = ui.read("patient_360", ("person_id", "deceased", "age", "open_care_gaps", "risk_tier", "as_of"))
+if people.is_empty():
+    ui.empty_state("patients")
+    st.stop()
+
+living = people.filter(~pl.col("deceased").cast(pl.Boolean).fill_null(False))
+as_of = people["as_of"].max()
+columns = st.columns(5)
+columns[0].metric("Persons", f"{people.height:,}", help="One person per identity across sources")
+columns[1].metric("Living", f"{living.height:,}")
+columns[2].metric("Open care gaps", f"{int(living['open_care_gaps'].cast(pl.Int64).fill_null(0).sum()):,}")
+columns[3].metric("High risk", f"{living.filter(pl.col('risk_tier') == 'high').height:,}")
+columns[4].metric("As of", str(as_of))
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Care-gap rates (HEDIS-aligned; not NCQA-certified)")
+    rates = ui.read("care_gap_rates")
+    if rates.is_empty():
+        ui.empty_state("care-gap rates")
+    else:
+        charts.bars(
+            rates.drop_nulls("rate").select("measure_id", "rate", "numerator", "denominator", "open_gaps"),
+            "measure_id",
+            "rate",
+            title="rate",
+            fmt="%",
+        )
+    history = ui.read("care_gap_rate_history")
+    if history.height and history["as_of"].n_unique() > 1:
+        st.caption("Trend across runs")
+        charts.lines(
+            history.drop_nulls("rate").select("as_of", "measure_id", "rate"),
+            "as_of",
+            "rate",
+            color="measure_id",
+            title="rate",
+            fmt="%",
+        )
+    elif history.height:
+        st.caption("The trend appears after runs on more than one as-of day.")
+with right:
+    st.subheader("Risk tiers (180-day ED visit or unplanned admission)")
+    tiers = living.drop_nulls("risk_tier").group_by("risk_tier").len("persons")
+    if tiers.is_empty():
+        ui.empty_state("risk scores")
+    else:
+        order = {"high": 0, "medium": 1, "low": 2}
+        tiers = tiers.sort(pl.col("risk_tier").replace_strict(order, default=3))
+        charts.bars(
+            tiers, "risk_tier", "persons", title="persons", color="risk_tier", scale=charts.TIER_COLORS
+        )
+
+st.subheader("Data freshness and the last run")
+ingests = ui.read("ingest_log", ("source", "finished_at", "records_in"), layer="bronze")
+runs = ui.pipeline_runs()
+fresh = st.columns(3)
+if ingests.height:
+    latest = ingests.group_by("source").agg(
+        pl.col("finished_at").max().alias("last_ingest"), pl.col("records_in").sum().alias("records")
+    )
+    fresh[0].metric("Last ingest", str(ingests["finished_at"].max())[:19])
+    with st.expander("Per source"):
+        ui.show(latest.sort("source"), who)
+if runs:
+    last = runs[0]
+    status = "succeeded" if last["success"] else "failed"
+    fresh[1].metric("Last pipeline run", status, help=f"run {last['run_id']} started {last['started_at']}")
+    fresh[2].metric("Run time", f"{last['seconds']:.0f} s")
+    if last["failed_checks"]:
+        st.error("Failed checks: " + ", ".join(last["failed_checks"]))
+    if last["warnings"]:
+        st.warning("Check warnings: " + ", ".join(last["warnings"]))
+else:
+    fresh[1].metric("Last pipeline run", "not recorded")

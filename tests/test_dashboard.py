@@ -1,0 +1,143 @@
+"""The dashboard with Streamlit's AppTest: every page on a generated lake and on an empty one, search,
+filters, and the analyst's de-identified view (no name, phone or identifier anywhere on a page)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from dashboards.pages import PAGES
+
+APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+SCRIPTS = [(f"views/{script}", title) for script, title, _, _ in PAGES]
+TIMEOUT_S = 120
+
+
+@pytest.fixture
+def use_lake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Point the app at a lake with a role; the cache is cleared before and after."""
+
+    def use(lake: Path, exports: Path, role: str = "care_manager") -> None:
+        monkeypatch.setenv("PATIENT_INSIGHTS_LAKE", str(lake))
+        monkeypatch.setenv("PATIENT_INSIGHTS_EXPORTS", str(exports))
+        monkeypatch.setenv("PATIENT_INSIGHTS_DASHBOARD_ROLE", role)
+
+    st.cache_data.clear()
+    yield use
+    st.cache_data.clear()
+
+
+def open_page(script: str) -> AppTest:
+    """The app, switched to the page `script` and run."""
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    app.run()
+    if script != SCRIPTS[0][0]:
+        app.switch_page(script)
+        app.run()
+    return app
+
+
+def texts(app: AppTest) -> str:
+    """Every text the page shows: headings, markdown, metrics, alerts, options and table cells."""
+    parts: list[str] = []
+    for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "error", "success", "text"):
+        parts += [str(e.value) for e in getattr(app, kind)]
+    parts += [f"{m.label} {m.value}" for m in app.metric]
+    for widget in (*app.selectbox, *app.multiselect, *app.radio):
+        parts += [str(o) for o in widget.options]
+    for frame in app.dataframe:
+        parts.append(frame.value.to_csv(index=False))
+    parts += [str(j.value) for j in app.json]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize(("script", "title"), SCRIPTS)
+def test_every_page_renders_on_a_generated_lake(script: str, title: str, dashboard_lake, use_lake) -> None:
+    use_lake(*dashboard_lake)
+    app = open_page(script)
+    assert not app.exception, [e.value for e in app.exception]
+    assert [t.value for t in app.title] == [title]
+    assert any("Local mode" in w.value for w in app.warning)  # the local-mode banner
+
+
+@pytest.mark.parametrize(("script", "title"), SCRIPTS)
+def test_every_page_has_a_friendly_empty_state(script: str, title: str, tmp_path: Path, use_lake) -> None:
+    use_lake(tmp_path / "lake", tmp_path / "exports")
+    app = open_page(script)
+    assert not app.exception, [e.value for e in app.exception]
+    assert [t.value for t in app.title] == [title]
+    assert any("No " in i.value and "make run" in i.value for i in app.info), texts(app)
+
+
+def _someone(lake: Path) -> dict:
+    view = pl.read_parquet(lake / "gold" / "patient_360" / "**" / "*.parquet")
+    return view.drop_nulls(["given", "family", "birth_date"]).sort("person_id").row(0, named=True)
+
+
+def test_search_finds_a_known_patient_by_name_birth_date_and_mrn(dashboard_lake, use_lake) -> None:
+    lake, exports = dashboard_lake
+    use_lake(lake, exports)
+    person = _someone(lake)
+    mrns = pl.read_parquet(lake / "silver" / "patient_identifier" / "**" / "*.parquet").filter(
+        pl.col("type_code") == "MR"
+    )
+    links = pl.read_parquet(lake / "identity" / "person_link" / "**" / "*.parquet")
+    mrn = (
+        mrns.join(links, left_on=["source", "patient_id"], right_on=["source", "source_patient_id"])
+        .filter(pl.col("person_id") == person["person_id"])["value"]
+        .item(0)
+    )
+    app = open_page("views/patient.py")
+    for query in (f"{person['family'][:4]} {person['given'].split()[0]}", person["birth_date"], mrn):
+        app.text_input(key="search").input(query).run()
+        assert not app.exception, [e.value for e in app.exception]
+        options = [str(o) for o in app.selectbox[0].options]
+        assert any(person["family"] in o and person["birth_date"] in o for o in options), (query, options[:3])
+    # the first match is shown with its header card and tabs
+    assert any(person["family"] in s.value for s in app.subheader)
+    app.text_input(key="search").input("zzzz-nobody").run()
+    assert any("Nobody matches" in w.value for w in app.warning)
+
+
+def test_filters_change_the_tables(dashboard_lake, use_lake) -> None:
+    use_lake(*dashboard_lake)
+    app = open_page("views/care_gaps.py")
+    drill = {}
+    for status in ("open-gap", "closed-gap"):
+        app.selectbox(key="measure").select("FLU").run()
+        app.selectbox(key="status").select(status).run()
+        drill[status] = len(app.dataframe[1].value)
+    assert drill["open-gap"] != drill["closed-gap"] and max(drill.values()) > 0
+    outreach = open_page("views/outreach.py")
+    outreach.selectbox(key="campaign").select("flu_vaccine_reminder").run()
+    everyone = len(outreach.dataframe[0].value)
+    outreach.multiselect(key="channels").select("email").unselect("sms").unselect("mail").run()
+    emails = len(outreach.dataframe[0].value)
+    assert 0 < emails < everyone
+
+
+def test_the_analyst_sees_no_name_phone_or_identifier(dashboard_lake, use_lake) -> None:
+    lake, exports = dashboard_lake
+    use_lake(lake, exports, role="analyst")
+    view = pl.read_parquet(lake / "gold" / "patient_360" / "**" / "*.parquet")
+    secrets = set()
+    for column in ("given", "family", "phone", "preferred_phone", "email", "address_line"):
+        secrets |= {v for v in view[column].drop_nulls().to_list() if len(v) > 3}
+    secrets |= set(view["person_id"].to_list())
+    for script, _ in SCRIPTS:
+        app = open_page(script)
+        assert not app.exception, (script, [e.value for e in app.exception])
+        shown = texts(app)
+        assert "De-identified view" in shown
+        leaked = sorted(s for s in secrets if s in shown)
+        assert not leaked, (script, leaked[:3])
+    # the analyst cannot search by name: a name finds nobody
+    app = open_page("views/patient.py")
+    app.text_input(key="search").input(_someone(lake)["family"]).run()
+    assert not app.selectbox
