@@ -319,6 +319,245 @@ def risk(landing: str, lake: str, truth: str, buckets: int) -> dict[str, object]
     return result
 
 
+DASHBOARD_APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+WARM_RENDERS = 5
+RENDER_TIMEOUT_S = 900
+
+
+def dashboard(landing: str, lake: str, exports: str, buckets: int) -> dict[str, object]:
+    """The whole pipeline on a generated landing folder (as of 2026-06-30, in a child process so that each
+    part's peak memory is its own), then every dashboard page through Streamlit's AppTest as a care manager:
+    one cold render (cache cleared) and `WARM_RENDERS` warm ones (cache kept), each a fresh AppTest whose
+    page run alone is timed, and two Patient 360 searches; finally one warm render of the slowest page
+    under cProfile."""
+    import multiprocessing
+    import statistics
+    from concurrent.futures import ProcessPoolExecutor
+
+    import polars as pl
+
+    from pipelines.lake import read_table, scan_table
+
+    labels = Path(landing).parent / "ground_truth" / "conversation_turns.csv"
+    os.environ.update(PATIENT_INSIGHTS_SENTIMENT_LABELS=str(labels), DAGSTER_HOME="")
+    machine = _MachineLoad()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pipeline = pool.submit(_pipeline, landing, lake, exports, buckets).result()
+    pipeline["other_cores"] = machine.other_cores()
+    pipeline["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    import streamlit as st
+
+    from dashboards.pages import PAGES
+
+    scripts = [f"views/{script}" for script, *_ in PAGES]
+    titles = dict(zip(scripts, (title for _, title, *_ in PAGES), strict=True))
+    empty = Path(lake).parent / "empty_lake"
+    os.environ.update(
+        PATIENT_INSIGHTS_LAKE=str(empty),
+        PATIENT_INSIGHTS_EXPORTS=str(empty / "exports"),
+        PATIENT_INSIGHTS_DASHBOARD_ROLE="care_manager",
+    )
+    started = time.perf_counter()
+    for script in scripts:  # imports (altair, the page modules' dependencies) before anything is timed
+        _render(script, scripts[0])
+    warm_up = time.perf_counter() - started
+    os.environ.update(PATIENT_INSIGHTS_LAKE=lake, PATIENT_INSIGHTS_EXPORTS=exports)
+    machine = _MachineLoad()
+    pages = []
+    for script in scripts:
+        app, cold = _render(script, scripts[0], clear=True)
+        errors = _exceptions(app)
+        warm = []
+        for _ in range(WARM_RENDERS):
+            app, seconds = _render(script, scripts[0])
+            warm.append(seconds)
+            errors += _exceptions(app)
+        pages.append(
+            {
+                "page": titles[script],
+                "script": script,
+                "cold_s": cold,
+                "warm_median_s": statistics.median(warm),
+                "warm_max_s": max(warm),
+                "warm_s": warm,
+                "exceptions": errors,
+            }
+        )
+
+    columns = ("person_id", "given", "family", "birth_date")
+    everyone = scan_table(UPath(lake), "gold", "patient_360").select(columns).collect()
+    people = everyone.drop_nulls().sort("person_id")
+    named = people.row(0, named=True)
+    mrns = (
+        read_table(UPath(lake), "silver", "patient_identifier")
+        .filter(pl.col("type_code") == "MR")
+        .join(
+            read_table(UPath(lake), "identity", "person_link"),
+            left_on=["source", "patient_id"],
+            right_on=["source", "source_patient_id"],
+        )
+        .join(people, on="person_id")
+        .filter(pl.col("person_id") != named["person_id"])  # another person: their reads are not cached
+        .sort("person_id", "value")
+    )
+    numbered = mrns.row(0, named=True)
+    searches = {
+        "name": _search(f"{named['family'][:4]} {named['given'].split()[0]}", named, scripts[0]),
+        "mrn": _search(numbered["value"], numbered, scripts[0]),
+    }
+    slowest = max(pages, key=lambda p: p["warm_median_s"])
+    profile = _profiled_render(slowest["script"], scripts[0])
+    renders = machine.other_cores()
+    st.cache_data.clear()
+    return {
+        "seconds": pipeline["seconds"],
+        "records": everyone.height,
+        "bytes": _tree_bytes(Path(lake) / "gold"),
+        "pipeline": pipeline,
+        "persons": everyone.height,
+        "warm_up_s": warm_up,
+        "pages": pages,
+        "searches": searches,
+        "profiled_page": slowest["page"],
+        "profile": profile,
+        "other_cores_during_renders": renders,
+        "dashboard_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _pipeline(landing: str, lake: str, exports: str, buckets: int) -> dict[str, object]:
+    from pipelines.config import Settings
+    from pipelines.run import run_pipeline
+
+    settings = Settings(UPath(landing), UPath(lake), UPath(exports), buckets, date(2026, 6, 30))
+    started = time.perf_counter()
+    run = run_pipeline(settings)
+    return {
+        "seconds": time.perf_counter() - started,
+        "success": run.success,
+        "failed_checks": run.failed_checks,
+        "warnings": run.warnings,
+    }
+
+
+def _render(script: str, home: str, *, clear: bool = False) -> tuple[Any, float]:
+    """A fresh AppTest switched to the page `script` and the seconds of that page's run (the home page:
+    its first run); `clear` empties Streamlit's data cache just before the timed run."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(DASHBOARD_APP), default_timeout=RENDER_TIMEOUT_S)
+    if script != home:
+        app.run()
+        app.switch_page(script)
+    if clear:
+        st.cache_data.clear()
+    started = time.perf_counter()
+    app.run()
+    return app, time.perf_counter() - started
+
+
+def _exceptions(app: Any) -> list[str]:
+    return [str(e.value) for e in app.exception]
+
+
+def _search(query: str, person: dict[str, Any], home: str) -> dict[str, object]:
+    """`WARM_RENDERS` times on a fresh Patient 360 page (search index cached): the run after typing `query`
+    into the search box; the first is the person's first look-up (their rows not cached yet)."""
+    import statistics
+
+    seconds, errors, found, matches = [], [], False, 0
+    for _ in range(WARM_RENDERS):
+        app, _ = _render("views/patient.py", home)
+        app.text_input(key="search").input(query)
+        started = time.perf_counter()
+        app.run()
+        seconds.append(time.perf_counter() - started)
+        errors += _exceptions(app)
+        options = [str(o) for o in app.selectbox[0].options] if app.selectbox else []
+        matches = len(options)
+        found = any(person["family"] in o and person["birth_date"] in o for o in options)
+    return {
+        "first_s": seconds[0],
+        "repeat_median_s": statistics.median(seconds[1:]),
+        "repeat_max_s": max(seconds[1:]),
+        "matches": matches,
+        "found": found,
+        "exceptions": errors,
+    }
+
+
+def _profiled_render(script: str, home: str, top: int = 25) -> list[dict[str, object]]:
+    """One warm render of `script` under cProfile (of the script thread, where the page runs): the
+    functions with the most cumulative time, outermost first."""
+    import cProfile
+    import pstats
+    import threading
+
+    from streamlit.testing.v1 import AppTest
+
+    profiler = cProfile.Profile()
+
+    def start_in_script_thread(*_: object) -> None:
+        sys.setprofile(None)
+        if threading.current_thread().name == "ScriptRunner.scriptThread":
+            profiler.enable()
+
+    app = AppTest.from_file(str(DASHBOARD_APP), default_timeout=RENDER_TIMEOUT_S)
+    if script != home:
+        app.run()
+        app.switch_page(script)
+    threading.setprofile(start_in_script_thread)
+    try:
+        app.run()
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    rows = [
+        {"function": f"{_short(file)}:{line}({name})", "calls": calls, "own_s": own, "cumulative_s": cum}
+        for (file, line, name), (_, calls, own, cum, _) in stats.items()
+    ]
+    return sorted(rows, key=lambda r: -r["cumulative_s"])[:top]
+
+
+def _short(file: str) -> str:
+    """A profiled function's file relative to the checkout or to site-packages."""
+    for marker in ("site-packages/", str(Path(__file__).resolve().parents[1]) + "/"):
+        if marker in file:
+            return file.split(marker, 1)[1]
+    return file
+
+
+class _MachineLoad:
+    """How many cores other processes kept busy since creation: the machine's busy CPU time (/proc/stat)
+    minus this process's and its waited-for children's, over the wall time."""
+
+    def __init__(self) -> None:
+        self.started, self.busy, self.own = time.perf_counter(), _machine_busy_s(), _own_cpu_s()
+
+    def other_cores(self) -> float | None:
+        busy = _machine_busy_s()
+        if busy is None or self.busy is None:
+            return None
+        other = (busy - self.busy) - (_own_cpu_s() - self.own)
+        return max(0.0, other) / (time.perf_counter() - self.started)
+
+
+def _machine_busy_s() -> float | None:
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 STAGES = {
     "generate": generate,
     "ingest": ingest,
@@ -326,6 +565,7 @@ STAGES = {
     "compare": compare,
     "identity": identity,
     "risk": risk,
+    "dashboard": dashboard,
 }
 
 

@@ -261,3 +261,65 @@ def campaign_history(exports: UPath) -> pl.DataFrame:
         "previous_run": pl.String,
     }
     return pl.DataFrame(rows, schema=schema).sort("as_of", "run_id", descending=True)
+
+
+def counts(lake: UPath, layer: str, table: str, by: list[str]) -> pl.DataFrame:
+    """Rows of a (possibly large) table per value of `by`, counted in a streaming scan: pages that only
+    show a breakdown never load the rows."""
+    if not parquet_files(table_path(lake, layer, table)):
+        return pl.DataFrame(schema={**{c: pl.String for c in by}, "rows": pl.UInt32})
+    scan = scan_table(lake, layer, table)
+    present = scan.collect_schema().names()
+    keys = [c for c in by if c in present]
+    if not keys:
+        return pl.DataFrame(schema={**{c: pl.String for c in by}, "rows": pl.UInt32})
+    return (
+        scan.group_by(keys)
+        .agg(pl.len().alias("rows"))
+        .collect(engine="streaming")
+        .sort("rows", descending=True)
+    )
+
+
+def care_gap_patients(lake: UPath, measure: str, status: str) -> pl.DataFrame:
+    """The persons with `measure` in `status`, with the columns a care manager calls them with, most
+    overdue first."""
+    gaps_folder = table_path(lake, GOLD, "care_gaps")
+    if not parquet_files(gaps_folder):
+        return pl.DataFrame(schema={"person_id": pl.String})
+    columns = [
+        "person_id",
+        "status",
+        "exclusion_reason",
+        "due_date",
+        "days_overdue",
+        "evidence_date",
+        "evidence_code",
+        "pcp_practitioner_id",
+    ]
+    gaps = (
+        scan_table(lake, GOLD, "care_gaps")
+        .filter((pl.col("measure_id") == measure) & (pl.col("status") == status))
+        .select(columns)
+    )
+    people = scan_table(lake, GOLD, "patient_360").select(
+        "person_id", "given", "family", "age", "sex", "risk_tier", "preferred_phone"
+    )
+    return (
+        gaps.join(people, on="person_id", how="left")
+        .collect()
+        .sort("days_overdue", "person_id", descending=[True, False], nulls_last=True)
+    )
+
+
+def conversation_turns(lake: UPath, conversation_id: str) -> pl.DataFrame:
+    """The turns of one conversation with their sentiment, in order."""
+    if not parquet_files(table_path(lake, GOLD, "sentiment_message")):
+        return pl.DataFrame(schema={"turn": pl.Int64})
+    return (
+        scan_table(lake, GOLD, "sentiment_message")
+        .filter(pl.col("conversation_id") == conversation_id)
+        .select("turn", "speaker", "at", "text", "label", "score")
+        .collect()
+        .sort("turn")
+    )

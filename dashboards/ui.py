@@ -106,6 +106,36 @@ def person(what: str, person_id: str) -> pl.DataFrame:
     return _person(str(where.lake), str(where.exports), version(), what, person_id)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _counts(lake: str, _version: str, layer: str, name: str, by: tuple[str, ...]) -> pl.DataFrame:
+    return data.counts(UPath(lake), layer, name, list(by))
+
+
+def counts(name: str, by: tuple[str, ...], layer: str = data.GOLD) -> pl.DataFrame:
+    """Rows of a table per value of `by` (a streaming count, cached per lake version)."""
+    return _counts(str(locations().lake), version(), layer, name, by)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _care_gap_patients(lake: str, _version: str, measure: str, status: str) -> pl.DataFrame:
+    return data.care_gap_patients(UPath(lake), measure, status)
+
+
+def care_gap_patients(measure: str, status: str) -> pl.DataFrame:
+    """The persons with `measure` in `status`, most overdue first (cached)."""
+    return _care_gap_patients(str(locations().lake), version(), measure, status)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _turns(lake: str, _version: str, conversation_id: str) -> pl.DataFrame:
+    return data.conversation_turns(UPath(lake), conversation_id)
+
+
+def conversation_turns(conversation_id: str) -> pl.DataFrame:
+    """One conversation's turns (cached)."""
+    return _turns(str(locations().lake), version(), conversation_id)
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _campaign_history(exports: str, _version: str) -> pl.DataFrame:
     return data.campaign_history(UPath(exports))

@@ -29,24 +29,12 @@ left, right = st.columns(2)
 measure = left.selectbox("Measure", rates["measure_id"].to_list(), key="measure")
 statuses = ["open-gap", "closed-gap", "excluded", "prospective-gap", "not-applicable"]
 status = right.selectbox("Status", statuses, key="status")
-gaps = ui.read(
-    "care_gaps",
-    ("person_id", "measure_id", "status", "exclusion_reason", "due_date", "days_overdue", "evidence_date",
-     "evidence_code", "pcp_practitioner_id"),
-)  # fmt: skip
-people = ui.read(
-    "patient_360", ("person_id", "given", "family", "age", "sex", "risk_tier", "preferred_phone")
-)
-chosen = (
-    gaps.filter((pl.col("measure_id") == measure) & (pl.col("status") == status))
-    .join(people, on="person_id", how="left")
-    .sort("days_overdue", descending=True, nulls_last=True)
-)
+chosen = ui.care_gap_patients(measure, status)
 st.caption(f"{chosen.height:,} persons with {measure} {status}")
 ui.show(chosen, who, key="drill", height=360)
 
 st.subheader("Segments")
-membership = ui.read("segment_membership", ("person_id", "segment_id", "segment_type", "entered", "exited"))
+membership = ui.read("segment_membership", ("segment_id", "segment_type", "entered", "exited"))
 if membership.is_empty():
     ui.empty_state("segment memberships")
     st.stop()

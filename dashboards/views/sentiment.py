@@ -77,8 +77,7 @@ WORST_COLUMNS = (
 ui.show(worst.select(WORST_COLUMNS), who, key="worst")
 if who.identifiable and worst.height:
     picked = st.selectbox("Turns of", worst["conversation_id"].to_list(), key="conversation")
-    turns = ui.read("sentiment_message", ("conversation_id", "turn", "speaker", "text", "label", "score"))
-    ui.show(turns.filter(pl.col("conversation_id") == picked).sort("turn"), who, key="turns")
+    ui.show(ui.conversation_turns(picked), who, key="turns")
 
 left, right = st.columns(2)
 with left:
