@@ -208,3 +208,35 @@ def test_page_renders(server: str, browser: Browser, path: str, title: str, sele
 
     python_errors = [text for text in console_errors if "Traceback" in text or "Exception" in text]
     assert not python_errors, f"{title}: errors in the browser console:\n" + "\n---\n".join(python_errors)
+
+
+def test_a_care_manager_finds_a_patient_and_opens_the_timeline(
+    server: str, browser: Browser, demo_lake: tuple[Path, Path]
+) -> None:
+    """The care manager's path: type a name, get the header card, open the timeline tab."""
+    import polars as pl
+
+    lake, _ = demo_lake
+    person = (
+        pl.read_parquet(lake / "gold" / "patient_360" / "**" / "*.parquet")
+        .drop_nulls(["given", "family"])
+        .sort("person_id")
+        .row(0, named=True)
+    )
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        page.goto(server + "/patient")
+        search = page.locator('[data-testid="stTextInput"] input').first
+        search.fill(f"{person['family']} {person['given'].split()[0]}")
+        search.press("Enter")
+        header = page.locator("h3", has_text=person["family"]).first
+        header.wait_for(state="visible")
+        page.get_by_role("tab", name="Timeline").click()
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(state="visible")
+        assert page.locator(EXCEPTION).count() == 0
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / "patient_found.png", full_page=True)
+    finally:
+        context.close()

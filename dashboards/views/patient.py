@@ -66,7 +66,7 @@ with st.container(border=True):
     card = st.columns(6)
     card[0].metric("Age", person["age"] if person["age"] is not None else "?")
     card[1].metric("Sex", person["sex"] or "?")
-    card[2].metric("Born", visible.get("birth_date") or "?")
+    card[2].metric("Language", person["language"] or "?")
     card[3].metric("Open care gaps", person["open_care_gaps"] or 0)
     card[4].metric("Risk tier", person["risk_tier"] or "not scored")
     card[5].metric(
@@ -74,7 +74,7 @@ with st.container(border=True):
         f"{person['latest_sentiment']:+.2f}" if person["latest_sentiment"] is not None else "none",
     )
     details = {
-        "language": person["language"],
+        "born": visible.get("birth_date"),
         "coverage": "active" if person["coverage_active"] else "none active",
         "PCP": person["pcp_practitioner_id"],
         "next appointment": visible.get("next_appointment_at"),
