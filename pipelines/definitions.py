@@ -6,6 +6,8 @@ same definitions for explicit locations with `build_definitions`.
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.bronze.assets import bronze_ingest
@@ -57,6 +59,22 @@ ASSETS = [
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
 
+EXECUTOR_ENV = "PATIENT_INSIGHTS_EXECUTOR"
+
+
+def _executor() -> dg.ExecutorDefinition:
+    """`multiprocess` (default: the steps of a run share its machine's cores) or `k8s_job` (one pod per
+    step, sized by the assets' `dagster-k8s/config` tags; needs the cluster of deploy/)."""
+    choice = os.environ.get(EXECUTOR_ENV, "multiprocess").strip() or "multiprocess"
+    if choice == "k8s_job":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    if choice != "multiprocess":
+        raise ValueError(f"{EXECUTOR_ENV} must be multiprocess or k8s_job, got {choice!r}")
+    return dg.multiprocess_executor
+
+
 def build_definitions(
     lake: LakeResource | None = None, outreach_database: OutreachDatabaseResource | None = None
 ) -> dg.Definitions:
@@ -83,7 +101,7 @@ def build_definitions(
             "lake": lake or lake_resource_from_env(),
             "outreach_database": outreach_database or outreach_database_from_env(),
         },
-        executor=dg.multiprocess_executor,
+        executor=_executor(),
     )
 
 

@@ -10,6 +10,7 @@ from upath import UPath
 from assets.contracts import contract_check
 from assets.partitions import person_buckets
 from assets.resources import LakeResource
+from assets.scaling import BUCKET_POOL, BUCKET_STEP
 from models.risk.score import RISK_FEATURES, RISK_SCORES
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import (
@@ -144,6 +145,8 @@ def _contracts(paths: dict[str, UPath]) -> Iterator[dg.AssetCheckResult]:
     check_specs=_contract_specs(*_PERSON_TABLES),
     partitions_def=person_buckets(),
     can_subset=False,
+    pool=BUCKET_POOL,
+    op_tags=BUCKET_STEP,
 )
 def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     """Build every gold person table of one person bucket as of the configured (or the data's) date."""

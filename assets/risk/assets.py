@@ -6,6 +6,7 @@ import polars as pl
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
+from assets.scaling import STAGE_TAG, TRAINING_POOL, TRAINING_STEP
 from models.risk.config import risk_config
 from models.risk.drift_report import DRIFT_SCHEMA, RISK_DRIFT, drift_table
 from models.risk.lifecycle import train_and_deploy
@@ -36,6 +37,8 @@ _ALL = dg.AllPartitionMapping()
         dg.AssetDep([GOLD, "device_alerts"], partition_mapping=_ALL),
     ],
     automation_condition=dg.AutomationCondition.eager(),
+    pool=TRAINING_POOL,
+    op_tags=TRAINING_STEP,
 )
 def risk_models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train the person (180-day ED/unplanned admission) and discharge (30-day readmission) risk models
@@ -109,4 +112,5 @@ risk_job = dg.define_asset_job(
     RISK_JOB,
     selection=dg.AssetSelection.groups(RISK_GROUP),
     description="Identity, silver and device alerts → trained, registered and deployed risk models.",
+    tags={STAGE_TAG: TRAINING_POOL},
 )

@@ -8,6 +8,7 @@ import polars as pl
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
+from assets.scaling import STAGE_TAG, TRAINING_POOL, TRAINING_STEP
 from models.sentiment.train import (
     SentimentTrainingError,
     fingerprint,
@@ -61,6 +62,8 @@ def labelled_file(path: str) -> pl.DataFrame:
     group_name=SENTIMENT_GROUP,
     deps=[dg.AssetDep([SILVER, "questionnaire_response_item"], partition_mapping=dg.AllPartitionMapping())],
     automation_condition=dg.AutomationCondition.eager(),
+    pool=TRAINING_POOL,
+    op_tags=TRAINING_STEP,
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
@@ -103,6 +106,7 @@ sentiment_job = dg.define_asset_job(
     SENTIMENT_JOB,
     selection=dg.AssetSelection.groups(SENTIMENT_GROUP),
     description="Silver survey answers → trained, judged and deployed sentiment model.",
+    tags={STAGE_TAG: TRAINING_POOL},
 )
 
 

@@ -5,6 +5,7 @@ import dagster as dg
 from assets.bronze.assets import FHIR_RESOURCES_KEY
 from assets.partitions import patient_buckets
 from assets.resources import LakeResource
+from assets.scaling import BUCKET_POOL, BUCKET_STEP
 from pipelines.silver.build import SILVER, TYPE_CONFLICTS, build_partition, read_partition
 from pipelines.silver.expectations import check_table, load_suites
 from pipelines.silver.views import load_views
@@ -54,7 +55,12 @@ def _specs() -> list[dg.AssetSpec]:
 
 
 @dg.multi_asset(
-    specs=_specs(), check_specs=_check_specs(), partitions_def=patient_buckets(), can_subset=False
+    specs=_specs(),
+    check_specs=_check_specs(),
+    partitions_def=patient_buckets(),
+    can_subset=False,
+    pool=BUCKET_POOL,
+    op_tags=BUCKET_STEP,
 )
 def silver_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     """Rebuild one bucket of every silver table from bronze: latest versions, deletions applied, views run."""
