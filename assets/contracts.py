@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 from upath import UPath
 
+from pipelines.lake import read_parquet
 from pipelines.silver.expectations import check_table, load_suites
 
 
@@ -14,7 +15,7 @@ def contract_check(
 ) -> dg.AssetCheckResult:
     """The result of `table`'s suite (from the `suites` folder) on the Parquet file at `path`; the
     metadata carries expectation names and counts only, never values."""
-    frame = pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
+    frame = read_parquet(path) if path.exists() else pl.DataFrame()
     outcome = check_table(table, frame, load_suites(suites)[table])
     return dg.AssetCheckResult(
         asset_key=key,

@@ -233,9 +233,11 @@ def _print_identity_summary(lake: UPath) -> None:
 
 def _print_care_gap_summary(lake: UPath) -> None:
     """Care-gap rates per measure (HEDIS-aligned; not NCQA-certified)."""
+    from pipelines.lake import read_parquet
+
     path = lake / "gold" / "care_gap_rates" / "data.parquet"
     if path.exists():
-        rates = pl.read_parquet(str(path)).select(
+        rates = read_parquet(path).select(
             "measure_id",
             "eligible",
             "exclusions",

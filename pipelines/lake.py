@@ -12,13 +12,23 @@ import io
 import os
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.config import conf as fsspec_conf
 from upath import UPath
 
 PARQUET_GLOB = "**/*.parquet"
+
+# s3fs and gcsfs keep every directory listing for the life of the process, and a recursive glob (as in
+# `parquet_files`) leaves incomplete listings in that cache (fsspec/s3fs#879, #988): `exists()` then says
+# False for stored files and a folder lists without some of its subfolders. Lake readers must see what
+# is stored now, also when another process wrote it, so object stores list afresh (explicit fsspec
+# configuration, e.g. FSSPEC_S3_USE_LISTINGS_CACHE, still wins).
+for _protocol in ("s3", "gs"):
+    fsspec_conf.setdefault(_protocol, {}).setdefault("use_listings_cache", False)
 
 
 def table_path(lake: UPath, layer: str, table: str) -> UPath:
@@ -74,13 +84,23 @@ def scan_table(lake: UPath, layer: str, table: str, schema: pa.Schema | None = N
             return pl.LazyFrame()
         return pl.from_arrow(schema.empty_table()).lazy()  # type: ignore[union-attr]
     partitioned = any("bucket=" in f.parent.name for f in files)
-    return pl.scan_parquet(
-        [str(f) for f in files],
+    return scan_parquet(
+        files,
         hive_partitioning=partitioned,
         hive_schema={"bucket": pl.String} if partitioned else None,
         missing_columns="insert",
-        storage_options=_storage_options(lake),
     )
+
+
+def scan_parquet(files: list[UPath], **options: Any) -> pl.LazyFrame:
+    """`pl.scan_parquet` over lake files (not empty) with their paths' storage options."""
+    return pl.scan_parquet([str(f) for f in files], storage_options=_storage_options(files[0]), **options)
+
+
+def read_parquet(path: UPath, columns: list[str] | None = None) -> pl.DataFrame:
+    """One Parquet file of the lake, read with its path's storage options as `scan_table` reads (a bare
+    `pl.read_parquet(str(path))` ignores options configured on the path, such as an endpoint)."""
+    return pl.read_parquet(str(path), columns=columns, storage_options=_storage_options(path))
 
 
 def read_table(lake: UPath, layer: str, table: str, schema: pa.Schema | None = None) -> pl.DataFrame:
@@ -130,9 +150,10 @@ class AtomicParquetWriter:
         if is_local(self.path):
             os.replace(self._temp, str(self.path))
         else:
-            with open(self._temp, "rb") as handle:
-                self.path.write_bytes(handle.read())
-            os.unlink(self._temp)
+            try:  # streamed (multipart for large files): the finished file need not fit in memory
+                self.path.fs.put_file(self._temp, self.path.path)
+            finally:
+                os.unlink(self._temp)
 
     def abort(self) -> None:
         """Drop the partial file."""

@@ -14,7 +14,7 @@ from upath import UPath
 
 from pipelines.bronze.diagnostics import fhir_validation_problem
 from pipelines.bronze.tables import BRONZE, FHIR_RESOURCES
-from pipelines.lake import parquet_files, table_path
+from pipelines.lake import parquet_files, read_parquet, table_path
 
 DEFAULT_SAMPLE_SIZE = 400
 DEFAULT_SAMPLE_FILES = 6
@@ -46,7 +46,7 @@ def validate_sample(
     chosen = random.Random(seed).sample(parts, min(files, len(parts)))
     frame = pl.concat(
         [
-            pl.read_parquet(str(p), columns=["resource_type", "operation", "raw"]).filter(
+            read_parquet(p, columns=["resource_type", "operation", "raw"]).filter(
                 pl.col("operation") == "upsert"
             )
             for p in chosen

@@ -43,7 +43,7 @@ from pipelines.gold.sentiment import (
     with_latest_sentiment,
 )
 from pipelines.gold.timeline import TIMELINE, build_timeline
-from pipelines.lake import read_table, remove_files, table_path, write_parquet_atomic
+from pipelines.lake import read_parquet, read_table, remove_files, table_path, write_parquet_atomic
 from pipelines.measures.build import (
     CARE_GAP_RATE_HISTORY,
     CARE_GAP_RATES,
@@ -203,7 +203,7 @@ def build_care_gap_rates(lake: UPath) -> pl.DataFrame:
     rates = care_gap_rates(read_table(lake, GOLD, CARE_GAPS).drop("bucket", strict=False))
     write_parquet_atomic(rates, table_path(lake, GOLD, CARE_GAP_RATES) / PARTITION_FILE)
     history_file = table_path(lake, GOLD, CARE_GAP_RATE_HISTORY) / PARTITION_FILE
-    earlier = pl.read_parquet(str(history_file)) if history_file.exists() else rates.clear()
+    earlier = read_parquet(history_file) if history_file.exists() else rates.clear()
     days = rates["as_of"].unique().implode()
     history = pl.concat([earlier.filter(~pl.col("as_of").is_in(days)), rates], how="vertical_relaxed")
     write_parquet_atomic(history.sort("as_of", "measure_id"), history_file)
@@ -212,7 +212,7 @@ def build_care_gap_rates(lake: UPath) -> pl.DataFrame:
 
 def _previous(lake: UPath, table: str, bucket: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     path = person_table_file(lake, table, bucket)
-    return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame(schema=schema)
+    return read_parquet(path) if path.exists() else pl.DataFrame(schema=schema)
 
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:

@@ -22,7 +22,7 @@ from pipelines.identity.matching import (
 )
 from pipelines.identity.persons import HISTORY_SCHEMA, assign_person_ids, connected_components
 from pipelines.identity.records import identity_records
-from pipelines.lake import table_path, write_parquet_atomic
+from pipelines.lake import read_parquet, table_path, write_parquet_atomic
 
 IDENTITY = "identity"
 PERSON_LINK = "person_link"
@@ -155,4 +155,4 @@ def _history(lake: UPath, events: pl.DataFrame, now: datetime) -> pl.DataFrame:
 
 def _read(lake: UPath, table: str) -> pl.DataFrame:
     path = table_path(lake, IDENTITY, table) / TABLE_FILE
-    return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()

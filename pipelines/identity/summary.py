@@ -6,7 +6,7 @@ import polars as pl
 from upath import UPath
 
 from pipelines.identity.build import CLERICAL_REVIEW, IDENTITY, PERSON, PERSON_LINK, TABLE_FILE
-from pipelines.lake import table_path
+from pipelines.lake import read_parquet, table_path
 
 
 def identity_summary(lake: UPath) -> pl.DataFrame | None:
@@ -15,10 +15,10 @@ def identity_summary(lake: UPath) -> pl.DataFrame | None:
     links_path = table_path(lake, IDENTITY, PERSON_LINK) / TABLE_FILE
     if not links_path.exists():
         return None
-    links = pl.read_parquet(str(links_path))
+    links = read_parquet(links_path)
     by_rule = links.group_by("match_rule").agg(pl.len().cast(pl.Int64).alias("count")).sort("match_rule")
-    persons = pl.read_parquet(str(table_path(lake, IDENTITY, PERSON) / TABLE_FILE)).height
-    review = pl.read_parquet(str(table_path(lake, IDENTITY, CLERICAL_REVIEW) / TABLE_FILE)).height
+    persons = read_parquet(table_path(lake, IDENTITY, PERSON) / TABLE_FILE).height
+    review = read_parquet(table_path(lake, IDENTITY, CLERICAL_REVIEW) / TABLE_FILE).height
     totals = pl.DataFrame(
         {"match_rule": ["persons", "clerical review pairs"], "count": [persons, review]},
         schema={"match_rule": pl.String, "count": pl.Int64},

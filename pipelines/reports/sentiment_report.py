@@ -24,7 +24,7 @@ from pipelines.gold.sentiment import (
     SENTIMENT_THEMES,
     SURVEY_SCORES,
 )
-from pipelines.lake import parquet_files, read_table, table_path, write_bytes_atomic
+from pipelines.lake import parquet_files, read_parquet, read_table, table_path, write_bytes_atomic
 
 REPORTS = "sentiment_reports"
 TREND_WEEKS = 12
@@ -38,7 +38,7 @@ STYLE = (
 
 def _summary(lake: UPath, table: str) -> pl.DataFrame:
     path = table_path(lake, GOLD, table) / REPORT_FILE
-    return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()
 
 
 def _trend(weekly: pl.DataFrame, by: str, title: str) -> alt.Chart:

@@ -19,7 +19,9 @@ from pipelines.buckets import SHARED_BUCKET
 from pipelines.lake import (
     AtomicParquetWriter,
     parquet_files,
+    read_parquet,
     remove_files,
+    scan_parquet,
     scan_table,
     table_path,
     write_parquet_atomic,
@@ -118,11 +120,11 @@ class _BronzeOfPartition:
     @classmethod
     def scan(cls, lake: UPath, partition: str) -> _BronzeOfPartition:
         folder = table_path(lake, BRONZE, FHIR_RESOURCES)
-        files = [str(f) for b in {partition, SHARED_BUCKET} for f in parquet_files(folder / f"bucket={b}")]
+        files = [f for b in {partition, SHARED_BUCKET} for f in parquet_files(folder / f"bucket={b}")]
         if not files:
             empty = pl.LazyFrame(schema={"source": pl.String, "raw": pl.String, "resource_type": pl.String})
             return cls(empty, empty)
-        bronze = pl.scan_parquet(files, hive_partitioning=True, hive_schema={"bucket": pl.String})
+        bronze = scan_parquet(files, hive_partitioning=True, hive_schema={"bucket": pl.String})
         log = (
             scan_table(lake, BRONZE, INGEST_LOG)
             .select(
@@ -197,4 +199,4 @@ def _clear_stale(lake: UPath, table: str, partition: str) -> None:
 def read_partition(lake: UPath, table: str, partition: str) -> pl.DataFrame:
     """One partition of a silver table (empty when it has no file)."""
     path = _partition_file(lake, table, partition)
-    return pl.read_parquet(str(path)) if path.exists() else pl.DataFrame()
+    return read_parquet(path) if path.exists() else pl.DataFrame()
