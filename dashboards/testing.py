@@ -34,16 +34,18 @@ def _environment(**values: str):
                 os.environ[key] = value
 
 
-def demo_lake(root: Path, people: int = DEMO_PEOPLE, dagster_home: str = "") -> tuple[Path, Path]:
+def demo_lake(
+    root: Path, people: int = DEMO_PEOPLE, dagster_home: str = "", workers: int = 1
+) -> tuple[Path, Path]:
     """Generate `people` under `root/landing`, run every asset into `root/lake` and `root/exports`; return
-    (lake, exports). The Dagster instance is ephemeral unless `dagster_home` names one. Fails when the run
-    does."""
+    (lake, exports). The Dagster instance is ephemeral unless `dagster_home` names one; `workers` processes
+    run the buckets of each job. Fails when the run does."""
     landing, lake, exports = root / "landing", root / "lake", root / "exports"
     generate_landing(landing, people, seed=DEMO_SEED, as_of=DEMO_AS_OF)
     labels = root / "ground_truth" / "conversation_turns.csv"
     settings = Settings(UPath(landing), UPath(lake), UPath(exports), DEMO_BUCKETS, DEMO_AS_OF)
     with _environment(PATIENT_INSIGHTS_SENTIMENT_LABELS=str(labels), DAGSTER_HOME=dagster_home):
-        run = run_pipeline(settings)
+        run = run_pipeline(settings, workers=workers)
     if not run.success:
         raise RuntimeError(f"the demo pipeline run failed: {run.failed_checks}")
     return lake, exports

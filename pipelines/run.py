@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +20,7 @@ from pipelines.lake import parquet_files, scan_table, write_bytes_atomic
 
 LAYERS = ("bronze", "silver", "identity", "gold")
 META, PIPELINE_RUNS = "meta", "pipeline_runs"
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass(frozen=True)
@@ -31,97 +34,149 @@ class PipelineRun:
     warnings: list[str]
 
 
-def run_pipeline(settings: Settings) -> PipelineRun:
-    """Materialize every asset (and run every check) for `settings`, in this process: the bronze
-    ingest job, then the silver job for every bucket partition."""
-    from assets.bronze.automation import BRONZE_JOB, SILVER_JOB  # Dagster imports are slow: only when running
+@dataclass(frozen=True)
+class JobRun:
+    """What the pipeline keeps of one Dagster run: success and every asset check's outcome."""
+
+    job: str
+    partition: str | None
+    run_id: str
+    success: bool
+    checks: list[dict]
+    seconds: float
+
+
+def pipeline_workers() -> int:
+    """Processes for the partitions of a job: `PATIENT_INSIGHTS_WORKERS` (`auto`: the machine's cores),
+    default 1 - worker processes cost seconds to start, which small data never wins back."""
+    text = os.environ.get("PATIENT_INSIGHTS_WORKERS", "").strip()
+    workers = (os.cpu_count() or 1) if text == "auto" else int(text) if text else 1
+    if workers < 1:
+        raise ValueError(f"PATIENT_INSIGHTS_WORKERS must be at least 1, got {workers}")
+    return workers
+
+
+class _Jobs:
+    """The code location's jobs for `settings`, run in this process on one Dagster instance (DAGSTER_HOME's,
+    else an ephemeral one)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from assets.resources import lake_resource_for  # Dagster imports are slow: only when running
+        from pipelines.definitions import build_definitions
+
+        self.defs = build_definitions(lake_resource_for(settings))
+        home = os.environ.get("DAGSTER_HOME")
+        if home:
+            os.makedirs(home, exist_ok=True)
+            self.instance = dg.DagsterInstance.get()
+        else:
+            self.instance = dg.DagsterInstance.ephemeral()
+
+    def run(self, job: str, partition: str | None = None) -> JobRun:
+        """One run of `job` (for one partition), summarized."""
+        started = time.perf_counter()
+        result = self.defs.resolve_job_def(job).execute_in_process(
+            instance=self.instance, raise_on_error=False, run_config=QUIET_RUN, partition_key=partition
+        )
+        checks = []
+        for event in result.all_events:
+            if event.event_type_value != "ASSET_CHECK_EVALUATION":
+                continue
+            evaluation = event.asset_check_evaluation_data
+            checks.append(
+                {
+                    "asset": evaluation.asset_key.to_user_string(),
+                    "check": evaluation.check_name,
+                    "partition": partition,
+                    "passed": evaluation.passed,
+                    "severity": "WARN" if evaluation.severity == dg.AssetCheckSeverity.WARN else "ERROR",
+                }
+            )
+        return JobRun(job, partition, result.run_id, result.success, checks, time.perf_counter() - started)
+
+
+_worker_jobs: _Jobs | None = None
+
+
+def _start_worker(settings: Settings) -> None:
+    global _worker_jobs
+    _worker_jobs = _Jobs(settings)
+
+
+def _run_in_worker(job: str, partition: str) -> JobRun:
+    assert _worker_jobs is not None, "the worker was not started"
+    return _worker_jobs.run(job, partition)
+
+
+def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
+    """Materialize every asset (and run every check) for `settings`: bronze, then each per-bucket job for
+    every bucket (`workers` processes run the buckets of a job side by side), identity, the models, the
+    gold person buckets, the summaries and the campaigns in priority order."""
+    from assets.bronze.automation import BRONZE_JOB, SILVER_JOB
     from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
     from assets.feedback.assets import FEEDBACK_JOB
     from assets.gold.assets import PERSON_JOB, SUMMARY_JOB
     from assets.identity.assets import IDENTITY_JOB
     from assets.outreach.assets import OUTREACH_JOB, campaign_order
     from assets.partitions import patient_buckets, person_buckets
-    from assets.resources import lake_resource_for
     from assets.risk.assets import RISK_JOB
     from assets.sentiment.assets import SENTIMENT_JOB
-    from pipelines.definitions import build_definitions
 
     started = time.perf_counter()
     started_at = datetime.now(UTC).replace(microsecond=0)
-    defs = build_definitions(lake_resource_for(settings))
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        os.makedirs(home, exist_ok=True)
-        instance = dg.DagsterInstance.get()
-    else:
-        instance = dg.DagsterInstance.ephemeral()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    results = [
-        defs.resolve_job_def(BRONZE_JOB).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=quiet
+    workers = workers or pipeline_workers()
+    jobs = _Jobs(settings)
+    pool = (
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a process holding threads
+            initializer=_start_worker,
+            initargs=(settings,),
         )
-    ]
-    partitions = patient_buckets(settings.buckets).get_partition_keys()
-    # each job for every bucket before the next: a derived device bucket reads readings from all buckets
-    for job_name in (SILVER_JOB, FEEDBACK_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
-        if not all(r.success for r in results):
-            break
-        job = defs.resolve_job_def(job_name)
-        for key in partitions:
-            results.append(
-                job.execute_in_process(
-                    instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
-                )
-            )
-        if job_name == SILVER_JOB and all(r.success for r in results):  # identity reads all of silver
-            identity = defs.resolve_job_def(IDENTITY_JOB)
-            results.append(
-                identity.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
-            )
-    for model_job in (RISK_JOB, SENTIMENT_JOB):  # risk: identity, silver, device alerts; sentiment: surveys
-        if all(r.success for r in results):
-            job = defs.resolve_job_def(model_job)
-            results.append(job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
-    if all(r.success for r in results):  # the person tables read identity, silver, devices and the model
-        person = defs.resolve_job_def(PERSON_JOB)
-        for key in person_buckets(settings.buckets).get_partition_keys():
-            results.append(
-                person.execute_in_process(
-                    instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
-                )
-            )
-    if all(r.success for r in results):  # rates over every person bucket
-        summary = defs.resolve_job_def(SUMMARY_JOB)
-        results.append(summary.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet))
-    if all(r.success for r in results):  # campaigns in priority order: earlier lists count in later caps
-        outreach = defs.resolve_job_def(OUTREACH_JOB)
-        for key in campaign_order():
-            results.append(
-                outreach.execute_in_process(
-                    instance=instance, raise_on_error=False, run_config=quiet, partition_key=key
-                )
-            )
-    failed, warnings, checks = [], [], []
-    for result in results:
-        for event in result.all_events:
-            if event.event_type_value != "ASSET_CHECK_EVALUATION":
-                continue
-            evaluation = event.asset_check_evaluation_data
-            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            warn = evaluation.severity == dg.AssetCheckSeverity.WARN
-            checks.append(
-                {
-                    "asset": evaluation.asset_key.to_user_string(),
-                    "check": evaluation.check_name,
-                    "partition": result.dagster_run.tags.get("dagster/partition"),
-                    "passed": evaluation.passed,
-                    "severity": "WARN" if warn else "ERROR",
-                }
-            )
-            if not evaluation.passed:
-                (warnings if warn else failed).append(name)
-    success = all(r.success for r in results) and not failed
-    run = PipelineRun(success, results[0].run_id, time.perf_counter() - started, failed, warnings)
+        if workers > 1
+        else None
+    )
+    runs: list[JobRun] = []
+
+    def ok() -> bool:
+        return all(r.success for r in runs)
+
+    def each_bucket(job: str, keys: list[str]) -> None:
+        """Every partition of `job` before the next job (a job may read other buckets of the one before)."""
+        if pool is None:
+            runs.extend(jobs.run(job, key) for key in keys)
+        else:
+            runs.extend(pool.map(_run_in_worker, [job] * len(keys), keys))
+
+    try:
+        runs.append(jobs.run(BRONZE_JOB))
+        partitions = patient_buckets(settings.buckets).get_partition_keys()
+        for job_name in (SILVER_JOB, FEEDBACK_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
+            if not ok():
+                break
+            each_bucket(job_name, partitions)
+            if job_name == SILVER_JOB and ok():  # identity reads all of silver
+                runs.append(jobs.run(IDENTITY_JOB))
+        for model_job in (
+            RISK_JOB,
+            SENTIMENT_JOB,
+        ):  # risk: identity, silver, device alerts; sentiment: surveys
+            if ok():
+                runs.append(jobs.run(model_job))
+        if ok():  # the person tables read identity, silver, devices and the models
+            each_bucket(PERSON_JOB, person_buckets(settings.buckets).get_partition_keys())
+        if ok():  # rates over every person bucket
+            runs.append(jobs.run(SUMMARY_JOB))
+        if ok():  # campaigns one after another in priority order: earlier lists count in later caps
+            runs.extend(jobs.run(OUTREACH_JOB, key) for key in campaign_order())
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    checks = [c for r in runs for c in r.checks]
+    failed = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"]
+    warnings = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "WARN"]
+    success = ok() and not failed
+    run = PipelineRun(success, runs[0].run_id, time.perf_counter() - started, failed, warnings)
     record_run(settings.lake, run, started_at, checks)
     return run
 

@@ -1,6 +1,6 @@
 """The Dagster instance on PostgreSQL (dagster-postgres), as on a cluster: the whole pipeline runs with its
-run, event and schedule storage on the test server and gives the same lake as a run on an ephemeral
-instance."""
+run, event and schedule storage on the test server, two worker processes running the buckets of each job
+side by side against it, and gives the same lake as a one-process run on an ephemeral instance."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_the_pipeline_on_a_postgres_instance_matches_an_ephemeral_run(
     (home / "dagster.yaml").write_text(
         f"storage:\n  postgres:\n    postgres_url: {_url(instance_dsn)}\ntelemetry:\n  enabled: false\n"
     )
-    lake, _ = demo_lake(tmp_path / "run", dagster_home=str(home))
+    lake, _ = demo_lake(tmp_path / "run", dagster_home=str(home), workers=2)
 
     # the runs, their events and the asset checks are in PostgreSQL
     with dg.DagsterInstance.from_config(str(home)) as instance:
