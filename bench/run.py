@@ -1,7 +1,16 @@
-"""`make bench`: generator, bronze ingest and silver build throughput and peak memory (bench/reports/).
+"""`make bench`: generator, bronze ingest and silver build throughput and peak memory, the risk models, and
+the dashboard's page render times (bench/reports/).
 
-Sizes come from `BENCH_PATIENTS` (comma-separated, default 100000); work files go to `bench/work/`
-(git-ignored) or `BENCH_WORK`. Every stage runs in its own interpreter (see `bench.stage`).
+Three parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `risk`, `dashboard`; default
+all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m bench.run`:
+
+- pipeline: sizes from `BENCH_PATIENTS` (comma-separated, default 100000) → reports/pipeline.md;
+- risk: the whole pipeline on `BENCH_RISK_PATIENTS` (default 10000) → reports/risk.md;
+- dashboard: the whole pipeline on `BENCH_DASHBOARD_PATIENTS` (default 100000), then every page rendered
+  cold and warm → reports/dashboard.md.
+
+Work files go to `bench/work/` (git-ignored) or `BENCH_WORK`. Every stage runs in its own interpreter (see
+`bench.stage`).
 """
 
 from __future__ import annotations
@@ -21,27 +30,44 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "bench" / "reports" / "pipeline.md"
 RISK_REPORT = ROOT / "bench" / "reports" / "risk.md"
+DASHBOARD_REPORT = ROOT / "bench" / "reports" / "dashboard.md"
+TARGET_S = 1.0
+"""The acceptance target: a page renders in under this many seconds, warm."""
 console = Console()
 COMPARE_PER_TYPE = 10_000
 """Resources per type in the fixed sample both SQL on FHIR engines run (sqlonfhir needs ~25 s for it)."""
 
 
-def run_stage(stage: str, **kwargs: object) -> dict[str, float]:
+def run_stage(stage: str, **kwargs: object) -> dict[str, Any]:
     """Run one stage in a fresh interpreter and return its measurements."""
     completed = subprocess.run(
         [sys.executable, "-m", "bench.stage", stage, json.dumps(kwargs)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if completed.returncode:
+        console.print(completed.stderr[-4000:], markup=False, highlight=False)
+        completed.check_returncode()
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    """Measure each size and write the markdown report."""
-    sizes = [int(s) for s in os.environ.get("BENCH_PATIENTS", "100000").split(",")]
+    """Run the parts named in `BENCH_ONLY` (default: all) and write their reports."""
+    only = [p.strip() for p in os.environ.get("BENCH_ONLY", ",".join(PARTS)).split(",") if p.strip()]
+    unknown = sorted(set(only) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown part(s) {', '.join(unknown)}; choose among {', '.join(PARTS)}")
     work = Path(os.environ.get("BENCH_WORK", ROOT / "bench" / "work"))
+    for part in PARTS:
+        if part in only:
+            PARTS[part](work)
+
+
+def bench_pipeline(work: Path) -> None:
+    """Generator, bronze, silver, the SQL on FHIR comparison and identity at each `BENCH_PATIENTS` size."""
+    sizes = [int(s) for s in os.environ.get("BENCH_PATIENTS", "100000").split(",")]
     rows = []
     for patients in sizes:
         folder = work / f"p{patients}"
@@ -70,6 +96,10 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     write_report(rows)
     console.print(f"report written to {REPORT.relative_to(ROOT)}")
+
+
+def bench_risk(work: Path) -> None:
+    """The whole pipeline on `BENCH_RISK_PATIENTS`, then the deployed risk models against their baselines."""
     risk_patients = int(os.environ.get("BENCH_RISK_PATIENTS", "10000"))
     folder = work / f"risk{risk_patients}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -86,6 +116,35 @@ def main() -> None:
     write_risk_report(risk_patients, measured)
     shutil.rmtree(folder, ignore_errors=True)
     console.print(f"report written to {RISK_REPORT.relative_to(ROOT)}")
+
+
+def bench_dashboard(work: Path) -> None:
+    """The whole pipeline on `BENCH_DASHBOARD_PATIENTS`, then every dashboard page's render time."""
+    patients = int(os.environ.get("BENCH_DASHBOARD_PATIENTS", "100000"))
+    folder = work / f"dashboard{patients}"
+    measured_code = (_commit(), _uncommitted("dashboards", "pipelines", "models", "assets"))  # before it runs
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    console.print(f"[bold]dashboard on {patients:,} patients[/bold]: generating")
+    gen = run_stage("generate", out=str(folder / "landing"), patients=patients, seed=7)
+    console.print(
+        f"  generated {gen['records']:,} records in {gen['seconds']:.1f} s; running the pipeline, then "
+        "rendering every page"
+    )
+    measured = run_stage(
+        "dashboard",
+        landing=str(folder / "landing"),
+        lake=str(folder / "lake"),
+        exports=str(folder / "exports"),
+        buckets=16,
+    )
+    write_dashboard_report(patients, measured, *measured_code)
+    shutil.rmtree(folder, ignore_errors=True)
+    console.print(f"report written to {DASHBOARD_REPORT.relative_to(ROOT)}")
+
+
+PARTS = {"pipeline": bench_pipeline, "risk": bench_risk, "dashboard": bench_dashboard}
+"""The parts `BENCH_ONLY` chooses among, in the order they run."""
 
 
 Measurements = dict[str, Any]
@@ -198,6 +257,121 @@ def write_risk_report(patients: int, measured: Measurements) -> None:
             ],
         ]
     RISK_REPORT.write_text("\n".join(lines) + "\n")
+
+
+def _command() -> str:
+    """How this run was started: `make bench`, or the module with the `BENCH_*` settings that were given."""
+    names = ("BENCH_ONLY", "BENCH_PATIENTS", "BENCH_RISK_PATIENTS", "BENCH_DASHBOARD_PATIENTS")
+    given = [f"{name}={os.environ[name]}" for name in names if name in os.environ]
+    return " ".join([*given, "python -m bench.run"]) if given else "make bench"
+
+
+def _uncommitted(*folders: str) -> list[str]:
+    """Files under `folders` that differ from the commit (what was measured is not the commit alone)."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", *folders],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return sorted(line[3:] for line in status.splitlines() if line.strip())
+
+
+def write_dashboard_report(patients: int, measured: Measurements, commit: str, changed: list[str]) -> None:
+    """The dashboard report: cold and warm render time of every page against the target, the Patient 360
+    searches, the pipeline run that built the lake, and where the slowest page spends its time; `commit`
+    and `changed` (uncommitted files) are the code's state when the measurement began."""
+    mib = 1024 * 1024
+    pipeline = measured["pipeline"]
+    outcome = "succeeded" if pipeline["success"] else "FAILED (" + ", ".join(pipeline["failed_checks"]) + ")"
+    lines = [
+        "# Dashboard render times on generated data",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit or 'unknown'}"
+        + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
+        + f" with `{_command()}` (`BENCH_DASHBOARD_PATIENTS` {patients:,}, seed 7, as of 2026-06-30) on "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        "",
+        f"The whole pipeline ran first: {pipeline['seconds']:,.0f} s, {outcome}, peak RSS "
+        f"{pipeline['peak_rss_mib']:,.0f} MiB; it left {int(measured['persons']):,} persons in "
+        f"gold.patient_360 and {measured['bytes'] / mib:,.0f} MB of gold tables on disk. Then, in a "
+        f"process of its own (peak RSS {measured['dashboard_peak_rss_mib']:,.0f} MiB), every page was "
+        "rendered as a care manager with Streamlit's AppTest: each render is a fresh AppTest switched to the "
+        "page, and only that page's `AppTest.run()` is timed (the page script and the reading back of what "
+        "it drew; for the home page, its first run). Cold: Streamlit's data cache emptied just before, as "
+        "for the first visitor after a pipeline run. Warm: the cache kept, as every later visitor finds it "
+        f"({len(measured['pages'][0]['warm_s'])} renders). Imports were done beforehand on an empty lake "
+        f"({measured['warm_up_s']:.1f} s), so no figure includes them. AppTest runs the page script as the "
+        "server does but sends nothing to a browser: the network and the browser's drawing are not "
+        "included.",
+        "",
+        f'Target: a page renders in under {TARGET_S:g} s on 100,000 patients, warm ("under '
+        f'{TARGET_S:g} s?" is yes when every warm render was).',
+        "",
+        "| page | cold s | warm median s | warm max s | under 1 s? |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for page in measured["pages"]:
+        lines.append(
+            f"| {page['page']} | {page['cold_s']:,.2f} | {page['warm_median_s']:,.2f} | "
+            f"{page['warm_max_s']:,.2f} | {'yes' if page['warm_max_s'] < TARGET_S else '**no**'} |"
+        )
+    failures = [(p["page"], e) for p in measured["pages"] for e in p["exceptions"]]
+    failures += [(f"search by {k}", e) for k, s in measured["searches"].items() for e in s["exceptions"]]
+    lines += [
+        "",
+        "No render raised an exception."
+        if not failures
+        else "Renders that raised an exception: " + "; ".join(f"{w}: {e[:200]}" for w, e in failures),
+        "",
+        "Patient 360 searches, warm (the search index cached): the run after typing the query, on a fresh "
+        "page each time. The first is the person's first look-up, whose own rows are not cached yet (what a "
+        "care manager meets for each new patient); then the same query again.",
+        "",
+        "| search | matches | person found | first s | again: median s | again: max s |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    described = {
+        "name": "name: 4 letters of the family name and the given name",
+        "mrn": "MRN of another person (exact)",
+    }
+    for key, search in measured["searches"].items():
+        lines.append(
+            f"| {described[key]} | {int(search['matches']):,} | {'yes' if search['found'] else '**no**'} | "
+            f"{search['first_s']:,.2f} | {search['repeat_median_s']:,.2f} | {search['repeat_max_s']:,.2f} |"
+        )
+    lines += [
+        "",
+        f"Where the slowest page ({measured['profiled_page']}, by warm median) spends a warm render: one "
+        "more render under cProfile (which slows it), the page's script thread, the functions with the most "
+        "cumulative time:",
+        "",
+        "| function | calls | cumulative s | own s |",
+        "| --- | ---: | ---: | ---: |",
+        *[
+            f"| `{row['function']}` | {int(row['calls']):,} | {row['cumulative_s']:,.2f} | "
+            f"{row['own_s']:,.2f} |"
+            for row in measured["profile"]
+        ],
+        "",
+        _load_line(pipeline["other_cores"], measured["other_cores_during_renders"]),
+    ]
+    DASHBOARD_REPORT.write_text("\n".join(lines) + "\n")
+
+
+def _load_line(pipeline: float | None, renders: float | None) -> str:
+    """What else the machine was doing: the cores other processes kept busy (from /proc/stat)."""
+    if pipeline is None or renders is None:
+        return "Machine load from other processes: not measured (no /proc/stat)."
+    line = (
+        f"Machine load: other processes kept on average {pipeline:.1f} of the {os.cpu_count()} cores busy "
+        f"during the pipeline and {renders:.1f} during the renders (the machine's busy CPU time from "
+        "/proc/stat less this benchmark's own)."
+    )
+    if max(pipeline, renders) >= 0.25:
+        line += " The figures above are therefore slower than an otherwise idle machine would give."
+    return line
 
 
 if __name__ == "__main__":
