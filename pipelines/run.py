@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -32,6 +34,7 @@ class PipelineRun:
     seconds: float
     failed_checks: list[str]
     warnings: list[str]
+    stages: list[dict] = field(default_factory=list)  # per job: runs, wall seconds, peak RSS so far
 
 
 @dataclass(frozen=True)
@@ -137,38 +140,51 @@ def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
         else None
     )
     runs: list[JobRun] = []
+    stages: list[dict] = []
 
     def ok() -> bool:
         return all(r.success for r in runs)
 
+    def timed(job: str, step: Callable[[], list[JobRun]]) -> None:
+        """Run `step` (the runs of one job) and note its wall time and the peak memory so far."""
+        began = time.perf_counter()
+        done = step()
+        runs.extend(done)
+        stages.append(
+            {"job": job, "runs": len(done), "seconds": round(time.perf_counter() - began, 2), **_peak_rss()}
+        )
+
+    def one(job: str) -> None:
+        timed(job, lambda: [jobs.run(job)])
+
     def each_bucket(job: str, keys: list[str]) -> None:
         """Every partition of `job` before the next job (a job may read other buckets of the one before)."""
         if pool is None:
-            runs.extend(jobs.run(job, key) for key in keys)
+            timed(job, lambda: [jobs.run(job, key) for key in keys])
         else:
-            runs.extend(pool.map(_run_in_worker, [job] * len(keys), keys))
+            timed(job, lambda: list(pool.map(_run_in_worker, [job] * len(keys), keys)))
 
     try:
-        runs.append(jobs.run(BRONZE_JOB))
+        one(BRONZE_JOB)
         partitions = patient_buckets(settings.buckets).get_partition_keys()
         for job_name in (SILVER_JOB, FEEDBACK_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
             if not ok():
                 break
             each_bucket(job_name, partitions)
             if job_name == SILVER_JOB and ok():  # identity reads all of silver
-                runs.append(jobs.run(IDENTITY_JOB))
+                one(IDENTITY_JOB)
         for model_job in (
             RISK_JOB,
             SENTIMENT_JOB,
         ):  # risk: identity, silver, device alerts; sentiment: surveys
             if ok():
-                runs.append(jobs.run(model_job))
+                one(model_job)
         if ok():  # the person tables read identity, silver, devices and the models
             each_bucket(PERSON_JOB, person_buckets(settings.buckets).get_partition_keys())
         if ok():  # rates over every person bucket
-            runs.append(jobs.run(SUMMARY_JOB))
+            one(SUMMARY_JOB)
         if ok():  # campaigns one after another in priority order: earlier lists count in later caps
-            runs.extend(jobs.run(OUTREACH_JOB, key) for key in campaign_order())
+            timed(OUTREACH_JOB, lambda: [jobs.run(OUTREACH_JOB, key) for key in campaign_order()])
     finally:
         if pool is not None:
             pool.shutdown()
@@ -176,9 +192,17 @@ def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
     failed = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"]
     warnings = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "WARN"]
     success = ok() and not failed
-    run = PipelineRun(success, runs[0].run_id, time.perf_counter() - started, failed, warnings)
+    run = PipelineRun(success, runs[0].run_id, time.perf_counter() - started, failed, warnings, stages)
     record_run(settings.lake, run, started_at, checks)
     return run
+
+
+def _peak_rss() -> dict[str, float]:
+    """Peak resident memory so far of this process and of its largest child that has ended (MiB; the
+    worker processes end with the pipeline, so their peak shows in the last stages)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_rss_mib": round(own, 1), "peak_worker_rss_mib": round(workers, 1)}
 
 
 def record_run(lake: UPath, run: PipelineRun, started_at: datetime, checks: list[dict]) -> None:
@@ -191,6 +215,7 @@ def record_run(lake: UPath, run: PipelineRun, started_at: datetime, checks: list
         "success": run.success,
         "failed_checks": run.failed_checks,
         "warnings": run.warnings,
+        "stages": run.stages,
         "checks": checks,
     }
     name = f"{started_at.strftime('%Y%m%dT%H%M%SZ')}_{run.run_id}.json"

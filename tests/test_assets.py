@@ -152,5 +152,8 @@ def test_command_line_ingest_runs_the_pipeline_and_reports(
     assert len(records) == 1
     record = orjson.loads(records[0].read_bytes())
     assert record["success"] is True and record["checks"]
+    jobs = [s["job"] for s in record["stages"]]
+    assert jobs[:3] == ["bronze_ingest_job", "silver_build_job", "identity_job"]
+    assert all(s["seconds"] >= 0 and s["peak_rss_mib"] > 0 for s in record["stages"])
     assert {"asset", "check", "partition", "passed", "severity"} == set(record["checks"][0])
     assert SECRET_NAME not in records[0].read_text()
