@@ -5,6 +5,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, ui
+from pipelines.gold.sentiment import CONVERSATION_SUMMARY
 
 who = ui.viewer()
 ui.page_header("Sentiment", who)
@@ -63,18 +64,7 @@ if agents.height:
 st.subheader("Worst conversations")
 conversations = ui.read("sentiment_conversation")
 worst = conversations.drop_nulls("mean_score").sort("mean_score").head(25)
-WORST_COLUMNS = (
-    "conversation_id",
-    "started_at",
-    "department",
-    "agent_id",
-    "channel",
-    "mean_score",
-    "trajectory",
-    "escalated",
-    "resolved",
-)
-ui.show(worst.select(WORST_COLUMNS), who, key="worst")
+ui.show(worst.select("started_at", *CONVERSATION_SUMMARY), who, key="worst")
 if who.identifiable and worst.height:
     picked = st.selectbox("Turns of", worst["conversation_id"].to_list(), key="conversation")
     ui.show(ui.conversation_turns(picked), who, key="turns")

@@ -28,6 +28,17 @@ GOLD = "gold"
 REPORT_FILE = "data.parquet"
 SENTIMENT_MESSAGE = "sentiment_message"
 SENTIMENT_CONVERSATION = "sentiment_conversation"
+CONVERSATION_SUMMARY = (
+    "conversation_id",
+    "department",
+    "agent_id",
+    "channel",
+    "mean_score",
+    "trajectory",
+    "escalated",
+    "resolved",
+)
+"""The columns that describe a conversation in a report or on the dashboard (worst conversations)."""
 MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     # conversation_turn/<conversation>/<turn>, Communication/<id> or QuestionnaireResponse/<id>
     "message_id": pl.String(),

@@ -25,6 +25,8 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from pipelines.outreach.selection import LIST_SCHEMA
+
 OUTREACH_DSN_ENV = "PATIENT_INSIGHTS_OUTREACH_DSN"
 TABLE = "outreach_list"
 CONNECT_TIMEOUT_S = 5
@@ -58,21 +60,7 @@ FRAME_COLUMNS: tuple[str, ...] = tuple(
 _FRAME_SCHEMA: dict[str, pl.DataType] = {
     "campaign_id": pl.String(),
     "run_id": pl.String(),
-    "person_id": pl.String(),
-    "rank": pl.Int64(),
-    "priority": pl.Float64(),
-    "channel": pl.String(),
-    "recipient": pl.String(),
-    "recipient_name": pl.String(),
-    "contact": pl.String(),
-    "language": pl.String(),
-    "template": pl.String(),
-    "given": pl.String(),
-    "family": pl.String(),
-    "source_identifiers": pl.List(pl.String()),
-    "segments": pl.List(pl.String()),
-    "gap_ids": pl.List(pl.String()),
-    "due_dates": pl.List(pl.Date()),
+    **{name: LIST_SCHEMA[name] for name in FRAME_COLUMNS},  # typed as selection makes the list
     "run_at": pl.Datetime("us", "UTC"),
 }
 """The schema of `current_list` frames."""

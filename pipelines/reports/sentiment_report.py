@@ -16,6 +16,7 @@ import polars as pl
 from upath import UPath
 
 from pipelines.gold.sentiment import (
+    CONVERSATION_SUMMARY,
     GOLD,
     REPORT_FILE,
     SENTIMENT_AGENT_WEEKLY,
@@ -114,16 +115,7 @@ def render_sentiment_report(lake: UPath, exports: UPath, week: date | None = Non
         conversations.filter((pl.col("week") == week) & pl.col("mean_score").is_not_null())
         .sort("mean_score")
         .head(WORST_CONVERSATIONS)
-        .select(
-            "conversation_id",
-            "department",
-            "agent_id",
-            "channel",
-            "mean_score",
-            "trajectory",
-            "escalated",
-            "resolved",
-        )
+        .select(CONVERSATION_SUMMARY)
     )
     chart = alt.vconcat(
         _trend(departments.filter(recent), "department", "Patient sentiment by department (95 % interval)"),
