@@ -188,31 +188,51 @@ def person_device_days(lake: UPath, person_id: str) -> pl.DataFrame:
     return daily.select("metric", "unit", "day", "readings", "mean", "min", "max").sort("metric", "day")
 
 
-def person_outreach(exports: UPath, person_id: str) -> pl.DataFrame:
-    """Every campaign run that listed or suppressed the person: campaign, run, channel or reason."""
-    rows = []
+OUTREACH_INDEX_SCHEMA = {
+    "person_id": pl.String,
+    "campaign": pl.String,
+    "run_id": pl.String,
+    "outcome": pl.String,  # listed | suppressed
+    "channel_or_reason": pl.String,
+    "rank": pl.Int64,
+}
+
+
+def outreach_index(exports: UPath) -> pl.DataFrame:
+    """Who every campaign run listed (channel, rank) or suppressed (reason): read once per lake version and
+    then looked up per person, so a patient's page does not open every export."""
+    frames = []
     for folder in sorted(exports.iterdir()) if exports.exists() else []:
-        if not folder.is_dir():
+        if not folder.is_dir() or folder.name.startswith("."):
             continue
         for run in campaign_runs(exports, folder.name):
-            listed = run.read_list().filter(pl.col("person_id") == person_id)
-            for row in listed.select("channel", "rank").iter_rows(named=True):
-                rows.append((folder.name, run.run_id, "listed", row["channel"], row["rank"]))
-            suppressed = pl.read_csv((run.folder / "suppressed.csv").read_bytes(), infer_schema=False)
+            listed = run.read_list().select(
+                "person_id",
+                pl.lit("listed").alias("outcome"),
+                pl.col("channel").alias("channel_or_reason"),
+                "rank",
+            )
+            suppressed = pl.read_csv(
+                (run.folder / "suppressed.csv").read_bytes(), schema_overrides={"person_id": pl.String}
+            )
             if suppressed.height:
-                for reason in suppressed.filter(pl.col("person_id") == person_id)["reason"]:
-                    rows.append((folder.name, run.run_id, "suppressed", reason, None))
-    return pl.DataFrame(
-        rows,
-        schema={
-            "campaign": pl.String,
-            "run_id": pl.String,
-            "outcome": pl.String,
-            "channel_or_reason": pl.String,
-            "rank": pl.Int64,
-        },
-        orient="row",
-    )
+                listed = pl.concat(
+                    [
+                        listed,
+                        suppressed.select(
+                            "person_id",
+                            pl.lit("suppressed").alias("outcome"),
+                            pl.col("reason").alias("channel_or_reason"),
+                            pl.lit(None, pl.Int64).alias("rank"),
+                        ),
+                    ]
+                )
+            frames.append(
+                listed.with_columns(pl.lit(folder.name).alias("campaign"), pl.lit(run.run_id).alias("run_id"))
+            )
+    if not frames:
+        return pl.DataFrame(schema=OUTREACH_INDEX_SCHEMA)
+    return pl.concat(frames).select([pl.col(c).cast(t) for c, t in OUTREACH_INDEX_SCHEMA.items()])
 
 
 def pipeline_runs(lake: UPath) -> list[dict]:

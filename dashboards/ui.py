@@ -89,6 +89,11 @@ def search_index() -> pl.DataFrame:
     return _search_index(str(locations().lake), version())
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _outreach_index(exports: str, _version: str) -> pl.DataFrame:
+    return data.outreach_index(UPath(exports))
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _person(lake: str, exports: str, _version: str, what: str, person_id: str) -> pl.DataFrame:
     if what == "results":
@@ -96,7 +101,8 @@ def _person(lake: str, exports: str, _version: str, what: str, person_id: str) -
     if what == "device_days":
         return data.person_device_days(UPath(lake), person_id)
     if what == "outreach":
-        return data.person_outreach(UPath(exports), person_id)
+        index = _outreach_index(exports, _version)
+        return index.filter(pl.col("person_id") == person_id).drop("person_id").sort("run_id", "campaign")
     return data.person_rows(UPath(lake), what, person_id)
 
 

@@ -101,3 +101,21 @@ def test_roles_from_configuration_and_from_the_identity_provider(monkeypatch: py
     assert role_for("stranger@elsewhere.org", roles) == ANALYST
     assert role_for("x@example.org", roles) == ANALYST  # an unknown role is no role
     assert role_for(None, roles) == ANALYST
+
+
+def test_the_outreach_index_lists_every_run_outcome_per_person(tmp_path) -> None:
+    from upath import UPath
+
+    from dashboards.data import outreach_index
+    from tests.test_outreach_exports import PEOPLE, export
+
+    export(tmp_path)
+    index = outreach_index(UPath(tmp_path)).sort("person_id")
+    assert index.select("person_id", "outcome", "channel_or_reason").rows() == [
+        ("a", "listed", "sms"),
+        ("b", "listed", "sms"),
+        ("c", "suppressed", "deceased"),
+        ("d", "suppressed", "minor_without_guardian_contact"),
+    ]
+    assert set(index["run_id"]) == {"2026-06-30"} and index.height == len(PEOPLE)
+    assert outreach_index(UPath(tmp_path / "none")).is_empty()
