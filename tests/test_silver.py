@@ -175,6 +175,35 @@ def test_expectation_suites_cover_every_view_and_report_without_values() -> None
     assert check_table("patient", clean, suites["patient"]).success
 
 
+def test_pair_expectations_run_on_distinct_pairs_and_missing_columns_still_fail() -> None:
+    from pipelines.silver.expectations import EXPECTATIONS_DIR, check_table, load_suites, suite_columns
+
+    suite = {
+        "name": "pairs",
+        "expectations": [
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "metric"}},
+            {
+                "type": "expect_column_pair_values_to_be_in_set",
+                "kwargs": {"column_A": "metric", "column_B": "unit", "value_pairs_set": [["weight", "kg"]]},
+            },
+        ],
+    }
+    assert suite_columns(suite) == ["metric", "unit"]
+    good = pl.DataFrame({"metric": ["weight"] * 5, "unit": ["kg"] * 5, "other": list("abcde")})
+    assert check_table("pairs", good, suite).success
+    secret = "Zeppelina-Unit"
+    bad = pl.DataFrame({"metric": ["weight"] * 6, "unit": ["kg", secret, secret, "lb", "kg", "lb"]})
+    outcome = check_table("pairs", bad, suite)
+    assert not outcome.success and outcome.evaluated == 2
+    assert outcome.failures == ["expect_column_pair_values_to_be_in_set(metric,unit): 2 unexpected pairs"]
+    assert secret not in "".join(outcome.failures)
+    missing = check_table("pairs", good.drop("unit"), suite)
+    assert not missing.success and "metric,unit" in missing.failures[0]
+    # the shipped device suite uses the pair check; a wrong unit for a metric fails it
+    readings = load_suites(EXPECTATIONS_DIR / "devices")["device_reading"]
+    assert any(e["type"] == "expect_column_pair_values_to_be_in_set" for e in readings["expectations"])
+
+
 def test_schema_drift_does_not_break_or_drop(landing: UPath, lake: UPath, views) -> None:
     odd = [
         {**patient("d1"), "_birthDate": {"extension": [{"url": "http://x", "valueString": "approx"}]}},
