@@ -10,8 +10,8 @@ default all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m bench.r
   cold and warm → reports/dashboard.md;
 - e2e: the whole pipeline, landing to exports, at each `BENCH_E2E_PATIENTS` size (default 10000,100000):
   with 1 and 2 worker processes at the smallest, 2 at the others (`BENCH_E2E_WORKERS`, e.g. `1,2`, sets
-  the counts at the smallest size), wall time and peak RSS per job, scaling, and the slowest job of the
-  smallest size under cProfile → reports/e2e.md.
+  the counts at the smallest size), wall time and peak RSS per job, scaling, the slowest job of the
+  smallest size under cProfile, then a 1 % delivery and an incremental run at each size → reports/e2e.md.
 
 Work files go to `bench/work/` (git-ignored) or `BENCH_WORK`. Every stage runs in its own interpreter (see
 `bench.stage`).
@@ -155,6 +155,7 @@ def bench_e2e(work: Path) -> None:
     small_workers = [int(w) for w in os.environ.get("BENCH_E2E_WORKERS", "1,2").split(",")]
     measured_code = (_commit(), _uncommitted("pipelines", "assets", "models"))  # before it runs
     runs: list[Measurements] = []
+    increments: list[Measurements] = []
     profile: Measurements | None = None
     for patients in sizes:
         folder = work / f"e2e{patients}"
@@ -182,7 +183,7 @@ def bench_e2e(work: Path) -> None:
                 f"{'succeeded' if measured['success'] else 'FAILED'}, peak RSS "
                 f"{measured['peak_rss_mib']:,.0f} MiB"
             )
-            write_e2e_report(sizes, runs, profile, *measured_code)
+            write_e2e_report(sizes, runs, profile, *measured_code, increments)
         if patients == sizes[0]:
             base = next(r for r in runs if r["workers"] == min(small_workers))
             slowest = max(base["stages"], key=lambda s: s["seconds"])["job"]
@@ -197,7 +198,21 @@ def bench_e2e(work: Path) -> None:
                 job=slowest,
             )
             profile["patients"] = patients
-            write_e2e_report(sizes, runs, profile, *measured_code)
+            write_e2e_report(sizes, runs, profile, *measured_code, increments)
+        last_run = folder / f"w{runs[-1]['workers']}"  # the last full run of this size
+        console.print("  a 1 % delivery, then an incremental run")
+        increment = run_stage(
+            "e2e_increment",
+            landing=str(folder / "landing"),
+            lake=str(last_run / "lake"),
+            exports=str(last_run / "exports"),
+            buckets=16,
+            workers=runs[-1]["workers"],
+        )
+        increment.update(patients=patients, full_seconds=runs[-1]["pipeline_seconds"])
+        increments.append(increment)
+        console.print(f"    {increment['pipeline_seconds']:,.1f} s ({increment['mode']})")
+        write_e2e_report(sizes, runs, profile, *measured_code, increments)
         shutil.rmtree(folder, ignore_errors=True)
     console.print(f"report written to {E2E_REPORT.relative_to(ROOT)}")
 
@@ -453,6 +468,8 @@ SCALING_TARGET = 1.1
 """Time at the largest size over time at the smallest, divided by the ratio of records: at most this."""
 MEMORY_GROWTH_TARGET = 1.5
 """Peak RSS at the largest size over that at the smallest: at most this."""
+INCREMENT_TARGET = 0.10
+"""An incremental run of a 1 % delivery against a full run (issue 11)."""
 MEMORY_LIMIT_MIB = 4096
 """And below 4 GiB."""
 
@@ -467,9 +484,11 @@ def write_e2e_report(
     profile: Measurements | None,
     commit: str,
     changed: list[str],
+    increments: list[Measurements] | None = None,
 ) -> None:
     """The end-to-end report: a summary line per run, scaling and memory growth against the targets, the
-    speed-up of 2 workers, each run's jobs, and the profile of the smallest size's slowest job."""
+    speed-up of 2 workers, the incremental runs, each run's jobs, and the profile of the smallest size's
+    slowest job."""
     loads = [r["other_cores"] for r in runs if r.get("other_cores") is not None]
     lines = [
         "# End-to-end pipeline benchmark: landing → bronze → silver → identity → models → gold → exports",
@@ -573,6 +592,7 @@ def write_e2e_report(
                 f"| {stage['job']} | {stage['runs']} | {stage['seconds']:,.1f} | {two or 0:,.1f} | "
                 + (f"{stage['seconds'] / two:,.2f}× |" if two else " |")
             )
+    lines += _increment_lines(increments or [])
     for r in runs:
         total = r["pipeline_seconds"]
         slowest = max(r["stages"], key=lambda s: s["seconds"])
@@ -627,6 +647,47 @@ def write_e2e_report(
     else:
         lines.append("Machine load from other processes: not measured (no /proc/stat).")
     E2E_REPORT.write_text("\n".join(lines) + "\n")
+
+
+def _increment_lines(increments: list[Measurements]) -> list[str]:
+    """The incremental runs against the full run they followed, per size and per job."""
+    if not increments:
+        return []
+    lines = [
+        "",
+        "## Incremental runs",
+        "",
+        "After the last full run of each size, a next day's delivery of 1 % of EHR A's resources (changed, "
+        "new or deleted; `pipelines.generate.increment`) was written into the landing folder and "
+        "`run_pipeline(incremental=True)` ran on that lake: bronze takes in the new files, then only the "
+        "partitions they reach are rebuilt, with the deployed models. Target: ≤ "
+        f"{INCREMENT_TARGET:.0%} of a full run's time.",
+        "",
+        "| patients | resources delivered (changed / new / deleted) | mode | s | full run s | share "
+        "| target |",
+        "| ---: | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for r in increments:
+        share = r["pipeline_seconds"] / r["full_seconds"]
+        actions = r["actions"]
+        lines.append(
+            f"| {r['patients']:,} | {r['records']:,} ({actions['changed']:,} / {actions['new']:,} / "
+            f"{actions['deleted']:,}) | {r['mode']} | {r['pipeline_seconds']:,.1f} | "
+            f"{r['full_seconds']:,.1f} | {share:.0%} | {_met(share <= INCREMENT_TARGET)} |"
+        )
+    last = increments[-1]
+    lines += [
+        "",
+        f"Per job at {last['patients']:,} patients (partitions rebuilt / left as they were):",
+        "",
+        "| job | runs | skipped | seconds |",
+        "| --- | ---: | ---: | ---: |",
+        *[
+            f"| {s['job']} | {s['runs']} | {s.get('skipped', 0)} | {s['seconds']:,.1f} |"
+            for s in last["stages"]
+        ],
+    ]
+    return lines
 
 
 if __name__ == "__main__":

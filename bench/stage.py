@@ -359,6 +359,35 @@ def e2e(landing: str, lake: str, exports: str, buckets: int, workers: int) -> di
     }
 
 
+def e2e_increment(landing: str, lake: str, exports: str, buckets: int, workers: int) -> dict[str, object]:
+    """A next day's delivery of 1 % of EHR A's resources (changed, new or deleted) written into the
+    landing folder, then an incremental run of the pipeline on the lake a full run built: its wall time
+    and per-job runs, partitions skipped and seconds."""
+    from pipelines.config import Settings
+    from pipelines.generate.increment import write_increment
+    from pipelines.run import run_pipeline
+
+    labels = Path(landing).parent / "ground_truth" / "conversation_turns.csv"
+    os.environ.update(PATIENT_INSIGHTS_SENTIMENT_LABELS=str(labels), DAGSTER_HOME="")
+    delivery = write_increment(Path(landing), date(2026, 7, 1), share=0.01, seed=7)
+    settings = Settings(UPath(landing), UPath(lake), UPath(exports), buckets, date(2026, 6, 30))
+    machine = _MachineLoad()
+    run = run_pipeline(settings, workers=workers, incremental=True)
+    return {
+        "seconds": run.seconds,
+        "pipeline_seconds": run.seconds,
+        "success": run.success,
+        "mode": run.mode,
+        "failed_checks": run.failed_checks,
+        "stages": run.stages,
+        "records": delivery.resources,
+        "actions": delivery.actions,
+        "bytes": 0,
+        "workers": workers,
+        "other_cores": machine.other_cores(),
+    }
+
+
 GENERIC_BUILTINS = (
     "<built-in method builtins.next>",
     "<built-in method builtins.exec>",
@@ -673,6 +702,7 @@ STAGES = {
     "dashboard": dashboard,
     "e2e": e2e,
     "e2e_profile": e2e_profile,
+    "e2e_increment": e2e_increment,
 }
 
 

@@ -65,6 +65,15 @@ def ingest(
     exports: str | None = typer.Option(
         None, help="Exports folder for outreach runs and reports (default: PATIENT_INSIGHTS_EXPORTS)."
     ),
+    incremental: bool = typer.Option(
+        False,
+        "--incremental",
+        help="Rebuild only the partitions that files new since the last successful run reach, with the "
+        "deployed models (the whole lake when there is no such run, or the as-of day or models changed).",
+    ),
+    keep_models: bool = typer.Option(
+        False, "--keep-models", help="Do not retrain the models in a full run: score with the deployed ones."
+    ),
 ) -> None:
     """Run the whole pipeline in-process (the same Dagster assets and checks) and print a summary."""
     from pipelines.run import run_pipeline
@@ -78,7 +87,11 @@ def ingest(
         as_of=env.as_of,
     )
     with console.status("running the pipeline"):
-        run = run_pipeline(settings)
+        run = run_pipeline(settings, incremental=incremental, retrain=not keep_models)
+    if incremental:
+        skipped = sum(stage.get("skipped", 0) for stage in run.stages)
+        rebuilt = sum(stage["runs"] for stage in run.stages)
+        console.print(f"{run.mode} run: {rebuilt} partition runs, {skipped} partitions unchanged and skipped")
     print_summary(settings.lake, run.seconds, settings.exports)
     for warning in run.warnings:
         console.print(f"[yellow]check warning[/yellow]: {warning} (see the Dagster UI for details)")

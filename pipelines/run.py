@@ -6,7 +6,6 @@ import multiprocessing
 import os
 import resource
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,8 +15,10 @@ import orjson
 import polars as pl
 from upath import UPath
 
+from pipelines import incremental as inc
 from pipelines.bronze.tables import BRONZE, QUARANTINE
 from pipelines.config import Settings
+from pipelines.gold.as_of import resolve_as_of
 from pipelines.lake import parquet_files, scan_table, write_bytes_atomic
 
 LAYERS = ("bronze", "silver", "identity", "gold")
@@ -34,7 +35,8 @@ class PipelineRun:
     seconds: float
     failed_checks: list[str]
     warnings: list[str]
-    stages: list[dict] = field(default_factory=list)  # per job: runs, wall seconds, peak RSS so far
+    stages: list[dict] = field(default_factory=list)  # per job: runs, skipped, wall seconds, peak RSS so far
+    mode: str = "full"  # or "incremental": only what the new bronze rows reach
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,25 @@ class _Jobs:
         else:
             self.instance = dg.DagsterInstance.ephemeral()
 
+    def outputs(self, job: str) -> list[tuple[str, str]]:
+        """The lake tables (layer, name) `job` writes."""
+        keys = self.defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        return sorted((key.path[0], key.path[-1]) for key in keys)
+
+    def upstream(self, job: str) -> list[inc.Upstream]:
+        """The tables `job`'s assets read that other jobs write, each with how its partitions map."""
+        graph = self.defs.resolve_asset_graph()
+        own = self.defs.resolve_job_def(job).asset_layer.executable_asset_keys
+        found: dict[tuple[str, str], bool] = {}
+        for key in own:
+            for parent in graph.get(key).parent_keys:
+                if parent in own:
+                    continue
+                same = isinstance(graph.get_partition_mapping(key, parent), dg.IdentityPartitionMapping)
+                table = (parent.path[0], parent.path[-1])
+                found[table] = found.get(table, True) and same
+        return [inc.Upstream(table, same) for table, same in sorted(found.items())]
+
     def run(self, job: str, partition: str | None = None) -> JobRun:
         """One run of `job` (for one partition), summarized."""
         started = time.perf_counter()
@@ -111,10 +132,17 @@ def _run_in_worker(job: str, partition: str) -> JobRun:
     return _worker_jobs.run(job, partition)
 
 
-def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
+def run_pipeline(
+    settings: Settings, workers: int | None = None, incremental: bool = False, retrain: bool = True
+) -> PipelineRun:
     """Materialize every asset (and run every check) for `settings`: bronze, then each per-bucket job for
     every bucket (`workers` processes run the buckets of a job side by side), identity, the models, the
-    gold person buckets, the summaries and the campaigns in priority order."""
+    gold person buckets, the summaries and the campaigns in priority order.
+
+    `incremental`: after bronze, run only the partitions that what bronze received since the last
+    successful run reaches (see `pipelines.incremental`), with the deployed models (no retraining); with
+    no such run recorded, or a different bucket count, as-of day or model, every partition is rebuilt.
+    `retrain=False` keeps the deployed models (or none) in a full run too."""
     from assets.bronze.automation import BRONZE_JOB, SILVER_JOB
     from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
     from assets.feedback.assets import FEEDBACK_JOB
@@ -129,6 +157,7 @@ def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
     started_at = datetime.now(UTC).replace(microsecond=0)
     workers = workers or pipeline_workers()
     jobs = _Jobs(settings)
+    previous = inc.read_state(settings.lake) if incremental else None
     pool = (
         ProcessPoolExecutor(
             max_workers=workers,
@@ -141,50 +170,80 @@ def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
     )
     runs: list[JobRun] = []
     stages: list[dict] = []
+    changes: inc.Changed | None = None  # None: rebuild every partition
+    fingerprints = inc.Fingerprints(settings.lake)
 
     def ok() -> bool:
         return all(r.success for r in runs)
 
-    def timed(job: str, step: Callable[[], list[JobRun]]) -> None:
-        """Run `step` (the runs of one job) and note its wall time and the peak memory so far."""
+    def step(job: str, keys: list[str | None], one_at_a_time: bool = False) -> None:
+        """Run `job` for those of `keys` that need it (all of them in a full run), note its wall time and
+        peak memory so far, and in an incremental run which of its partitions changed."""
+        todo = keys if changes is None else inc.partitions_to_run(jobs.upstream(job), changes, keys)
+        if not todo:
+            stages.append({"job": job, "runs": 0, "skipped": len(keys), "seconds": 0.0, **_peak_rss()})
+            return
         began = time.perf_counter()
-        done = step()
+        outputs = jobs.outputs(job)
+        before = fingerprints.snapshot(outputs, todo) if changes is not None else {}
+        if todo == [None]:
+            done = [jobs.run(job)]
+        elif pool is None or one_at_a_time:
+            done = [jobs.run(job, key) for key in todo]
+        else:
+            done = list(pool.map(_run_in_worker, [job] * len(todo), todo))
         runs.extend(done)
+        if changes is not None:
+            for table, partitions in inc.changed_between(
+                before, fingerprints.snapshot(outputs, todo)
+            ).items():
+                changes.setdefault(table, set()).update(partitions)
         stages.append(
-            {"job": job, "runs": len(done), "seconds": round(time.perf_counter() - began, 2), **_peak_rss()}
+            {
+                "job": job,
+                "runs": len(done),
+                "skipped": len(keys) - len(todo),
+                "seconds": round(time.perf_counter() - began, 2),
+                **_peak_rss(),
+            }
         )
 
-    def one(job: str) -> None:
-        timed(job, lambda: [jobs.run(job)])
-
-    def each_bucket(job: str, keys: list[str]) -> None:
-        """Every partition of `job` before the next job (a job may read other buckets of the one before)."""
-        if pool is None:
-            timed(job, lambda: [jobs.run(job, key) for key in keys])
-        else:
-            timed(job, lambda: list(pool.map(_run_in_worker, [job] * len(keys), keys)))
-
+    mode = "full"
     try:
-        one(BRONZE_JOB)
-        partitions = patient_buckets(settings.buckets).get_partition_keys()
+        step(BRONZE_JOB, [None])
+        as_of = resolve_as_of(settings.as_of, settings.lake)
+        models = _deployed_models(settings.lake)
+        if ok() and previous is not None:
+            same = (previous.buckets, previous.as_of, previous.models) == (
+                settings.buckets,
+                inc.as_of_text(as_of),
+                models,
+            )
+            if same:
+                mode = "incremental"
+                changes = {
+                    (BRONZE, t): set(b)
+                    for t, b in inc.unprocessed_buckets(settings.lake, previous.ingest_keys).items()
+                }
+        partitions: list[str | None] = list(patient_buckets(settings.buckets).get_partition_keys())
         for job_name in (SILVER_JOB, FEEDBACK_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
             if not ok():
                 break
-            each_bucket(job_name, partitions)
+            step(job_name, partitions)
             if job_name == SILVER_JOB and ok():  # identity reads all of silver
-                one(IDENTITY_JOB)
-        for model_job in (
-            RISK_JOB,
-            SENTIMENT_JOB,
-        ):  # risk: identity, silver, device alerts; sentiment: surveys
+                step(IDENTITY_JOB, [None])
+        # risk: identity, silver, device alerts; sentiment: surveys. Trained in a full run unless told to
+        # keep the deployed versions; an incremental run on a lake never run before is a first, full run.
+        train = (retrain and not incremental) or (incremental and previous is None)
+        for model_job in (RISK_JOB, SENTIMENT_JOB) if train else ():
             if ok():
-                one(model_job)
+                step(model_job, [None])
         if ok():  # the person tables read identity, silver, devices and the models
-            each_bucket(PERSON_JOB, person_buckets(settings.buckets).get_partition_keys())
+            step(PERSON_JOB, list(person_buckets(settings.buckets).get_partition_keys()))
         if ok():  # rates over every person bucket
-            one(SUMMARY_JOB)
+            step(SUMMARY_JOB, [None])
         if ok():  # campaigns one after another in priority order: earlier lists count in later caps
-            timed(OUTREACH_JOB, lambda: [jobs.run(OUTREACH_JOB, key) for key in campaign_order()])
+            step(OUTREACH_JOB, list(campaign_order()), one_at_a_time=True)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -192,9 +251,30 @@ def run_pipeline(settings: Settings, workers: int | None = None) -> PipelineRun:
     failed = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"]
     warnings = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "WARN"]
     success = ok() and not failed
-    run = PipelineRun(success, runs[0].run_id, time.perf_counter() - started, failed, warnings, stages)
+    run = PipelineRun(success, runs[0].run_id, time.perf_counter() - started, failed, warnings, stages, mode)
     record_run(settings.lake, run, started_at, checks)
+    if success:
+        state = inc.LakeState(
+            inc.ingested_keys(settings.lake),
+            inc.as_of_text(resolve_as_of(settings.as_of, settings.lake)),
+            settings.buckets,
+            _deployed_models(settings.lake),
+        )
+        inc.write_state(settings.lake, state)
     return run
+
+
+def _deployed_models(lake: UPath) -> dict[str, str | None]:
+    """The model versions the person tables are scored with."""
+    from models.registry import deployed_version
+    from models.risk.registry import deployed_risk_version
+    from models.risk.score import PERSON_MODEL
+    from models.sentiment.train import NAME, PIN_VARIABLE
+
+    return {
+        PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL),
+        NAME: deployed_version(lake, NAME, PIN_VARIABLE),
+    }
 
 
 def _peak_rss() -> dict[str, float]:
