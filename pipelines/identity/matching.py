@@ -10,9 +10,14 @@ runs the same settings on Spark when the data outgrows one machine.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import yaml
@@ -195,7 +200,7 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
     The model is estimated on `records` themselves each run: random-sample u-probabilities, EM for the
     m-probabilities on three blocking passes, each leaving different fields free to be learned.
     """
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink import Linker, SettingsCreator, block_on
     from splink.internals.exceptions import EMTrainingException
 
     frame = records.with_columns(pl.col("phones").list.first().alias("phone_first")).to_pandas()
@@ -207,24 +212,27 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
     )
-    # no basic logging: Splink's training chatter would reach the root logger and the Dagster console
-    linker = Linker(frame, settings, db_api=DuckDBAPI(), set_up_basic_logging=False)
-    logging.getLogger("splink").setLevel(logging.ERROR)
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on("ssn"), block_on("given", "family", "birth_date")], recall=0.8
-    )
-    linker.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
-    trained = 0
-    for rule in (block_on("birth_date"), block_on("family", "given_canonical"), block_on("postal_code")):
-        try:
-            linker.training.estimate_parameters_using_expectation_maximisation(rule, fix_u_probabilities=True)
-            trained += 1
-        except EMTrainingException:  # no pairs share this key (a small or very diverse population)
-            continue
-    if trained == 0:  # never link on an untrained model: identifiers alone decide
-        return pl.DataFrame(schema=PAIR_SCHEMA)
-    predictions = linker.inference.predict(threshold_match_probability=matching_settings().review)
-    pairs = pl.from_pandas(predictions.as_pandas_dataframe())
+    with _duckdb() as db_api:
+        # no basic logging: Splink's training chatter would reach the root logger and the Dagster console
+        linker = Linker(frame, settings, db_api=db_api, set_up_basic_logging=False)
+        logging.getLogger("splink").setLevel(logging.ERROR)
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on("ssn"), block_on("given", "family", "birth_date")], recall=0.8
+        )
+        linker.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
+        trained = 0
+        for rule in (block_on("birth_date"), block_on("family", "given_canonical"), block_on("postal_code")):
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    rule, fix_u_probabilities=True
+                )
+                trained += 1
+            except EMTrainingException:  # no pairs share this key (a small or very diverse population)
+                continue
+        if trained == 0:  # never link on an untrained model: identifiers alone decide
+            return pl.DataFrame(schema=PAIR_SCHEMA)
+        predictions = linker.inference.predict(threshold_match_probability=matching_settings().review)
+        pairs = pl.from_pandas(predictions.as_pandas_dataframe())
     return pairs.select(
         pl.col("unique_id_l").cast(pl.String),
         pl.col("unique_id_r").cast(pl.String),
@@ -232,3 +240,20 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
         pl.col("match_probability").cast(pl.Float64),
         *[pl.col(f"gamma_{f}").cast(pl.Int64) for f in EVIDENCE_FIELDS if f"gamma_{f}" in pairs.columns],
     )
+
+
+@contextmanager
+def _duckdb() -> Iterator[Any]:
+    """Splink's DuckDB with a memory cap (`PATIENT_INSIGHTS_IDENTITY_MEMORY`, default 1GB): DuckDB's own
+    default is 80 % of the machine, and its buffer pool made identity the pipeline's memory peak (1.5 GiB
+    at 13,000 records, 1.2 GiB capped); past the cap it spills to a temporary folder, removed after."""
+    import duckdb
+    from splink import DuckDBAPI
+
+    limit = os.environ.get("PATIENT_INSIGHTS_IDENTITY_MEMORY", "1GB")
+    with tempfile.TemporaryDirectory(prefix="identity-duckdb-") as spill:
+        connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill})
+        try:
+            yield DuckDBAPI(connection=connection)
+        finally:
+            connection.close()
