@@ -7,8 +7,10 @@ declared dependencies downstream:
 
 - a per-bucket job rebuilds the buckets its bronze table received rows in (`shared` rows - deletions and
   records without a patient - reach every bucket) and the buckets whose upstream partitions changed;
-- an upstream partition "changed" only if its files' bytes changed (`Fingerprints`): rebuilding a bucket
-  to the same content stops there;
+- an upstream partition "changed" only if its files' bytes differ from those the last successful run
+  left (`Fingerprints`, recorded in the state): rebuilding a bucket to the same content stops there, and
+  a partition that no longer matches at the start (damaged, or rewritten by a run that was killed before
+  its readers followed) is rebuilt and its readers follow;
 - a job that reads every bucket of an upstream table (identity, device gold, the person tables, the
   summaries and the campaigns) runs whole when anything it reads changed, and not at all otherwise;
 - the models are not retrained: an increment is scored with the deployed versions (retraining is its
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import orjson
@@ -37,21 +39,24 @@ STATE_FILE = ("meta", "incremental.json")
 
 @dataclass(frozen=True)
 class LakeState:
-    """What the last successful run processed and built with."""
+    """What the last successful run processed and built with, and the content hash of every partition
+    it left (`fingerprint_key` → sha256): what the next incremental run compares against."""
 
     ingest_keys: frozenset[str]
     as_of: str
     buckets: int
     models: dict[str, str | None]
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        """The state file's content (ingest keys sorted, so equal states are equal bytes)."""
+        """The state file's content (sorted, so equal states are equal bytes)."""
         return orjson.dumps(
             {
                 "ingest_keys": sorted(self.ingest_keys),
                 "as_of": self.as_of,
                 "buckets": self.buckets,
                 "models": self.models,
+                "fingerprints": self.fingerprints,
             },
             option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
         )
@@ -70,7 +75,11 @@ def read_state(lake: UPath) -> LakeState | None:
     try:
         body = orjson.loads(path.read_bytes())
         return LakeState(
-            frozenset(body["ingest_keys"]), str(body["as_of"]), int(body["buckets"]), dict(body["models"])
+            frozenset(body["ingest_keys"]),
+            str(body["as_of"]),
+            int(body["buckets"]),
+            dict(body["models"]),
+            dict(body["fingerprints"]),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
@@ -116,43 +125,51 @@ def buckets_to_rebuild(touched: Iterable[str], partitions: list[str]) -> list[st
     return [p for p in partitions if p in touched]
 
 
+Partition = tuple[tuple[str, str], str | None]
+"""A table (layer, name) and one of its partitions (None: the whole, unpartitioned table)."""
+
+
+def fingerprint_key(partition: Partition) -> str:
+    """`layer/table` or `layer/table/bucket=<key>`: how the state file names a partition."""
+    (layer, table), key = partition
+    return f"{layer}/{table}" if key is None else f"{layer}/{table}/bucket={key}"
+
+
 class Fingerprints:
-    """Content hashes of tables' partition files, to tell a rebuilt partition that changed from one
-    rebuilt to the same bytes."""
+    """Content hashes of tables' partition files: a partition whose hash differs from the one the last
+    successful run recorded was rebuilt to new content (its readers must follow), or was damaged or left
+    half-made by a killed run (it must be rebuilt)."""
 
     def __init__(self, lake: UPath) -> None:
         self.lake = lake
 
-    def of(self, table: tuple[str, str], partition: str | None) -> str:
-        """The sha256 over the file names and bytes of `table` (layer, name) in `partition` (None: the
-        whole table)."""
+    def of(self, partition: Partition) -> str:
+        """The sha256 over the file names and bytes of one partition (empty: no files)."""
+        table, key = partition
         folder = table_path(self.lake, *table)
-        if partition is not None:
-            folder = folder / f"bucket={partition}"
+        if key is not None:
+            folder = folder / f"bucket={key}"
+        files = sorted(parquet_files(folder), key=lambda p: p.path)
+        if not files:
+            return ""
         digest = hashlib.sha256()
-        for path in sorted(parquet_files(folder), key=lambda p: p.path):
+        for path in files:
             digest.update(path.path.removeprefix(folder.path).encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
         return digest.hexdigest()
 
-    def snapshot(
-        self, tables: Iterable[tuple[str, str]], partitions: Iterable[str | None]
-    ) -> dict[tuple[tuple[str, str], str | None], str]:
-        """Hashes of every (table, partition) pair."""
-        partitions = list(partitions)
-        return {(t, p): self.of(t, p) for t in tables for p in partitions}
+    def snapshot(self, partitions: Iterable[Partition]) -> dict[str, str]:
+        """Hashes of every partition, by `fingerprint_key`."""
+        return {fingerprint_key(p): self.of(p) for p in partitions}
 
 
-def changed_between(
-    before: dict[tuple[tuple[str, str], str | None], str],
-    after: dict[tuple[tuple[str, str], str | None], str],
-) -> dict[tuple[str, str], set[str | None]]:
-    """Per table, the partitions whose hash differs between two snapshots of the same pairs."""
-    changed: dict[tuple[str, str], set[str | None]] = {}
-    for key, digest in after.items():
-        if before.get(key) != digest:
-            changed.setdefault(key[0], set()).add(key[1])
-    return changed
+def differing(
+    partitions: Iterable[Partition], current: dict[str, str], recorded: dict[str, str]
+) -> set[Partition]:
+    """The partitions whose current hash is not the one recorded."""
+    return {
+        p for p in partitions if current.get(fingerprint_key(p), "") != recorded.get(fingerprint_key(p), "")
+    }
 
 
 def as_of_text(as_of: date) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import resource
@@ -20,8 +21,10 @@ from pipelines.bronze.tables import BRONZE, QUARANTINE
 from pipelines.config import Settings
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.lake import parquet_files, scan_table, write_bytes_atomic
+from pipelines.locks import exclusive, remove_stale_temporaries
 
 LAYERS = ("bronze", "silver", "identity", "gold")
+_log = logging.getLogger(__name__)
 META, PIPELINE_RUNS = "meta", "pipeline_runs"
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -37,6 +40,7 @@ class PipelineRun:
     warnings: list[str]
     stages: list[dict] = field(default_factory=list)  # per job: runs, skipped, wall seconds, peak RSS so far
     mode: str = "full"  # or "incremental": only what the new bronze rows reach
+    damaged: int = 0  # partitions an incremental run found not as the last run left them (rebuilt)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,16 @@ def run_pipeline(
     successful run reaches (see `pipelines.incremental`), with the deployed models (no retraining); with
     no such run recorded, or a different bucket count, as-of day or model, every partition is rebuilt.
     `retrain=False` keeps the deployed models (or none) in a full run too."""
+    # one run per lake at a time: a second one waits, then starts from the lake the first left
+    with exclusive(settings.lake, "pipeline") as waited:
+        if waited:
+            _log.info("started after waiting for another pipeline run on the same lake")
+        remove_stale_temporaries(settings.lake)
+        return _run_pipeline(settings, workers, incremental, retrain)
+
+
+def _run_pipeline(settings: Settings, workers: int | None, incremental: bool, retrain: bool) -> PipelineRun:
+    """`run_pipeline` under the lake's lock."""
     from assets.bronze.automation import BRONZE_JOB, SILVER_JOB
     from assets.devices.automation import DEVICE_GOLD_JOB, DEVICE_SILVER_JOB
     from assets.feedback.assets import FEEDBACK_JOB
@@ -170,22 +184,37 @@ def run_pipeline(
     )
     runs: list[JobRun] = []
     stages: list[dict] = []
-    changes: inc.Changed | None = None  # None: rebuild every partition
+    partitions: list[str | None] = list(patient_buckets(settings.buckets).get_partition_keys())
+    derived = {  # the jobs whose lake partitions an incremental run tracks, with their partition keys
+        SILVER_JOB: partitions,
+        IDENTITY_JOB: [None],
+        FEEDBACK_JOB: partitions,
+        DEVICE_SILVER_JOB: partitions,
+        DEVICE_GOLD_JOB: partitions,
+        PERSON_JOB: list(person_buckets(settings.buckets).get_partition_keys()),
+        SUMMARY_JOB: [None],
+    }
+    tracked = {job: [(t, k) for t in jobs.outputs(job) for k in keys] for job, keys in derived.items()}
     fingerprints = inc.Fingerprints(settings.lake)
+    changes: inc.Changed | None = None  # None: rebuild every partition
+    recorded: dict[str, str] = {}  # the partitions' hashes when the last successful run ended
+    damaged: set[inc.Partition] = set()  # no longer as that run left them: rebuilt whatever else happens
 
     def ok() -> bool:
         return all(r.success for r in runs)
 
     def step(job: str, keys: list[str | None], one_at_a_time: bool = False) -> None:
         """Run `job` for those of `keys` that need it (all of them in a full run), note its wall time and
-        peak memory so far, and in an incremental run which of its partitions changed."""
-        todo = keys if changes is None else inc.partitions_to_run(jobs.upstream(job), changes, keys)
+        peak memory so far, and in an incremental run which of its partitions now differ."""
+        todo = keys
+        if changes is not None:
+            needed = set(inc.partitions_to_run(jobs.upstream(job), changes, keys))
+            needed |= {key for _, key in damaged.intersection(tracked.get(job, []))}
+            todo = [key for key in keys if key in needed]
         if not todo:
             stages.append({"job": job, "runs": 0, "skipped": len(keys), "seconds": 0.0, **_peak_rss()})
             return
         began = time.perf_counter()
-        outputs = jobs.outputs(job)
-        before = fingerprints.snapshot(outputs, todo) if changes is not None else {}
         if todo == [None]:
             done = [jobs.run(job)]
         elif pool is None or one_at_a_time:
@@ -194,10 +223,9 @@ def run_pipeline(
             done = list(pool.map(_run_in_worker, [job] * len(todo), todo))
         runs.extend(done)
         if changes is not None:
-            for table, partitions in inc.changed_between(
-                before, fingerprints.snapshot(outputs, todo)
-            ).items():
-                changes.setdefault(table, set()).update(partitions)
+            rebuilt = [(table, key) for table, key in tracked.get(job, []) if key in todo]
+            for table, key in inc.differing(rebuilt, fingerprints.snapshot(rebuilt), recorded):
+                changes.setdefault(table, set()).add(key)
         stages.append(
             {
                 "job": job,
@@ -225,7 +253,9 @@ def run_pipeline(
                     (BRONZE, t): set(b)
                     for t, b in inc.unprocessed_buckets(settings.lake, previous.ingest_keys).items()
                 }
-        partitions: list[str | None] = list(patient_buckets(settings.buckets).get_partition_keys())
+                recorded = previous.fingerprints
+                every = [partition for job_partitions in tracked.values() for partition in job_partitions]
+                damaged = inc.differing(every, fingerprints.snapshot(every), recorded)
         for job_name in (SILVER_JOB, FEEDBACK_JOB, DEVICE_SILVER_JOB, DEVICE_GOLD_JOB):
             if not ok():
                 break
@@ -239,7 +269,7 @@ def run_pipeline(
             if ok():
                 step(model_job, [None])
         if ok():  # the person tables read identity, silver, devices and the models
-            step(PERSON_JOB, list(person_buckets(settings.buckets).get_partition_keys()))
+            step(PERSON_JOB, derived[PERSON_JOB])
         if ok():  # rates over every person bucket
             step(SUMMARY_JOB, [None])
         if ok():  # campaigns one after another in priority order: earlier lists count in later caps
@@ -251,7 +281,9 @@ def run_pipeline(
     failed = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"]
     warnings = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "WARN"]
     success = ok() and not failed
-    run = PipelineRun(success, runs[0].run_id, time.perf_counter() - started, failed, warnings, stages, mode)
+    run = PipelineRun(
+        success, runs[0].run_id, time.perf_counter() - started, failed, warnings, stages, mode, len(damaged)
+    )
     record_run(settings.lake, run, started_at, checks)
     if success:
         state = inc.LakeState(
@@ -259,6 +291,9 @@ def run_pipeline(
             inc.as_of_text(resolve_as_of(settings.as_of, settings.lake)),
             settings.buckets,
             _deployed_models(settings.lake),
+            fingerprints.snapshot(
+                partition for job_partitions in tracked.values() for partition in job_partitions
+            ),
         )
         inc.write_state(settings.lake, state)
     return run

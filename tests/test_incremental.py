@@ -13,13 +13,15 @@ import pytest
 from upath import UPath
 
 from pipelines import incremental as inc
+from pipelines.bronze.ingest import ingest_landing
 from pipelines.config import Settings
 from pipelines.generate.increment import write_increment
 from pipelines.generate.landing import generate_landing
+from pipelines.silver.build import build_partition, partition_keys
 
 PEOPLE, SEED, BUCKETS = 240, 5, 4
 FIRST_EXPORT = date(2026, 6, 30)
-AS_OF = date(2026, 7, 3)  # fixed, after every delivery: the gold tables' windows do not move between runs
+AS_OF = date(2026, 7, 4)  # fixed, after every delivery: the gold tables' windows do not move between runs
 COMPARED_LAYERS = ("silver", "identity", "gold")
 
 
@@ -40,7 +42,9 @@ def test_partitions_to_run_follows_the_partition_mappings() -> None:
 def test_state_round_trip_and_unreadable_state(tmp_path: Path) -> None:
     lake = UPath(tmp_path)
     assert inc.read_state(lake) is None
-    state = inc.LakeState(frozenset({"b", "a"}), "2026-07-03", 4, {"risk": "risk-1", "sentiment": None})
+    state = inc.LakeState(
+        frozenset({"b", "a"}), "2026-07-03", 4, {"risk": "risk-1", "sentiment": None}, {"silver/patient": "x"}
+    )
     inc.write_state(lake, state)
     assert inc.read_state(lake) == state
     assert orjson.loads(inc.state_path(lake).read_bytes())["ingest_keys"] == ["a", "b"]
@@ -55,12 +59,13 @@ def test_fingerprints_see_content_not_rebuilds(tmp_path: Path) -> None:
     frame = pl.DataFrame({"id": ["a", "b"]})
     frame.write_parquet(folder / "data.parquet")
     prints = inc.Fingerprints(lake)
-    before = prints.snapshot([("silver", "patient")], ["00", "01"])
+    partitions = [(("silver", "patient"), "00"), (("silver", "patient"), "01")]
+    recorded = prints.snapshot(partitions)
+    assert recorded["silver/patient/bucket=01"] == ""  # no files yet
     frame.write_parquet(folder / "data.parquet")  # rebuilt to the same content
-    assert inc.changed_between(before, prints.snapshot([("silver", "patient")], ["00", "01"])) == {}
+    assert inc.differing(partitions, prints.snapshot(partitions), recorded) == set()
     frame.with_columns(pl.lit("x").alias("id")).write_parquet(folder / "data.parquet")
-    changed = inc.changed_between(before, prints.snapshot([("silver", "patient")], ["00", "01"]))
-    assert changed == {("silver", "patient"): {"00"}}
+    assert inc.differing(partitions, prints.snapshot(partitions), recorded) == {(("silver", "patient"), "00")}
 
 
 def test_the_increment_generator_is_deterministic_and_complete(tmp_path: Path) -> None:
@@ -139,6 +144,15 @@ def test_incremental_runs_equal_full_rebuilds(tmp_path: Path, monkeypatch: pytes
     )
     _assert_same(base, incremental)
 
+    # damaged files (a truncated gold bucket, a silver file of random bytes) are found and rebuilt
+    gold_file = next((incremental / "lake" / "gold" / "patient_360").rglob("*.parquet"))
+    gold_file.write_bytes(gold_file.read_bytes()[:100])
+    silver_file = next((incremental / "lake" / "silver" / "encounter").rglob("*.parquet"))
+    silver_file.write_bytes(b"PAR1" + bytes(range(256)) * 8 + b"PAR1")
+    repaired = run_pipeline(_settings(incremental, landing), incremental=True)
+    assert repaired.success and repaired.mode == "incremental" and repaired.damaged == 2
+    _assert_same(base, incremental)
+
     # a local change (three resources): only the buckets they sit in are rebuilt
     write_increment(landing, date(2026, 7, 1), seed=2, share=0.02, limit=3)
     rebuilt = run_pipeline(_settings(full, landing), retrain=False)
@@ -149,8 +163,19 @@ def test_incremental_runs_equal_full_rebuilds(tmp_path: Path, monkeypatch: pytes
     assert not any(stage["job"] in ("risk_model_job", "sentiment_model_job") for stage in local.stages)
     _assert_same(full, incremental)
 
+    # a run killed after rewriting silver, before identity and gold followed: the next incremental run
+    # finds silver no longer as the last successful run left it and brings its readers up to date
+    write_increment(landing, date(2026, 7, 2), seed=4, share=0.02, limit=5)
+    ingest_landing(UPath(landing), UPath(incremental / "lake"), BUCKETS)
+    for partition in partition_keys(BUCKETS):
+        build_partition(UPath(incremental / "lake"), partition)
+    rebuilt = run_pipeline(_settings(full, landing), retrain=False)
+    resumed = run_pipeline(_settings(incremental, landing), incremental=True)
+    assert rebuilt.success and resumed.success and resumed.damaged > 0
+    _assert_same(full, incremental)
+
     # the next day: 1 % of the resources changed, new or deleted
-    summary = write_increment(landing, date(2026, 7, 2), seed=3, share=0.01)
+    summary = write_increment(landing, date(2026, 7, 3), seed=3, share=0.01)
     assert summary.actions["deleted"] > 0 and summary.actions["new"] > 0
     rebuilt = run_pipeline(_settings(full, landing), retrain=False)
     daily = run_pipeline(_settings(incremental, landing), incremental=True)

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.resources import LakeResource
 from pipelines.bronze.ingest import ingest_landing
+from pipelines.bronze.repair import repair_bronze
 from pipelines.bronze.tables import (
     BRONZE,
     DEVICE_RECORDS,
@@ -12,6 +13,7 @@ from pipelines.bronze.tables import (
     INGEST_LOG,
     QUARANTINE,
 )
+from pipelines.locks import exclusive
 
 BRONZE_GROUP = "bronze"
 FHIR_RESOURCES_KEY = dg.AssetKey([BRONZE, FHIR_RESOURCES])
@@ -41,7 +43,14 @@ _DESCRIPTIONS = {
 def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     """Read every landing file not ingested before into the bronze tables (idempotent, crash-safe)."""
     settings = lake.settings()
-    report = ingest_landing(settings.landing, settings.lake, settings.buckets)
+    with exclusive(settings.lake, "bronze_ingest"):  # two ingests at once would both take in a new file
+        repair = repair_bronze(settings.lake)  # damaged batches are taken out and read again below
+        report = ingest_landing(settings.landing, settings.lake, settings.buckets)
+    if repair.batches_removed:
+        context.log.warning(
+            f"{len(repair.damaged)} unreadable bronze part(s): {len(repair.batches_removed)} batch(es) "
+            "removed and their landing files ingested again"
+        )
     context.log.info(
         f"ingest run {report.run_id}: {report.files_ingested} files, {report.records_in} records in, "
         f"{report.rows[QUARANTINE]} quarantined, {report.files_skipped_duplicate} already ingested"
@@ -52,7 +61,10 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
         table = key.path[-1]
         metadata = {"run_id": report.run_id, "rows_written": report.rows[table]}
         if key == INGEST_LOG_KEY:
-            metadata |= counts
+            metadata |= counts | {
+                "bronze_parts_checked": repair.parts_checked,
+                "bronze_batches_reingested": len(repair.batches_removed),
+            }
         if key == QUARANTINE_KEY:
             metadata |= by_reason
         if key in (FHIR_RESOURCES_KEY, DEVICE_RECORDS_KEY, FEEDBACK_RECORDS_KEY):
