@@ -20,7 +20,7 @@ DEMO_PATIENTS ?= 1000
 DEMO_SEED ?= 42
 DEMO_DEFECTS ?= 0
 
-.PHONY: setup run test lint dev dashboard bench lock clean
+.PHONY: setup run test lint dev dashboard bench chaos lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
@@ -34,7 +34,7 @@ setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
-	@printf 'telemetry:\n  enabled: false\n' > "$@"
+	@printf 'telemetry:\n  enabled: false\n# runs of one partition (a sensor'"'"'s and one started by hand) wait for each other\nrun_queue:\n  tag_concurrency_limits:\n    - key: dagster/partition\n      value:\n        applyLimitPerUniqueValue: true\n      limit: 1\n' > "$@"
 
 run: setup
 	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --defects $(DEMO_DEFECTS) \
@@ -61,6 +61,9 @@ dashboard: setup
 
 bench: setup
 	$(BIN)/python -m bench.run
+
+chaos: setup  # the pipeline killed at random points (CHAOS_TRIALS, default 20) → bench/reports/chaos.md
+	$(BIN)/python -m bench.chaos
 
 lock: setup
 	$(UV) pip compile pyproject.toml --python $(PYTHON) --generate-hashes --no-header --quiet -o requirements.lock
