@@ -15,6 +15,7 @@ from pipelines.config import (
     Settings,
     parse_as_of,
 )
+from pipelines.deid.rules import SALT_ENV
 from pipelines.outreach.database import OUTREACH_DSN_ENV
 
 
@@ -71,3 +72,17 @@ class OutreachDatabaseResource(dg.ConfigurableResource):
 def outreach_database_from_env() -> OutreachDatabaseResource:
     """The sink from `PATIENT_INSIGHTS_OUTREACH_DSN` (shown as an environment variable in the UI)."""
     return OutreachDatabaseResource(dsn=_env_or_default(OUTREACH_DSN_ENV, ""))
+
+
+class DeidResource(dg.ConfigurableResource):
+    """The secret salt of the de-identified export's pseudonyms. Set it only as the environment variable
+    `PATIENT_INSIGHTS_DEID_SALT` (`deid_resource_from_env`): run configuration and the UI then show the
+    variable's name, never its value. Empty: the export refuses to run."""
+
+    salt: str = ""
+
+
+def deid_resource_from_env() -> DeidResource:
+    """The salt from `PATIENT_INSIGHTS_DEID_SALT` as an `EnvVar` (read when a run needs it; empty when
+    unset)."""
+    return DeidResource(salt=_env_or_default(SALT_ENV, ""))

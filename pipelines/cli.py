@@ -191,6 +191,72 @@ def summary(
     print_summary(UPath(lake), None, UPath(exports) if exports else None)
 
 
+@app.command()
+def deidentify(
+    lake: Annotated[str, typer.Option(help="Lake folder (local path or s3:// / gs:// url).")],
+) -> None:
+    """Write the de-identified analytics export (HIPAA Safe Harbor) to <lake>/deidentified/ with the
+    Dagster job `deidentified_export_job`; the pseudonyms' salt is read from PATIENT_INSIGHTS_DEID_SALT."""
+    import os
+
+    import dagster as dg
+
+    from assets.deid.assets import DEID_JOB, NO_RESIDUAL_IDENTIFIERS
+    from assets.resources import lake_resource_for
+    from pipelines.definitions import build_definitions
+    from pipelines.deid.rules import SALT_ENV
+    from pipelines.run import QUIET_RUN
+
+    if not os.environ.get(SALT_ENV, "").strip():  # a flag would put the secret in shell history
+        console.print(f"[red]{SALT_ENV} is not set[/red]: export a secret of 32 or more characters first")
+        raise typer.Exit(2)
+    env = Settings.from_env()
+    settings = Settings(env.landing, UPath(lake), env.exports, env.buckets, env.as_of)
+    home = os.environ.get("DAGSTER_HOME")
+    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
+    with console.status("de-identifying"):
+        result = (
+            build_definitions(lake_resource_for(settings))
+            .resolve_job_def(DEID_JOB)
+            .execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_RUN)
+        )
+    checks = {
+        e.asset_key.path[-1]: e
+        for e in result.get_asset_check_evaluations()
+        if e.check_name == NO_RESIDUAL_IDENTIFIERS
+    }
+    rows = [
+        (m.asset_key.path[-1], m.materialization.metadata["rows"].value)
+        for m in result.get_asset_materialization_events()
+    ]
+    if rows:
+        frame = pl.DataFrame(rows, schema={"table": pl.String, "rows": pl.Int64}, orient="row")
+        console.print(_table(f"De-identified export in {settings.lake / 'deidentified'}", frame))
+    failed = sorted(t for t, c in checks.items() if not c.passed)
+    if not result.success or failed:
+        console.print(f"[red]de-identified export failed[/red] (run {result.run_id}); nothing was published")
+        for event in result.get_step_failure_events():
+            console.print(f"  {_export_error(event.step_failure_data.error)}")
+        for table in failed:
+            counts = {k: v.value for k, v in checks[table].metadata.items() if k != "findings"}
+            console.print(f"  {table}: residual identifiers (column:check → count) {counts}")
+        raise typer.Exit(1)
+    console.print(f"[green]{len(rows)} tables exported[/green]; {NO_RESIDUAL_IDENTIFIERS} passed for each")
+
+
+def _export_error(error: object) -> str:
+    """The export's own error message (it names tables and columns only); for any other error only its
+    type, since its text might hold a value."""
+    names = []
+    while error is not None:
+        name = getattr(error, "cls_name", None) or "error"
+        if name in ("DeidError", "PolicyError", "Failure"):
+            return str(getattr(error, "message", "")).strip()
+        names.append(name)
+        error = getattr(error, "cause", None)
+    return f"step failed: {' ← '.join(names) or 'unknown error'}"
+
+
 def print_summary(lake: UPath, seconds: float | None, exports: UPath | None = None) -> None:
     """Rows per table and quarantine reasons, as tables on the console."""
     from pipelines.run import quarantine_by_reason, table_row_counts

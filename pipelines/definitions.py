@@ -24,6 +24,7 @@ from assets.bronze.checks import (
     files_ingested_once,
     quarantine_has_reasons,
 )
+from assets.deid.assets import deidentified_export_job, deidentified_tables
 from assets.devices.assets import device_gold, device_readings
 from assets.devices.automation import device_gold_job, device_silver_job
 from assets.feedback.assets import conversation_turns, feedback_job
@@ -31,8 +32,10 @@ from assets.gold.assets import care_gap_rates, person_job, person_tables, summar
 from assets.identity.assets import identity_job, identity_tables
 from assets.outreach.assets import outreach_job, outreach_list
 from assets.resources import (
+    DeidResource,
     LakeResource,
     OutreachDatabaseResource,
+    deid_resource_from_env,
     lake_resource_from_env,
     outreach_database_from_env,
 )
@@ -55,6 +58,7 @@ ASSETS = [
     sentiment_reports,
     sentiment_report,
     outreach_list,
+    deidentified_tables,  # on demand (deidentified_export_job), not part of the pipeline run
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
 
@@ -76,9 +80,12 @@ def _executor() -> dg.ExecutorDefinition:
 
 
 def build_definitions(
-    lake: LakeResource | None = None, outreach_database: OutreachDatabaseResource | None = None
+    lake: LakeResource | None = None,
+    outreach_database: OutreachDatabaseResource | None = None,
+    deid: DeidResource | None = None,
 ) -> dg.Definitions:
-    """All definitions, bound to `lake` and the outreach database (default: the environment's)."""
+    """All definitions, bound to `lake`, the outreach database and the de-identification salt (default:
+    the environment's)."""
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=ASSET_CHECKS,
@@ -94,12 +101,14 @@ def build_definitions(
             person_job,
             summary_job,
             outreach_job,
+            deidentified_export_job,
         ],
         sensors=[landing_sensor, silver_after_bronze],
         schedules=[nightly_schedule],
         resources={
             "lake": lake or lake_resource_from_env(),
             "outreach_database": outreach_database or outreach_database_from_env(),
+            "deid": deid or deid_resource_from_env(),
         },
         executor=_executor(),
     )

@@ -99,6 +99,7 @@ def test_definitions_load() -> None:
     assert defs.resolve_schedule_def("nightly_pipeline").cron_schedule == "0 2 * * *"
     assert defs.resolve_sensor_def("landing_sensor") is not None
     assert defs.resolve_job_def("outreach_job") is not None
+    assert defs.resolve_job_def("deidentified_export_job") is not None
     # every table the README promises is an asset of the code location
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     for table in (
@@ -110,6 +111,8 @@ def test_definitions_load() -> None:
         "gold/trigger_events",
         "gold/segment_membership",
         "exports/outreach_list",
+        "deidentified/patient_360",
+        "deidentified/device_daily",
     ):
         assert table in keys, table
 

@@ -57,7 +57,11 @@ def test_no_credential_is_written_in_the_values() -> None:
             pytest.fail(f"{path} holds a value ({value!r}): credentials belong in a Secret")
         assert not re.search(r"://[^/\s]*:[^/\s]*@", str(value)), f"{path}: a URL with a password"
     secrets = {s["name"] for s in VALUES["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]}
-    assert secrets == {"patient-insights-object-storage", "patient-insights-outreach-db"}
+    assert secrets == {
+        "patient-insights-object-storage",
+        "patient-insights-outreach-db",
+        "patient-insights-deid-salt",
+    }
     readme = (ROOT / "deploy" / "README.md").read_text()
     assert all(name in readme for name in [*secrets, "dagster-postgresql-secret"])
 

@@ -1,0 +1,1 @@
+"""De-identified analytics export (HIPAA Safe Harbor): rules and policy, transform, residual scanner."""
