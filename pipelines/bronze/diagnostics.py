@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pipelines.fhir.resource_types import R4_RESOURCE_TYPES
 
 MAX_REASON_CHARS = 500
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_QUOTED = re.compile(r"``.*?``|`[^`]*`|'[^']*'|\"[^\"]*\"")  # fhir.resources quotes ``like this``
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,9 @@ def quarantine(code: str, reason: str) -> Verdict:
 
 
 def scrub(message: str) -> str:
-    """Drop quoted fragments (which may echo record values) and cap the length of a reason."""
-    return _QUOTED.sub("'…'", message)[:MAX_REASON_CHARS]
+    """Drop quoted fragments (which may echo record values), fold white space (multi-line library
+    messages) and cap the length of a reason."""
+    return _QUOTED.sub("'…'", " ".join(message.split()))[:MAX_REASON_CHARS]
 
 
 def load_object(raw: str | bytes, arrow_error: str) -> tuple[dict[str, Any] | None, Verdict | None]:
@@ -134,8 +135,8 @@ def fhir_validation_problem(value: dict[str, Any]) -> str | None:
             f"{'.'.join(str(p) for p in e['loc']) or '(resource)'}: {e['msg']}"
             for e in err.errors(include_input=False, include_url=False, include_context=False)[:3]
         ]
-        return "FHIR validation failed: " + "; ".join(details)
-    except (TypeError, ValueError) as err:
+        return scrub("FHIR validation failed: " + "; ".join(details))  # messages can quote input
+    except Exception as err:  # fhir.resources fails on some shapes (KeyError: 'R4.<type>Type'), quoting them
         return f"FHIR validation failed: {type(err).__name__}"
     return None
 
