@@ -3,7 +3,8 @@
 Layout (a contract, see ARCHITECTURE.md): `<lake>/<layer>/<table>/`, hive-partitioned by `bucket=` for
 per-patient tables. Every file is written to a hidden temporary name first and renamed into place, so a
 killed run never leaves a half-written Parquet file where a reader would pick it up. On object stores a
-single PUT is already atomic, so the object is written directly.
+single PUT is already atomic, so the object is written directly. On local disk the lake holds patient
+data, so its folders are created owner-only (0700) and its files written owner-only (0600).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import os
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -21,6 +23,7 @@ from fsspec.config import conf as fsspec_conf
 from upath import UPath
 
 PARQUET_GLOB = "**/*.parquet"
+FILE_MODE, DIR_MODE = 0o600, 0o700
 
 # s3fs and gcsfs keep every directory listing for the life of the process, and a recursive glob (as in
 # `parquet_files`) leaves incomplete listings in that cache (fsspec/s3fs#879, #988): `exists()` then says
@@ -29,6 +32,25 @@ PARQUET_GLOB = "**/*.parquet"
 # configuration, e.g. FSSPEC_S3_USE_LISTINGS_CACHE, still wins).
 for _protocol in ("s3", "gs"):
     fsspec_conf.setdefault(_protocol, {}).setdefault("use_listings_cache", False)
+
+
+def make_dirs(folder: UPath) -> None:
+    """Create `folder` and its missing parents; on local disk owner-only (folders that exist keep their
+    mode: the lake's root may be shared on purpose)."""
+    if not is_local(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    missing = []
+    current = Path(folder.path)
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:  # another process made it meanwhile
+            continue
+        os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask
 
 
 def table_path(lake: UPath, layer: str, table: str) -> UPath:
@@ -46,10 +68,11 @@ def write_parquet_atomic(
 ) -> None:
     """Write one Parquet file so that readers see either the old file, the new one, or none."""
     table = frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     if is_local(path):
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
         pq.write_table(table, str(tmp), compression="zstd", row_group_size=row_group_size)
+        os.chmod(str(tmp), FILE_MODE)
         os.replace(str(tmp), str(path))
         return
     buffer = io.BytesIO()
@@ -59,10 +82,10 @@ def write_parquet_atomic(
 
 def write_bytes_atomic(data: bytes, path: UPath) -> None:
     """Write a small file (JSON, a model, a report) so that readers see the old content or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     if is_local(path):
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        with open(str(tmp), "wb") as handle:
+        with os.fdopen(os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as handle:
             handle.write(data)
         os.replace(str(tmp), str(path))
         return
@@ -129,7 +152,7 @@ class AtomicParquetWriter:
 
     def __init__(self, path: UPath, schema: pa.Schema) -> None:
         self.path, self.schema = path, schema
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         if is_local(path):
             self._temp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
         else:
@@ -148,6 +171,7 @@ class AtomicParquetWriter:
         """Close the file and put it in place."""
         self._writer.close()
         if is_local(self.path):
+            os.chmod(self._temp, FILE_MODE)
             os.replace(self._temp, str(self.path))
         else:
             try:  # streamed (multipart for large files): the finished file need not fit in memory

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from upath import UPath
 
-from pipelines.lake import is_local
+from pipelines.lake import FILE_MODE, is_local, make_dirs
 
 LOCKS = ("meta", "locks")
 STALE_TEMP_SECONDS = 3600
@@ -34,8 +34,8 @@ def exclusive(lake: UPath, name: str) -> Iterator[bool]:
         yield False
         return
     folder = lake.joinpath(*LOCKS)
-    os.makedirs(str(folder), mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(str(folder), f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    make_dirs(folder)
+    fd = os.open(os.path.join(str(folder), f"{name}.lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
     waited = False
     try:
         try:

@@ -31,7 +31,7 @@ from pipelines.bronze.tables import (
     conform,
 )
 from pipelines.buckets import assign_buckets
-from pipelines.lake import remove_files, table_path, write_parquet_atomic
+from pipelines.lake import remove_files, table_path, write_bytes_atomic, write_parquet_atomic
 
 PENDING = "_pending"
 DEFAULT_BATCH_ROWS = 400_000
@@ -119,11 +119,11 @@ class BatchWriter:
             parts.append((table_path(self.lake, BRONZE, QUARANTINE) / name, frame))
         log_path = table_path(self.lake, BRONZE, INGEST_LOG) / name
         marker = self.lake / BRONZE / PENDING / f"{batch_id}.json"
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_bytes(
+        write_bytes_atomic(
             orjson.dumps(
                 [str(p.relative_to(self.lake)) for p, _ in parts] + [str(log_path.relative_to(self.lake))]
-            )
+            ),
+            marker,
         )
         for path, frame in parts:
             write_parquet_atomic(frame, path, row_group_size=ROW_GROUP_ROWS)
