@@ -35,7 +35,7 @@ from pipelines.bronze.json_records import (
     split_by_problem,
     whole_file_quarantine,
 )
-from pipelines.bronze.lines import split_lines
+from pipelines.bronze.lines import MAX_JSON_DEPTH, NESTED_TOO_DEEPLY, json_depth, split_lines
 from pipelines.bronze.tables import DEVICE_RECORDS, DOC, ReadResult, quarantine_rows, split_by_document
 
 _OMH_HEADER = pa.struct(
@@ -86,7 +86,16 @@ def read_omh_document(data: bytes, folder_user: str | None) -> ReadResult:
             DEVICE_RECORDS, 1, pl.DataFrame(), whole_file_quarantine(data, "invalid_json", str(err))
         )
     items = value if isinstance(value, list) else [value]
-    bronze, quarantine = _omh_rows(item_records(items), folder_user)
+    try:
+        records = item_records(items)
+    except TypeError:  # orjson writes no value nested deeper than 254 levels: refuse the document
+        return ReadResult(
+            DEVICE_RECORDS,
+            1,
+            pl.DataFrame(),
+            whole_file_quarantine(data, "nested_too_deeply", NESTED_TOO_DEEPLY),
+        )
+    bronze, quarantine = _omh_rows(records, folder_user)
     return ReadResult(DEVICE_RECORDS, len(items), bronze, quarantine)
 
 
@@ -148,24 +157,31 @@ def read_ihealth_payloads(payloads: list[tuple[bytes, str | None]]) -> list[Read
             broken.append(_tagged(whole_file_quarantine(data, "unrecognized_format", reason), doc))
             records_in.append(1)
             continue
-        context = orjson.dumps(
-            {k: v for k, v in value.items() if k not in lists}, option=orjson.OPT_SORT_KEYS
-        ).decode()
-        for name, list_items in sorted(lists.items()):
-            if not isinstance(list_items, list):
-                reason = f"{name} is not a list"
-                broken.append(
-                    _tagged(
-                        whole_file_quarantine(orjson.dumps(list_items), "invalid_field_type", reason), doc
+        done = len(items), len(broken)
+        try:
+            context = orjson.dumps(
+                {k: v for k, v in value.items() if k not in lists}, option=orjson.OPT_SORT_KEYS
+            ).decode()
+            for name, list_items in sorted(lists.items()):
+                if not isinstance(list_items, list):
+                    reason = f"{name} is not a list"
+                    broken.append(
+                        _tagged(
+                            whole_file_quarantine(orjson.dumps(list_items), "invalid_field_type", reason), doc
+                        )
                     )
+                    count += 1
+                    continue
+                items.extend(
+                    (doc, count + i, name, folder_user, context, orjson.dumps(item).decode())
+                    for i, item in enumerate(list_items)
                 )
-                count += 1
-                continue
-            items.extend(
-                (doc, count + i, name, folder_user, context, orjson.dumps(item).decode())
-                for i, item in enumerate(list_items)
-            )
-            count += len(list_items)
+                count += len(list_items)
+        except TypeError:  # orjson writes no value nested deeper than 254 levels: refuse the document
+            del items[done[0] :], broken[done[1] :]
+            broken.append(_tagged(whole_file_quarantine(data, "nested_too_deeply", NESTED_TOO_DEEPLY), doc))
+            records_in.append(1)
+            continue
         records_in.append(count)
     records = pl.DataFrame(
         items,
@@ -346,40 +362,55 @@ def _read_vendor_payloads(
             quarantined.append((doc, None, found[0], found[1], data))
             records_in.append(1)
             continue
-        for member, reason in found.broken:
-            quarantined.append((doc, None, "invalid_field_type", reason, orjson.dumps(member)))
-        file_id = hashlib.sha256(data).hexdigest()[:16]
-        entry = 0
-        for item_list in found.lists:
-            shared_context = orjson.dumps(item_list.context, option=orjson.OPT_SORT_KEYS).decode()
-            for position, (key, item) in enumerate(item_list.items):
-                if not isinstance(item, dict):
-                    reason = "a list item is not a JSON object"
-                    quarantined.append((doc, entry, "not_an_object", reason, orjson.dumps(item)))
+        done = len(rows), len(quarantined)
+        try:
+            for member, reason in found.broken:
+                quarantined.append((doc, None, "invalid_field_type", reason, orjson.dumps(member)))
+            file_id = hashlib.sha256(data).hexdigest()[:16]
+            entry = 0
+            for item_list in found.lists:
+                shared_context = orjson.dumps(item_list.context, option=orjson.OPT_SORT_KEYS).decode()
+                for position, (key, item) in enumerate(item_list.items):
+                    if not isinstance(item, dict):
+                        reason = "a list item is not a JSON object"
+                        quarantined.append((doc, entry, "not_an_object", reason, orjson.dumps(item)))
+                        entry += 1
+                        continue
+                    raw = orjson.dumps(item)
+                    vendor_id = item.get(item_list.id_member) if item_list.id_member else None
+                    if isinstance(vendor_id, bool) or not (
+                        vendor_id is None or isinstance(vendor_id, str | int)
+                    ):
+                        reason = "the item's vendor id is not a string or an integer"
+                        quarantined.append((doc, entry, "invalid_field_type", reason, raw))
+                        entry += 1
+                        continue
+                    if (
+                        raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH
+                        and json_depth(raw) > MAX_JSON_DEPTH
+                    ):
+                        quarantined.append((doc, entry, "nested_too_deeply", NESTED_TOO_DEEPLY, raw))
+                        entry += 1
+                        continue
+                    record_id = (
+                        str(vendor_id)
+                        if vendor_id not in (None, "")
+                        else f"{file_id}/{item_list.name}/{key if key is not None else position}"
+                    )
+                    context = (
+                        shared_context
+                        if key is None
+                        else orjson.dumps(
+                            {**item_list.context, ITEM_KEY: key}, option=orjson.OPT_SORT_KEYS
+                        ).decode()
+                    )
+                    rows.append((doc, entry, item_list.name, record_id, folder_user, context, raw.decode()))
                     entry += 1
-                    continue
-                vendor_id = item.get(item_list.id_member) if item_list.id_member else None
-                if isinstance(vendor_id, bool) or not (vendor_id is None or isinstance(vendor_id, str | int)):
-                    reason = "the item's vendor id is not a string or an integer"
-                    quarantined.append((doc, entry, "invalid_field_type", reason, orjson.dumps(item)))
-                    entry += 1
-                    continue
-                record_id = (
-                    str(vendor_id)
-                    if vendor_id not in (None, "")
-                    else f"{file_id}/{item_list.name}/{key if key is not None else position}"
-                )
-                context = (
-                    shared_context
-                    if key is None
-                    else orjson.dumps(
-                        {**item_list.context, ITEM_KEY: key}, option=orjson.OPT_SORT_KEYS
-                    ).decode()
-                )
-                rows.append(
-                    (doc, entry, item_list.name, record_id, folder_user, context, orjson.dumps(item).decode())
-                )
-                entry += 1
+        except TypeError:  # orjson writes no value nested deeper than 254 levels: refuse the document
+            del rows[done[0] :], quarantined[done[1] :]
+            quarantined.append((doc, None, "nested_too_deeply", NESTED_TOO_DEEPLY, data))
+            records_in.append(1)
+            continue
         records_in.append(entry + len(found.broken))
     bronze = pl.DataFrame(
         rows,
@@ -456,12 +487,21 @@ def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
     undecodable = quarantine_rows(split.invalid_utf8, "invalid_utf8", "the line is not valid UTF-8")
     if split.lines.is_empty():
         return _CsvTable(split.invalid_utf8.height, split.blank_lines, None, [undecodable])
-    header = next(csv.reader([split.lines["raw"][0]]))
+    try:
+        header = next(csv.reader([split.lines["raw"][0]]), [])
+    except csv.Error:  # e.g. a stray carriage return: no usable header, so no usable row
+        header = []
     data_lines = split.lines.slice(1).with_columns(pl.lit(None, pl.Int64).alias("entry"))
     records_in = data_lines.height + split.invalid_utf8.height
     missing = [c for c in required if c not in header]
-    if missing or len(set(header)) != len(header):
-        reason = f"the header lacks required columns {missing}" if missing else "the header repeats a column"
+    if missing or len(set(header)) != len(header) or "" in header:
+        reason = (
+            f"the header lacks required columns {missing}"
+            if missing
+            else "the header repeats a column"
+            if len(set(header)) != len(header)
+            else "the header has a column without a name"
+        )
         bad = quarantine_rows(data_lines, "unrecognized_format", reason)
         return _CsvTable(records_in, split.blank_lines, None, [undecodable, bad])
     invalid: list[int] = []
@@ -471,23 +511,31 @@ def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
         return "skip"
 
     text = "\n".join(split.lines["raw"].to_list()).encode()
-    table = pa_csv.read_csv(
-        io.BytesIO(text),
-        read_options=pa_csv.ReadOptions(use_threads=False),
-        parse_options=pa_csv.ParseOptions(invalid_row_handler=_skip),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
-        ),
-    )
-    # pyarrow numbers rows by non-blank line, header included; data row k is split.lines row k
-    bad_positions = pl.Series("pos", [n - 1 for n in invalid], dtype=pl.Int64)
+    longest = split.lines["raw"].str.len_bytes().max()
+    block_size = max(1 << 20, 2 * int(longest or 0) + 2)  # a block must hold the longest row whole
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(text),
+            read_options=pa_csv.ReadOptions(use_threads=False, block_size=block_size),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=_skip),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
+            ),
+        )
+        rows = pl.from_arrow(table)
+        assert isinstance(rows, pl.DataFrame)
+        # pyarrow numbers rows by non-blank line, header included; data row k is split.lines row k
+        bad = [n - 1 for n in invalid]
+        aligned = rows.height == data_lines.height - len(bad)
+    except pa.ArrowInvalid:  # a quote never closed: pyarrow gives up on the whole file
+        aligned = False
+    if not aligned:  # a quoted field spans lines (or never ends): read each line on its own
+        parsed, bad = _rows_line_by_line(data_lines["raw"].to_list(), len(header))
+        rows = pl.DataFrame(parsed, schema=dict.fromkeys(header, pl.String), orient="row")
+    bad_positions = pl.Series("pos", bad, dtype=pl.Int64)
     positioned = data_lines.with_row_index("pos", offset=1).with_columns(pl.col("pos").cast(pl.Int64))
     malformed = positioned.filter(pl.col("pos").is_in(bad_positions.implode()))
     good_lines = positioned.filter(~pl.col("pos").is_in(bad_positions.implode()))
-    rows = pl.from_arrow(table)
-    assert isinstance(rows, pl.DataFrame)
-    if rows.height != good_lines.height:
-        raise ValueError("CSV rows and lines disagree (a quoted field spans lines)")
     frame = pl.concat([good_lines.select("line", "entry"), rows], how="horizontal").with_columns(
         pl.struct(list(header)).struct.json_encode().alias("raw")
     )
@@ -495,6 +543,23 @@ def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
         malformed, "malformed_csv_row", "the row has a different number of fields than the header"
     )
     return _CsvTable(records_in, split.blank_lines, frame, [undecodable, malformed_rows])
+
+
+def _rows_line_by_line(lines: list[str], width: int) -> tuple[list[list[str]], list[int]]:
+    """Each data line parsed alone with strict quoting, and the 1-based positions of the lines that do not
+    give `width` fields: a field spanning lines makes its own lines malformed, not the whole file."""
+    rows: list[list[str]] = []
+    bad: list[int] = []
+    for position, text in enumerate(lines, start=1):
+        try:
+            fields = next(csv.reader([text], strict=True), [])
+        except csv.Error:
+            fields = []
+        if len(fields) == width:
+            rows.append(fields)
+        else:
+            bad.append(position)
+    return rows, bad
 
 
 # --- device CSV exports described by a column mapping --------------------------------------------------

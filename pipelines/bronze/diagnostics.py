@@ -15,6 +15,7 @@ import orjson
 import pyarrow as pa
 from pydantic import ValidationError
 
+from pipelines.bronze.lines import NESTED_TOO_DEEPLY
 from pipelines.fhir.resource_types import R4_RESOURCE_TYPES
 
 MAX_REASON_CHARS = 500
@@ -43,6 +44,8 @@ def scrub(message: str) -> str:
 
 def load_object(raw: str | bytes, arrow_error: str) -> tuple[dict[str, Any] | None, Verdict | None]:
     """Parse one rejected line; a quarantine verdict when it is not a single JSON object."""
+    if arrow_error == NESTED_TOO_DEEPLY:  # set aside before pyarrow; orjson may well read it, but no more
+        return None, quarantine("nested_too_deeply", NESTED_TOO_DEEPLY)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
@@ -132,13 +135,22 @@ def fhir_validation_problem(value: dict[str, Any]) -> str | None:
         model.model_validate(value)
     except ValidationError as err:
         details = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(resource)'}: {e['msg']}"
+            f"{_location(e)}: {e['msg']}"
             for e in err.errors(include_input=False, include_url=False, include_context=False)[:3]
         ]
         return scrub("FHIR validation failed: " + "; ".join(details))  # messages can quote input
     except Exception as err:  # fhir.resources fails on some shapes (KeyError: 'R4.<type>Type'), quoting them
         return f"FHIR validation failed: {type(err).__name__}"
     return None
+
+
+def _location(error: Any) -> str:
+    """The element path of a validation error. A member FHIR does not define is named by the record, not
+    by the model, so its name (which can be anything, a patient's name too) is not repeated."""
+    parts = [str(p) for p in error["loc"]]
+    if error.get("type") == "extra_forbidden" and parts:
+        parts[-1] = "(an element FHIR does not define)"
+    return ".".join(parts) or "(resource)"
 
 
 @cache

@@ -6,11 +6,13 @@ device_enrolment | conversations`), else from the files themselves. A `device_cs
 the column mapping its files follow (`mapping: <name>` → data_contracts/devices/csv_mappings/<name>.yaml).
 A FHIR source holding a Bulk Data manifest (`manifest.json`, or any top-level `*.json` with
 `transactionTime` and `output`) is read through the manifest: only listed outputs, with `deleted[]` and
-`error[]` files, never a file outside the source folder and never a download.
+`error[]` files, never a file outside the source folder and never a download. A `.gz` file is read as the
+file it holds (`Patient.000.ndjson.gz` is NDJSON; see `compression`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -20,7 +22,9 @@ import orjson
 import yaml
 from upath import UPath
 
+from pipelines.bronze.compression import compression_of, content_name, read_head
 from pipelines.bronze.device_reader import load_csv_mapping
+from pipelines.bronze.lines import UTF8_BOM
 
 SOURCE_CONFIG = "source.yaml"
 SOURCE_FORMATS = (
@@ -34,6 +38,7 @@ SOURCE_FORMATS = (
     "conversations",
 )
 SNIFF_BYTES = 65536
+MAX_URL_CHARS = 4096  # longer manifest urls are refused (and shown shortened): no file name is this long
 IGNORED_SUFFIXES = (".md", ".txt", ".yaml", ".yml")
 IGNORED_PREFIXES = ("license", "licence", "readme", "notice", "copying")  # documentation shipped with data
 
@@ -70,6 +75,7 @@ class LandingFile:
     manifest: str | None = None  # the Bulk manifest that listed the file
     transaction_time: str | None = None
     order: int = _OTHER
+    compression: str | None = None  # "gzip": the content is decompressed (within limits) before reading
 
 
 @dataclass
@@ -131,6 +137,7 @@ def _discover_source(landing: UPath, source_dir: UPath, plan: LandingPlan) -> No
                 folder_user=_folder_user(source_dir, p),
                 mapping=mapping if fmt == DEVICE_CSV else None,
                 order=order,
+                compression=compression_of(p.name),
             )
         )
 
@@ -142,24 +149,32 @@ def _plan_manifests(
     for manifest in sorted(manifests, key=_name):
         manifest_rel = _relative(landing, manifest)
         try:
-            body = orjson.loads(manifest.read_bytes())
+            body = orjson.loads(manifest.read_bytes().removeprefix(UTF8_BOM))
         except orjson.JSONDecodeError:
             body = None
-        if not isinstance(body, dict):
-            issue = ManifestIssue(source, manifest_rel, "", "refused", "the manifest is not a JSON object")
-            plan.manifest_issues.append(issue)
-            continue
         transaction_time = (
-            body.get("transactionTime") if isinstance(body.get("transactionTime"), str) else None
+            body.get("transactionTime")
+            if isinstance(body, dict) and isinstance(body.get("transactionTime"), str)
+            else None
         )
+        # logged even when unusable: its ingest_log row says why nothing it lists was read
         plan.files.append(
             LandingFile(
                 source, manifest, manifest_rel, BULK_MANIFEST, transaction_time=transaction_time, order=-1
             )
         )
+        if not isinstance(body, dict):
+            issue = ManifestIssue(source, manifest_rel, "", "refused", "the manifest is not a JSON object")
+            plan.manifest_issues.append(issue)
+            continue
         for section, fmt in (("output", FHIR_NDJSON), ("deleted", FHIR_DELETED), ("error", FHIR_ERRORS)):
             entries = body.get(section) or []
-            for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entries, list):
+                plan.manifest_issues.append(
+                    ManifestIssue(source, manifest_rel, "", "refused", f"{section} is not a list")
+                )
+                continue
+            for entry in entries:
                 url = entry.get("url") if isinstance(entry, dict) else None
                 if not isinstance(url, str):
                     plan.manifest_issues.append(
@@ -168,14 +183,26 @@ def _plan_manifests(
                     continue
                 path, refusal = resolve_manifest_url(source_dir, url)
                 if refusal:
-                    plan.manifest_issues.append(ManifestIssue(source, manifest_rel, url, "refused", refusal))
+                    plan.manifest_issues.append(
+                        ManifestIssue(source, manifest_rel, _shown(url), "refused", refusal)
+                    )
                     continue
                 assert path is not None
-                if not path.exists():
+                try:
+                    exists = path.exists()
+                except OSError:  # e.g. a name longer than the file system allows
+                    exists = False
+                if not exists:
                     plan.manifest_issues.append(
                         ManifestIssue(
                             source, manifest_rel, url, "missing", "listed but not in the landing folder"
                         )
+                    )
+                    continue
+                refusal = _not_a_file_inside(source_dir, path)
+                if refusal:
+                    plan.manifest_issues.append(
+                        ManifestIssue(source, manifest_rel, _shown(url), "refused", refusal)
                     )
                     continue
                 rel = _relative(landing, path)
@@ -195,6 +222,7 @@ def _plan_manifests(
                         manifest=manifest_rel,
                         transaction_time=transaction_time,
                         order=order,
+                        compression=compression_of(path.name),
                     )
                 )
     return listed
@@ -207,6 +235,10 @@ def resolve_manifest_url(source_dir: UPath, url: str) -> tuple[UPath | None, str
     downloaded, so only their last path segment is used and nothing is ever fetched. Absolute paths,
     `file:` and other schemes, and paths climbing out with `..` are refused.
     """
+    if len(url) > MAX_URL_CHARS:
+        return None, f"the url is too long (over {MAX_URL_CHARS} characters)"
+    if "\x00" in unquote(url):
+        return None, "the url holds a NUL character"
     parts = urlsplit(url)
     if parts.scheme in ("http", "https"):
         name = PurePosixPath(unquote(parts.path)).name
@@ -221,9 +253,32 @@ def resolve_manifest_url(source_dir: UPath, url: str) -> tuple[UPath | None, str
     relative = PurePosixPath(unquote(parts.path))
     if relative.is_absolute() or re.match(r"^[A-Za-z]:", str(relative)):
         return None, "absolute paths are not allowed"
-    if ".." in relative.parts or not relative.parts:
+    if not relative.parts:
+        return None, "the url names no file"
+    if ".." in relative.parts:
         return None, "the path leaves the source folder"
     return source_dir.joinpath(*relative.parts), None
+
+
+def _shown(url: str) -> str:
+    """A manifest url as logged: cut short when it is absurdly long."""
+    return url if len(url) <= MAX_URL_CHARS else url[:200] + "…"
+
+
+def _not_a_file_inside(source_dir: UPath, path: UPath) -> str | None:
+    """Why an existing listed path cannot be read: a folder, or a link that leads out of the source folder
+    (object stores have no links, so only local paths are resolved)."""
+    if not path.is_file():
+        return "the url names a folder, not a file"
+    if path.protocol in ("", "file", "local"):
+        real, root = os.path.realpath(_local(path)), os.path.realpath(_local(source_dir))
+        if os.path.commonpath([real, root]) != root:
+            return "the file is a link that leads out of the source folder"
+    return None
+
+
+def _local(path: UPath) -> str:
+    return path.path if hasattr(path, "path") else os.fspath(path)
 
 
 def _declared_format(source_dir: UPath) -> tuple[str | None, str | None]:
@@ -232,7 +287,17 @@ def _declared_format(source_dir: UPath) -> tuple[str | None, str | None]:
     config = source_dir / SOURCE_CONFIG
     if not config.exists():
         return None, None
-    settings = yaml.safe_load(config.read_text()) or {}
+    where = f"{SOURCE_CONFIG} of source {source_dir.name}"
+    try:
+        settings = yaml.safe_load(config.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ValueError(f"{source_dir.name}/{SOURCE_CONFIG}:{line}: not valid YAML") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where}: must be a mapping with format: <format>")
     declared = settings.get("format")
     if declared not in SOURCE_FORMATS:
         raise ValueError(
@@ -250,7 +315,7 @@ def _declared_format(source_dir: UPath) -> tuple[str | None, str | None]:
 
 
 def _file_format(path: UPath, declared: str | None) -> str:
-    suffix = path.suffix.lower()
+    suffix = PurePosixPath(content_name(path.name)).suffix.lower()
     by_declared = {
         ("fhir", ".ndjson"): FHIR_NDJSON,
         ("fhir", ".jsonl"): FHIR_NDJSON,
@@ -298,7 +363,7 @@ def _is_manifest(path: UPath) -> bool:
 
 def _head(path: UPath) -> bytes:
     with path.open("rb") as handle:
-        return handle.read(SNIFF_BYTES)
+        return read_head(handle, path.name, SNIFF_BYTES)
 
 
 def _walk(folder: UPath) -> list[UPath]:
@@ -307,7 +372,8 @@ def _walk(folder: UPath) -> list[UPath]:
         if _hidden(p.name):
             continue
         if p.is_dir():
-            found.extend(_walk(p))
+            if not p.is_symlink():  # a linked folder can loop back on itself
+                found.extend(_walk(p))
         elif p.is_file():
             found.append(p)
     return found

@@ -15,8 +15,14 @@ import polars as pl
 
 from pipelines.bronze.diagnostics import load_object
 from pipelines.bronze.fhir_reader import check_patient_references, parse_fhir_records
-from pipelines.bronze.json_records import ndjson_records, whole_file_quarantine
-from pipelines.bronze.lines import UTF8_BOM
+from pipelines.bronze.json_records import (
+    NO_PROBLEM,
+    ndjson_records,
+    problem,
+    split_by_problem,
+    whole_file_quarantine,
+)
+from pipelines.bronze.lines import NESTED_TOO_DEEPLY, UTF8_BOM
 from pipelines.bronze.tables import DOC, FHIR_RESOURCES, ReadResult, quarantine_rows, split_by_document
 
 ENTRY_SCHEMA = {
@@ -47,16 +53,18 @@ def read_fhir_documents(documents: list[bytes], known_patients: pl.Series | None
         if verdict is not None:
             whole_file.append((doc, data, verdict.reason_code, verdict.reason))
             records_in.append(1)
-        elif value.get("resourceType") != "Bundle":  # type: ignore[union-attr]
-            entries.append(_resource_shape(doc, None, None, None, None, value))
-            records_in.append(1)
-        elif not isinstance(value.get("entry") or [], list):  # type: ignore[union-attr]
+        elif value.get("resourceType") == "Bundle" and not isinstance(value.get("entry") or [], list):  # type: ignore[union-attr]
             whole_file.append((doc, data, "invalid_field_type", "Bundle.entry is not a list"))
             records_in.append(1)
         else:
-            bundle_entries = value.get("entry") or []  # type: ignore[union-attr]
-            entries.extend(_entry_shape(doc, None, i, e) for i, e in enumerate(bundle_entries))
-            records_in.append(len(bundle_entries))
+            try:
+                shaped = _document_shape(doc, value)  # type: ignore[arg-type]
+            except TypeError:  # orjson writes no value nested deeper than 254 levels
+                whole_file.append((doc, data, "nested_too_deeply", NESTED_TOO_DEEPLY))
+                records_in.append(1)
+                continue
+            entries.extend(shaped)
+            records_in.append(len(shaped))
     bronze, quarantine = read_entries(
         pl.DataFrame(entries, schema=ENTRY_SCHEMA, orient="row"), known_patients
     )
@@ -72,11 +80,24 @@ def read_fhir_documents(documents: list[bytes], known_patients: pl.Series | None
     return split_by_document(FHIR_RESOURCES, records_in, bronze, quarantine)
 
 
+def _document_shape(doc: int, value: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The records of a parsed document as rows of `ENTRY_SCHEMA`: a Bundle's entries, or the resource."""
+    if value.get("resourceType") != "Bundle":
+        return [_resource_shape(doc, None, None, None, None, value)]
+    return [_entry_shape(doc, None, i, e) for i, e in enumerate(value.get("entry") or [])]
+
+
 def read_entries(frame: pl.DataFrame, known_patients: pl.Series | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Bronze and quarantine rows (tagged with `doc`) from shaped entries (see `ENTRY_SCHEMA`)."""
     resources = _resolve_references(frame.filter(pl.col("kind") == "resource"))
     bronze, rejected = parse_fhir_records(resources.select(DOC, "line", "entry", "raw"))
-    deletes = _delete_records(frame.filter(pl.col("kind") == "delete"))
+    # a conditional delete (`Observation?subject=…`) or one without a url names no resource to remove
+    deletes, bad_deletes = split_by_problem(
+        _delete_records(frame.filter(pl.col("kind") == "delete")),
+        pl.when(pl.col("resource_type").is_null())
+        .then(problem("invalid_field_type", "a DELETE request.url must name a resource as Type/id"))
+        .otherwise(NO_PROBLEM),
+    )
     bronze, orphans = check_patient_references(
         pl.concat([bronze, deletes], how="diagonal_relaxed"), known_patients
     )
@@ -88,7 +109,7 @@ def read_entries(frame: pl.DataFrame, known_patients: pl.Series | None) -> tuple
         "missing_resource",
         "the Bundle entry has no resource (and is not a DELETE request)",
     )
-    quarantine = pl.concat([not_objects, no_resource, rejected, orphans], how="diagonal_relaxed")
+    quarantine = pl.concat([not_objects, no_resource, bad_deletes, rejected, orphans], how="diagonal_relaxed")
     order = [DOC, "line", "entry"]
     return bronze.sort(order, nulls_last=True), quarantine.sort(order, nulls_last=True)
 
@@ -218,7 +239,10 @@ def read_fhir_deleted_ndjson(data: bytes) -> ReadResult:
                 (line, raw, "invalid_field_type", "a deleted[] line must be a Bundle with an entry list")
             )
         else:
-            entries.extend(_entry_shape(0, line, i, e) for i, e in enumerate(bundle_entries))
+            try:
+                entries.extend([_entry_shape(0, line, i, e) for i, e in enumerate(bundle_entries)])
+            except TypeError:  # orjson writes no value nested deeper than 254 levels
+                bad_lines.append((line, raw, "nested_too_deeply", NESTED_TOO_DEEPLY))
     bronze, quarantine = read_entries(pl.DataFrame(entries, schema=ENTRY_SCHEMA, orient="row"), None)
     misplaced = bronze.filter(pl.col("operation") != "delete")
     bronze = bronze.filter(pl.col("operation") == "delete")

@@ -1,8 +1,9 @@
 """Landing → bronze, with exact per-file accounting and crash-safe, idempotent writes.
 
 Discovery plans which landing files to read; each file not ingested before (by its ingest key: the
-SHA-256 of its content) goes to the reader of its format, which returns bronze rows and quarantine rows;
-`writer.BatchWriter` writes them in crash-safe batches with one `ingest_log` row per file.
+SHA-256 of its content as delivered) goes to the reader of its format (a `.gz` file decompressed first,
+within limits), which returns bronze rows and quarantine rows; `writer.BatchWriter` writes them in
+crash-safe batches with one `ingest_log` row per file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rich.progress import Progress
 from upath import UPath
 
 from pipelines.bronze import discovery as d
+from pipelines.bronze.compression import DecompressionLimits, DecompressionRefused, gunzip
 from pipelines.bronze.device_reader import (
     load_csv_mapping,
     read_device_csv,
@@ -124,6 +126,7 @@ def ingest_landing(
     Patient files) and their own file's patients, so the outcome does not depend on thread timing.
     """
     started = time.perf_counter()
+    DecompressionLimits.from_env()  # a misconfigured limit fails the run before any file is read
     report = IngestReport(run_id=run_id or new_run_id())
     report.rolled_back_batches = roll_back_pending(lake)
     plan = d.discover(landing)
@@ -181,11 +184,13 @@ UNIT_MAX_BYTES = 32 << 20
 
 
 def read_units(files: list[d.LandingFile]) -> list[list[d.LandingFile]]:
-    """Group consecutive small documents of a batch-readable format; every other file is its own unit."""
+    """Group consecutive small documents of a batch-readable format; every other file is its own unit.
+
+    Compressed files are read alone: their size on disk says little about the memory they need."""
     units: list[list[d.LandingFile]] = []
     size = 0
     for landing_file in files:
-        batchable = landing_file.format in BATCH_READERS
+        batchable = landing_file.format in BATCH_READERS and landing_file.compression is None
         current = units[-1] if units else None
         if (
             batchable
@@ -222,7 +227,7 @@ def read_unit(
             logger.warning("batch read of %d files failed; reading them one at a time", len(todo))
     for i in todo:
         if i not in results:
-            results[i] = read_file_safely(unit[i], contents[i], shas[i], known_patients)
+            results[i] = read_delivered(unit[i], contents[i], shas[i], known_patients)
     return [
         _FileRead(f, shas[i], keys[i], len(contents[i]), results.get(i), started) for i, f in enumerate(unit)
     ]
@@ -318,12 +323,36 @@ READERS: dict[str, Reader] = {
 }
 
 
+def read_delivered(
+    landing_file: d.LandingFile, delivered: bytes, sha: str, known_patients: pl.Series | None
+) -> ReadResult:
+    """`read_file_safely` on a file's content: a compressed file is decompressed first, within limits.
+
+    A file that does not decompress (corrupt, truncated, a decompression bomb) is one quarantined record
+    holding the bytes as delivered; so is a reader failure on a compressed file.
+    """
+    if landing_file.compression is None or landing_file.format not in READERS:
+        return read_file_safely(landing_file, delivered, sha, known_patients)
+    try:
+        data = gunzip(delivered, DecompressionLimits.from_env())
+    except DecompressionRefused as err:
+        logger.warning("file %s was not decompressed: %s", sha[:12], err.code)
+        target = READ_TARGETS.get(landing_file.format, UNRECOGNIZED_TABLE)
+        return ReadResult(target, 1, pl.DataFrame(), whole_file_quarantine(delivered, err.code, str(err)))
+    return read_file_safely(landing_file, data, sha, known_patients, delivered)
+
+
 def read_file_safely(
-    landing_file: d.LandingFile, data: bytes, sha: str, known_patients: pl.Series | None
+    landing_file: d.LandingFile,
+    data: bytes,
+    sha: str,
+    known_patients: pl.Series | None,
+    delivered: bytes | None = None,
 ) -> ReadResult:
     """`read_file`, but a reader failure quarantines the whole file instead of stopping the run.
 
-    The log names the file by content hash and the error by type only: messages may quote content.
+    The quarantined bytes are the file as `delivered` (when it differs from `data`, e.g. compressed). The
+    log names the file by content hash and the error by type only: messages may quote content.
     """
     try:
         return read_file(landing_file, data, known_patients)
@@ -333,7 +362,8 @@ def read_file_safely(
             f"the {landing_file.format} reader failed ({type(err).__name__}); the whole file is kept here"
         )
         target = READ_TARGETS.get(landing_file.format, UNRECOGNIZED_TABLE)
-        return ReadResult(target, 1, pl.DataFrame(), whole_file_quarantine(data, "reader_error", reason))
+        kept = data if delivered is None else delivered
+        return ReadResult(target, 1, pl.DataFrame(), whole_file_quarantine(kept, "reader_error", reason))
 
 
 def read_file(landing_file: d.LandingFile, data: bytes, known_patients: pl.Series | None) -> ReadResult:

@@ -10,6 +10,7 @@ bad line is isolated; only those single lines go to the slower, per-record diagn
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,13 @@ UTF8_BOM = b"\xef\xbb\xbf"
 NEWLINE = 0x0A
 FIRST_SPLIT_LINES = 2048
 """Chunk size (lines) used once a whole-file parse fails, before bisecting failing chunks."""
+MAX_JSON_DEPTH = 128
+"""Records whose arrays and objects nest deeper are refused. No FHIR resource or device payload nests
+near this deep, while the tools downstream give up or crash on such records: orjson writes at most 254
+levels and reads 1,024, and silver's pyarrow → Polars decoding recurses once per level (a RecursionError
+near 1,000 levels, a crash of the process further on)."""
+NESTED_TOO_DEEPLY = f"arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep"
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ def split_lines(data: bytes) -> SplitLines:
     raw = raw.str.strip_suffix("\n")
     if b"\r" in clean:
         raw = raw.str.strip_suffix("\r")
+    if UTF8_BOM in clean:  # files concatenated with their BOMs: a BOM starts a line, not a record
+        raw = raw.str.strip_prefix("\ufeff")
     all_lines = (
         raw.alias("raw")
         .to_frame()
@@ -80,7 +90,9 @@ def split_lines(data: bytes) -> SplitLines:
     )
     is_blank = pl.col("raw").str.contains(r"^\s*$")
     lines = all_lines.filter(~is_blank)
-    blank = all_lines.height - lines.height - invalid.height
+    # counted on the file itself: a last line without a newline vanishes from `clean` once emptied
+    physical = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    blank = physical - lines.height - invalid.height
     return SplitLines(lines=lines, invalid_utf8=invalid, blank_lines=blank, payload=clean)
 
 
@@ -123,9 +135,11 @@ def parse_json_lines(raw: pl.Series, schema: pa.Schema, payload: bytes | None = 
     # pyarrow 26 crashes (SIGSEGV) on a file whose first value is `null` and reads a later `null` line
     # as an all-null row: such lines never reach it. It also accepts NaN and Infinity, which are not
     # JSON: lines that may hold them bare are checked by a strict parser first.
+    # Each unsafe line is set aside for one reason only, so that it is rejected (and counted) once.
     starts_null = raw.str.contains(r"^\s*null").fill_null(False)
-    non_standard = _non_standard_numbers(raw)
-    unsafe = starts_null | non_standard
+    non_standard = _non_standard_numbers(raw) & ~starts_null
+    too_deep = _too_deep(raw) & ~starts_null & ~non_standard
+    unsafe = starts_null | non_standard | too_deep
     positions = pl.Series("_row", range(raw.len()), dtype=pl.UInt32)
     safe_positions = positions.filter(~unsafe)
     safe = raw.filter(~unsafe)
@@ -143,6 +157,7 @@ def parse_json_lines(raw: pl.Series, schema: pa.Schema, payload: bytes | None = 
     bad = [(int(safe_positions[r]), e) for r, e in bad_safe]
     bad += [(int(r), "the line holds null, not an object") for r in positions.filter(starts_null)]
     bad += [(int(r), "NaN or Infinity is not a JSON number") for r in positions.filter(non_standard)]
+    bad += [(int(r), NESTED_TOO_DEEPLY) for r in positions.filter(too_deep)]
     parsed = _assemble(good, schema)
     parsed = (
         parsed.with_columns(safe_positions.gather(parsed["_row"]).alias("_row")) if parsed.height else parsed
@@ -161,6 +176,27 @@ def _non_standard_numbers(raw: pl.Series) -> pl.Series:
         except orjson.JSONDecodeError:
             pass
     return pl.Series(flags)
+
+
+def _too_deep(raw: pl.Series) -> pl.Series:
+    """Rows nested deeper than MAX_JSON_DEPTH: a cheap bracket count picks the candidates (rare), whose
+    exact depth is then measured."""
+    brackets = raw.str.count_matches("[", literal=True) + raw.str.count_matches("{", literal=True)
+    flags = (brackets.fill_null(0) > MAX_JSON_DEPTH).to_numpy().copy()
+    for index in np.flatnonzero(flags):
+        flags[index] = json_depth(raw[int(index)].encode()) > MAX_JSON_DEPTH
+    return pl.Series(flags)
+
+
+def json_depth(text: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    codes = np.frombuffer(_JSON_STRING.sub(b"", text), dtype=np.uint8)
+    steps = np.isin(codes, _OPENING).astype(np.int64) - np.isin(codes, _CLOSING)
+    return int(steps.cumsum().max(initial=0))
+
+
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSING = np.frombuffer(b"]}", dtype=np.uint8)
 
 
 def _try_parse(

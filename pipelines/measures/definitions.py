@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,10 @@ from typing import Any
 
 import polars as pl
 import yaml
+
+from pipelines.yaml_lines import DefinitionError, load_with_lines
+
+__all__ = ["DefinitionError"]  # defined with the YAML loader; imported from here by callers
 
 MEASURES_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "measures"
 LABEL = "HEDIS-aligned; not NCQA-certified"
@@ -28,10 +33,6 @@ PREFIX_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm"}
 """Codes of these systems match every code they start with (E11 matches E11.9)."""
 NUMERATOR_TYPES = {"any_event", "last_value_at_most", "last_blood_pressure_below", "vaccine_doses"}
 EXCLUSION_WINDOWS = {"period", "ever"}
-
-
-class DefinitionError(ValueError):
-    """A measure or value-set file that cannot be used, with its file and line."""
 
 
 @dataclass(frozen=True)
@@ -95,17 +96,82 @@ def _fail(path: Path, node: yaml.Node | None, message: str) -> DefinitionError:
 
 
 def _load(path: Path) -> tuple[dict[str, Any], yaml.Node]:
-    text = path.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise DefinitionError(f"{path.name}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    node, data = load_with_lines(path)
     if not isinstance(data, dict) or node is None:
         raise DefinitionError(f"{path.name}:1: a definition must be a mapping")
     return data, node
+
+
+WHOLE, NUMBER, TEXT = "a whole number", "a number", "text"
+_BOUNDS = {"min": WHOLE, "max": WHOLE}
+MEASURE_SHAPE: dict[str, Any] = {
+    "eligible": {
+        "age": _BOUNDS,
+        "sex": [TEXT],
+        "age_by_sex": {str: _BOUNDS},
+        "diagnoses": [{"value_set": TEXT, "lookback_months": WHOLE}],
+    },
+    "exclusions": [
+        {
+            "reason": TEXT,
+            "value_set": TEXT,
+            "window": TEXT,
+            "min_age": WHOLE,
+            "and": {"value_set": TEXT, "lookback_months": WHOLE},
+        }
+    ],
+    "numerator": {
+        "type": TEXT,
+        "threshold": NUMBER,
+        "modalities": [
+            {
+                "name": TEXT,
+                "value_set": TEXT,
+                "window_months": WHOLE,
+                "end_offset_months": WHOLE,
+                "min_age": WHOLE,
+                "doses": WHOLE,
+                "min_age_days": WHOLE,
+                "min_age_months": WHOLE,
+                "group": TEXT,
+            }
+        ],
+    },
+    "prospective_days": WHOLE,
+}
+"""What each part of a measure file holds: a mapping (its keys; `str` for any key), a list (of one
+shape) or a scalar kind. A null section is allowed (left out); anything else that does not fit fails."""
+VALUE_SET_CODES_SHAPE = [{"system": TEXT, "code": TEXT, "display": TEXT}]
+
+
+def _check_shape(path: Path, value: Any, shape: Any, node: yaml.Node | None, where: str) -> None:
+    """Raise a DefinitionError naming the file, the line and the element when `value` does not fit."""
+    if value is None:
+        return
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise _fail(path, node, f"{where} must be a mapping")
+        for key, item in value.items():
+            inner = shape.get(key, shape.get(str))
+            at = _child(node, key) or node
+            if inner is None:
+                raise _fail(path, at, f"unknown key {key!r} in {where}")
+            _check_shape(path, item, inner, at, f"{where}.{key}")
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            raise _fail(path, node, f"{where} must be a list")
+        for i, item in enumerate(value):
+            if item is None:
+                raise _fail(path, _child(node, i), f"{where}[{i}] is empty")
+            _check_shape(path, item, shape[0], _child(node, i), f"{where}[{i}]")
+    elif shape == TEXT and not isinstance(value, str | int | float):
+        raise _fail(path, node, f"{where} must be {TEXT}")
+    elif shape in (WHOLE, NUMBER) and (
+        isinstance(value, bool)
+        or not isinstance(value, int if shape == WHOLE else int | float)
+        or not math.isfinite(value)  # .nan or .inf would silently close or open every gap
+    ):
+        raise _fail(path, node, f"{where} must be {shape}")
 
 
 def _child(node: yaml.Node | None, *keys: str | int) -> yaml.Node | None:
@@ -126,6 +192,7 @@ def value_sets(folder: Path = MEASURES_DIR / "value_sets") -> pl.DataFrame:
     rows: list[tuple[str, str, str, str, bool, str]] = []
     for path in sorted(folder.glob("*.yaml")):
         data, node = _load(path)
+        _check_shape(path, data.get("codes"), VALUE_SET_CODES_SHAPE, _child(node, "codes"), "codes")
         name = data.get("name")
         if name != path.stem:
             raise _fail(path, _child(node, "name"), f"name must be the file name ({path.stem})")
@@ -161,6 +228,8 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
             raise _fail(path, _child(node, key), f"unknown key {key!r}")
     if data.get("label") != LABEL:
         raise _fail(path, _child(node, "label"), f"label must be {LABEL!r}")
+    for key, shape in MEASURE_SHAPE.items():
+        _check_shape(path, data.get(key), shape, _child(node, key), key)
 
     def value_set(name: object, *where: str | int) -> str:
         if name not in known_value_sets:

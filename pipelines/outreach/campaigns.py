@@ -4,7 +4,7 @@ parse, names an unknown segment or channel, or has impossible dates or caps fail
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +64,15 @@ def load_campaigns(
     """Every campaign file, checked against the known segment (and measure) ids, in priority then id
     order."""
     campaigns = [_campaign(path, segment_ids, measure_ids) for path in sorted(folder.glob("*.yaml"))]
-    ids = [c.id for c in campaigns]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise DefinitionError(f"campaign ids used twice: {duplicates}")
+    first: dict[str, Campaign] = {}
+    for campaign in campaigns:
+        if campaign.id in first:
+            node, _ = load_with_lines(folder / campaign.source)
+            raise DefinitionError(
+                f"{campaign.source}:{line(node, 'id')}: campaign id {campaign.id!r} is already used by "
+                f"{first[campaign.id].source}"
+            )
+        first[campaign.id] = campaign
     return sorted(campaigns, key=lambda c: (c.priority, c.id))
 
 
@@ -102,7 +107,8 @@ def _campaign(path: Path, segment_ids: set[str], measure_ids: set[str] | None) -
         if name not in CHANNELS:
             raise fail("channels", f"unknown channel {name!r} (known: {', '.join(CHANNELS)})")
     start, end = data["start"], data["end"]
-    if not isinstance(start, date) or not isinstance(end, date):
+    # a datetime is a date too, but cannot be compared with one
+    if not all(isinstance(d, date) and not isinstance(d, datetime) for d in (start, end)):
         raise fail("start", "start and end must be dates (YYYY-MM-DD)")
     if end < start:
         raise fail("end", "end is before start")
@@ -114,6 +120,8 @@ def _campaign(path: Path, segment_ids: set[str], measure_ids: set[str] | None) -
         lambda: fail("closing_appointments", "closing_appointments.types must be a list of codes"),
     )
     frequency = data.get("frequency") or {}
+    if not isinstance(frequency, dict) or set(frequency) - {"campaign_days", "weekly_contacts"}:
+        raise fail("frequency", "frequency takes `campaign_days` and `weekly_contacts`")
     numbers = {
         "campaign_days": frequency.get("campaign_days", 30),
         "weekly_contacts": frequency.get("weekly_contacts", 2),

@@ -26,6 +26,7 @@ from pipelines.yaml_lines import child, line, load_with_lines
 
 SEGMENTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "segments"
 SEGMENT_TYPES = {"static", "dynamic", "trigger"}
+MAX_WITHIN_DAYS = 36_500
 OPERATORS = {"eq", "ne", "gt", "ge", "lt", "le", "in", "between", "is_null", "not_null"}
 MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
     "person_id": pl.String(),
@@ -75,7 +76,11 @@ def load_segments(columns: set[str], folder: Path = SEGMENTS_DIR) -> list[Segmen
             raise DefinitionError(
                 f"{path.name}:{line(node, 'type')}: type must be one of {sorted(SEGMENT_TYPES)}"
             )
-        rule = _compile(data.get("rule"), child(node, "rule"), path, columns)
+        try:
+            rule = _compile(data.get("rule"), child(node, "rule"), path, columns)
+        except RecursionError:
+            where = f"{path.name}:{line(node, 'rule')}"
+            raise DefinitionError(f"{where}: the rule is nested too deeply") from None
         segments.append(
             Segment(str(data.get("id") or path.stem), str(data.get("title", "")), kind, rule, path.name)
         )
@@ -90,13 +95,15 @@ def _compile(rule: Any, node: yaml.Node | None, path: Path, columns: set[str]) -
         raise fail("a rule must be a mapping")
     if "all" in rule or "any" in rule:
         key = "all" if "all" in rule else "any"
+        if not isinstance(rule[key], list) or not rule[key]:
+            raise fail(f"`{key}` needs a list of at least one rule")
         parts = [_compile(r, child(child(node, key), i), path, columns) for i, r in enumerate(rule[key])]
-        if not parts:
-            raise fail(f"`{key}` needs at least one rule")
         return pl.all_horizontal(parts) if key == "all" else pl.any_horizontal(parts)
     if "not" in rule:
         return ~_compile(rule["not"], child(node, "not"), path, columns)
     if "care_gap" in rule:
+        if not isinstance(rule.get("status") or [], list):
+            raise fail("status must be a list of care-gap statuses")
         column = f"gap_{rule['care_gap']}"
         if column not in columns:
             raise fail(f"unknown measure {rule['care_gap']!r}")
@@ -105,14 +112,20 @@ def _compile(rule: Any, node: yaml.Node | None, path: Path, columns: set[str]) -
         column = f"trigger_{rule['trigger']}" + (f"_{rule['detail']}" if rule.get("detail") else "")
         if column not in columns:
             raise fail(f"unknown trigger {rule['trigger']!r} (or detail {rule.get('detail')!r})")
-        days = int(rule.get("within_days", 1))
+        days = rule.get("within_days", 1)
+        if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_WITHIN_DAYS:
+            raise fail(f"within_days must be a whole number from 0 to {MAX_WITHIN_DAYS}")
         return (pl.col("_as_of_end") - pl.col(column) <= timedelta(days=days)).fill_null(False)
     if "column" in rule:
         column, op, value = rule["column"], rule.get("op", "eq"), rule.get("value")
-        if column not in columns:
+        if not isinstance(column, str) or column not in columns:
             raise fail(f"unknown column {column!r}")
-        if op not in OPERATORS:
+        if not isinstance(op, str) or op not in OPERATORS:
             raise fail(f"unknown operator {op!r}")
+        if op == "in" and not isinstance(value, list):
+            raise fail("op `in` needs a list value")
+        if op == "between" and not (isinstance(value, list) and len(value) == 2):
+            raise fail("op `between` needs a list of two values")
         c = pl.col(column)
         expression = {
             "eq": lambda: c == value,

@@ -1,0 +1,1 @@
+"""The bad-input corpus: crafted landing files and definition files with their expected outcomes."""
