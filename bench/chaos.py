@@ -161,14 +161,9 @@ def table_digests(root: Path, ignore: dict[str, list[str]] | None = None) -> dic
         for table in sorted(
             p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
         ):
-            files = sorted(
-                f for f in (folder / table).rglob("*.parquet") if not f.name.startswith((".", "_"))
-            )
-            if not files:
+            frame = _table(folder / table)
+            if frame is None:
                 continue
-            frame = pl.concat(
-                [pl.read_parquet(f, hive_partitioning=False) for f in files], how="diagonal_relaxed"
-            )
             name = f"{layer}/{table}"
             frame = frame.drop([c for c in (ignore or {}).get(name, []) if c in frame.columns])
             rows = frame.hash_rows(seed=7).sort() if frame.width else pl.Series([], dtype=pl.UInt64)
@@ -214,6 +209,7 @@ def volatile_columns(first: Path, second: Path) -> dict[str, list[str]]:
 
 
 def _table(folder: Path) -> pl.DataFrame | None:
+    """Every visible Parquet file of a table folder as one frame (None: no files)."""
     files = sorted(f for f in folder.rglob("*.parquet") if not f.name.startswith((".", "_")))
     if not files:
         return None

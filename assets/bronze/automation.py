@@ -9,7 +9,7 @@ from assets.bronze.assets import BRONZE_GROUP, FHIR_RESOURCES_KEY
 from assets.partitions import patient_buckets
 from assets.resources import LakeResource
 from assets.silver.assets import SILVER_GROUP
-from pipelines.buckets import SHARED_BUCKET
+from pipelines.incremental import buckets_to_rebuild
 
 BRONZE_JOB = "bronze_ingest_job"
 SILVER_JOB = "silver_build_job"
@@ -58,10 +58,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> d
 def partitions_to_rebuild(touched: str, all_partitions: list[str]) -> list[str]:
     """Silver partitions an ingest affects: the buckets it wrote, or all of them when `shared` changed
     (deletions of non-patient-specific records live there and can apply to any bucket)."""
-    buckets = [b for b in touched.split(",") if b]
-    if SHARED_BUCKET in buckets:
-        return list(all_partitions)
-    return [b for b in all_partitions if b in buckets]
+    return buckets_to_rebuild((b for b in touched.split(",") if b), all_partitions)
 
 
 @dg.asset_sensor(
