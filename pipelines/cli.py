@@ -8,19 +8,18 @@ from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
-from rich.table import Table
 from upath import UPath
 
+from pipelines.cli_output import console
+from pipelines.cli_output import frame_table as _table
 from pipelines.config import Settings, validate_bucket_count
+from pipelines.model_cli import risk_app, sentiment_app
 
 app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
 views_app = typer.Typer(help="SQL on FHIR v2 ViewDefinitions.")
 app.add_typer(views_app, name="views")
-sentiment_app = typer.Typer(help="Patient sentiment with the deployed model.")
 app.add_typer(sentiment_app, name="sentiment")
-SCORE_BATCH = 10_000
-console = Console()
+app.add_typer(risk_app, name="risk")
 
 
 @app.command()
@@ -131,57 +130,6 @@ def views_run(
         console.print(f"[yellow]type conflict[/yellow]: {count:,} values of {column} did not fit its type")
 
 
-@sentiment_app.command("score")
-def sentiment_score(
-    input_file: Annotated[Path, typer.Option("--input", help="CSV file with a text column.")],
-    text_column: Annotated[str, typer.Option(help="The column holding the text to score.")],
-    output: Annotated[Path, typer.Option(help="CSV file to write (the input plus sentiment columns).")],
-    lake: Annotated[
-        str | None, typer.Option(help="Lake with the deployed model (default: the configured lake).")
-    ] = None,
-) -> None:
-    """Add `sentiment_label` (negative/neutral/positive), `sentiment_score` ([-1, 1]) and
-    `sentiment_text_status` (ok, empty, not_text, not_english: only `ok` texts are scored) to a CSV."""
-    from rich.progress import Progress
-
-    from models.registry import RegistryError
-    from models.sentiment.train import load_sentiment_model
-    from pipelines.config import Settings
-    from pipelines.lake import write_bytes_atomic
-
-    if not input_file.is_file():
-        raise typer.BadParameter(f"input file not found: {input_file}")
-    try:
-        frame = pl.read_csv(input_file, infer_schema_length=0)
-    except (pl.exceptions.ComputeError, UnicodeDecodeError) as err:
-        console.print(f"[red]cannot read {input_file} as CSV[/red]: {type(err).__name__}")
-        raise typer.Exit(2) from None
-    if text_column not in frame.columns:
-        raise typer.BadParameter(
-            f"no column {text_column!r} in {input_file} (columns: {', '.join(frame.columns)})"
-        )
-    try:
-        version, model = load_sentiment_model(UPath(lake) if lake else Settings.from_env().lake)
-    except RegistryError as err:
-        console.print(f"[red]{err}[/red]")
-        raise typer.Exit(1) from None
-    parts = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("scoring", total=frame.height)
-        for start in range(0, frame.height, SCORE_BATCH):
-            parts.append(model.score(frame[text_column].slice(start, SCORE_BATCH)))
-            progress.advance(task, min(SCORE_BATCH, frame.height - start))
-    scored = pl.concat(parts) if parts else model.score(frame[text_column])
-    result = frame.with_columns(
-        scored["sentiment_label"],
-        scored["sentiment_score"],
-        scored["text_status"].alias("sentiment_text_status"),
-    )
-    write_bytes_atomic(result.write_csv().encode(), UPath(output))
-    counts = dict(scored.group_by("text_status").len().iter_rows())
-    console.print(f"{frame.height:,} rows scored with {version} → {output}; by text status: {counts}")
-
-
 @app.command()
 def summary(
     lake: Annotated[str, typer.Option(help="Lake folder.")],
@@ -273,15 +221,6 @@ def print_summary(lake: UPath, seconds: float | None, exports: UPath | None = No
         _print_outreach_summary(exports)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
-
-
-def _table(title: str, frame: pl.DataFrame) -> Table:
-    table = Table(title=title)
-    for column in frame.columns:
-        table.add_column(column, justify="right" if frame[column].dtype.is_numeric() else "left")
-    for row in frame.iter_rows():
-        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row))
-    return table
 
 
 if __name__ == "__main__":

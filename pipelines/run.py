@@ -301,14 +301,14 @@ def _run_pipeline(settings: Settings, workers: int | None, incremental: bool, re
 
 def _deployed_models(lake: UPath) -> dict[str, str | None]:
     """The model versions the person tables are scored with."""
-    from models.registry import deployed_version
+    from models.registry import registry_of
     from models.risk.registry import deployed_risk_version
     from models.risk.score import PERSON_MODEL
-    from models.sentiment.train import NAME, PIN_VARIABLE
+    from models.sentiment.registry import NAME, deployed_sentiment_version
 
     return {
         PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL),
-        NAME: deployed_version(lake, NAME, PIN_VARIABLE),
+        NAME: deployed_sentiment_version(registry_of(lake)),
     }
 
 

@@ -11,14 +11,13 @@ from typer.testing import CliRunner
 from upath import UPath
 
 from models.registry import RegistryError
-from models.sentiment.models import ClassifierModel, LexiconModel, text_classifier
+from models.sentiment.labelled import rating_label
+from models.sentiment.lifecycle import train_and_deploy_sentiment
+from models.sentiment.models import ClassifierModel, LexiconModel, RoutedModel, text_classifier
+from models.sentiment.registry import load_sentiment_model
 from models.sentiment.text import text_status
 from models.sentiment.train import (
     SentimentTrainingError,
-    fingerprint,
-    load_sentiment_model,
-    rating_label,
-    register_sentiment,
     split_held_out,
     survey_weak_labels,
     train_sentiment,
@@ -155,10 +154,14 @@ def test_the_registry_deploys_the_better_model_and_the_cli_scores_a_csv(tmp_path
     data = labelled(80, seed=3)
     train, held_out = split_held_out(data)
     training = train_sentiment(train, held_out)
-    version = register_sentiment(lake, training, fingerprint(train, held_out), "test texts")
-    assert register_sentiment(lake, training, fingerprint(train, held_out), "test texts") == version  # re-run
+    outcome = train_and_deploy_sentiment(lake / "models", train, held_out, "test texts")
+    assert (outcome.status, outcome.decision) == ("registered", "deployed")  # the registry's first model
+    version = outcome.version
+    again = train_and_deploy_sentiment(lake / "models", train, held_out, "test texts")  # a re-run
+    assert (again.version, again.status, again.decision) == (version, "reused", "already_deployed")
     loaded_version, model = load_sentiment_model(lake)
-    assert loaded_version == version and isinstance(model, ClassifierModel) is (training.chosen != "vader")
+    assert loaded_version == version and isinstance(model, RoutedModel)  # the per-kind choices, as judged
+    assert isinstance(model.models[model.default], ClassifierModel) is (training.chosen != "vader")
     card = (tmp_path / "lake" / "models" / "sentiment" / version / "model_card.md").read_text()
     assert "macro-F1" in card and training.chosen in card
     source = tmp_path / "in.csv"
@@ -229,8 +232,6 @@ class _Constant:
 
 
 def test_the_routed_model_scores_each_kind_with_its_model_and_keeps_the_order() -> None:
-    from models.sentiment.models import RoutedModel
-
     routed = RoutedModel(
         {"a": _Constant("positive"), "b": _Constant("negative")}, "a", {"conversation_turn": "b"}
     )

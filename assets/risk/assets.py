@@ -43,13 +43,15 @@ _ALL = dg.AllPartitionMapping()
 def risk_models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train the person (180-day ED/unplanned admission) and discharge (30-day readmission) risk models
     on point-in-time features at historical as-of days, register each version with its model card under
-    `<lake>/models/`, and deploy a version that beats its clinical baseline (Charlson, LACE)."""
+    `<lake>/models/`, and deploy a version that beats its clinical baseline (Charlson, LACE) and the
+    deployed version on the same test rows (the rule of `patient-insights risk train`)."""
     settings = lake.settings()
     as_of = resolve_as_of(settings.as_of, settings.lake)
     outcomes = train_and_deploy(settings.lake, settings.buckets, as_of, risk_config())
     metadata: dict[str, str | float] = {}
     for outcome in outcomes:
         metadata[f"{outcome.name}_status"] = outcome.status
+        metadata[f"{outcome.name}_decision"] = outcome.decision or "none"
         metadata[f"{outcome.name}_deployed"] = outcome.deployed or "none"
         metadata[f"{outcome.name}_detail"] = outcome.detail
         if outcome.metrics:

@@ -9,14 +9,9 @@ import polars as pl
 from assets.contracts import contract_check
 from assets.resources import LakeResource
 from assets.scaling import STAGE_TAG, TRAINING_POOL, TRAINING_STEP
-from models.sentiment.train import (
-    SentimentTrainingError,
-    fingerprint,
-    register_sentiment,
-    split_held_out,
-    survey_weak_labels,
-    train_sentiment,
-)
+from models.registry import registry_of
+from models.sentiment.lifecycle import train_and_deploy_sentiment
+from models.sentiment.train import SentimentTrainingError, split_held_out, survey_weak_labels
 from pipelines.gold.sentiment import (
     GOLD,
     REPORT_FILE,
@@ -67,8 +62,9 @@ def labelled_file(path: str) -> pl.DataFrame:
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
-    neutral, 9-10 positive) and any hand-labelled texts, compare it with VADER on the latest 20 % of
-    them, overall and per kind of text, and deploy the choices."""
+    neutral, 9-10 positive) and any hand-labelled texts, compare it with VADER on a held-out fifth of
+    them, overall and per kind of text, and deploy the choices when they beat the deployed model on the
+    same held-out texts (the same rule as `patient-insights sentiment train`)."""
     settings = lake.settings()
     weak = survey_weak_labels(read_table(settings.lake, SILVER, "questionnaire_response_item"))
     train, held_out = split_held_out(weak)
@@ -81,20 +77,28 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         held_out = pl.concat([held_out.select("text", "label", "kind"), labelled_held_out])
         data += f", plus {labelled.height} hand-labelled texts"
     try:
-        training = train_sentiment(
-            train.select("text", "label", "kind"), held_out.select("text", "label", "kind")
+        outcome = train_and_deploy_sentiment(
+            registry_of(settings.lake),
+            train.select("text", "label", "kind"),
+            held_out.select("text", "label", "kind"),
+            data,
         )
     except SentimentTrainingError as error:
         context.log.warning(f"sentiment model not trained: {error}")
         return dg.MaterializeResult(metadata={"status": "skipped", "detail": str(error)})
-    version = register_sentiment(settings.lake, training, fingerprint(train, held_out), data)
+    training = outcome.training
+    if outcome.decision == "kept":
+        context.log.warning(f"sentiment model {outcome.version} not deployed: {outcome.detail}")
     return dg.MaterializeResult(
         metadata={
-            "status": "deployed",
-            "version": version,
+            "status": "deployed" if outcome.deployed == outcome.version else "not deployed",
+            "version": outcome.version,
+            "deployed": outcome.deployed or "none",
+            "decision": outcome.decision,
+            "detail": outcome.detail,
             "chosen": training.chosen,
             **{f"model_for_{kind}": name for kind, name in sorted(training.choice_by_kind.items())},
-            **{f"{name}_macro_f1": round(m["macro_f1"], 4) for name, m in training.metrics.items()},
+            **{f"{name}_macro_f1": round(m["macro_f1"], 4) for name, m in outcome.held_out_metrics.items()},
             "train_rows": training.rows["train"],
             "held_out_rows": training.rows["held_out"],
         }

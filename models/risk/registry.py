@@ -25,6 +25,7 @@ from models.registry import (
     has_version,
     read_estimator,
     read_metadata,
+    registry_of,
     save_version,
 )
 from models.risk.dataset import TrainingSet
@@ -70,7 +71,7 @@ def register(
     """Save the model, its metadata and its card; the metadata file appears last, so a killed run leaves
     no version that looks complete."""
     metadata = metadata_of(model, data, version, seed)
-    save_version(lake, model.name, version, model.estimator, metadata, card)
+    save_version(registry_of(lake), model.name, version, model.estimator, metadata, card)
     return metadata
 
 
@@ -105,14 +106,15 @@ def load_model(
     lake: UPath, name: str, expected_features: list[str], version: str | None = None
 ) -> RegisteredModel:
     """Load a version (default: the pinned or deployed one) and check it fits this code."""
-    version = version or deployed_version(lake, name, PIN_VARIABLE)
+    registry = registry_of(lake)
+    version = version or deployed_version(registry, name, PIN_VARIABLE)
     if version is None:
         raise RegistryError(f"no {name} model is deployed: train one (the risk_models asset) first")
-    if not has_version(lake, name, version):
+    if not has_version(registry, name, version):
         raise RegistryError(f"model {name} version {version} is not in the registry ({PIN_VARIABLE}?)")
-    metadata = read_metadata(lake, name, version)
+    metadata = read_metadata(registry, name, version)
     check_compatible(metadata, expected_features)
-    return RegisteredModel(version, read_estimator(lake, name, version), metadata)
+    return RegisteredModel(version, read_estimator(registry, name, version), metadata)
 
 
 def check_compatible(metadata: dict[str, Any], expected_features: list[str]) -> None:
@@ -135,4 +137,4 @@ def check_compatible(metadata: dict[str, Any], expected_features: list[str]) -> 
 
 def deployed_risk_version(lake: UPath, name: str) -> str | None:
     """The pinned or deployed version of a risk model."""
-    return deployed_version(lake, name, PIN_VARIABLE)
+    return deployed_version(registry_of(lake), name, PIN_VARIABLE)

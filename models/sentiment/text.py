@@ -8,6 +8,7 @@ doubt when it is plain ASCII.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 
 import polars as pl
@@ -54,3 +55,11 @@ def text_status(texts: pl.Series) -> pl.Series:
         .otherwise(pl.lit(OK))
     )
     return frame.select(status.alias("text_status")).to_series()
+
+
+def text_hashes(texts: pl.Series) -> pl.Series:
+    """A stable 64-bit hash of each text (BLAKE2b; Polars' own hash may change between versions)."""
+    unique = texts.unique().drop_nulls()
+    hashed = [int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest()) for t in unique]
+    lookup = pl.DataFrame({"text": unique, "hash": pl.Series(hashed, dtype=pl.UInt64)})
+    return pl.DataFrame({"text": texts}).join(lookup, on="text", how="left", maintain_order="left")["hash"]

@@ -1,60 +1,32 @@
-"""Train the sentiment classifier on weak labels from survey ratings (and any labelled file given),
-compare it with VADER on held-out labelled texts by macro-F1, and register and deploy the better one.
+"""Train the sentiment classifier on labelled texts (weak labels from survey ratings, an organization's own
+labelled file), and judge it and VADER on held-out texts by macro-F1.
 
-Weak labels follow the 0-10 rating given with a survey comment: 0-6 negative, 7-8 neutral, 9-10 positive
-(the NPS bands). The held-out set is about 20 % of the distinct labelled texts with all their copies,
-so the choice is made on sentences the classifier never saw.
+The held-out set is a stratified fifth of the distinct labelled texts (per label, and per kind of text when
+texts have kinds) with all their copies, so the choice is made on sentences the classifier never saw.
+Registering and deploying are in `registry.py` and `lifecycle.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import sklearn
-from sklearn.metrics import accuracy_score, f1_score
-from upath import UPath
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from models.registry import (
-    RegistryError,
-    deploy,
-    deployed_version,
-    has_version,
-    read_estimator,
-    read_metadata,
-    save_version,
-)
+from models.sentiment.labelled import ANY_KIND, KINDS, rating_label
 from models.sentiment.models import LABELS, ClassifierModel, LexiconModel, RoutedModel, text_classifier
-from models.sentiment.text import OK, text_status
+from models.sentiment.text import OK, text_hashes, text_status
 
-NAME = "sentiment"
-PIN_VARIABLE = "PATIENT_INSIGHTS_SENTIMENT_MODEL_VERSION"
 HELD_OUT_SHARE = 0.2
 MIN_PER_CLASS = 5
-KINDS = ("conversation_turn", "patient_message", "survey_comment")
-"""The kinds of text gold scores (sentiment_message.kind)."""
 LABELLED_SCHEMA: dict[str, pl.DataType] = {"text": pl.String(), "label": pl.String()}
 
 
 class SentimentTrainingError(ValueError):
     """Too few usable labelled texts to train and judge a classifier honestly."""
-
-
-def rating_label(rating: pl.Expr) -> pl.Expr:
-    """The weak label of a 0-10 rating (NPS bands)."""
-    return (
-        pl.when(rating <= 6)
-        .then(pl.lit("negative"))
-        .when(rating <= 8)
-        .then(pl.lit("neutral"))
-        .when(rating <= 10)
-        .then(pl.lit("positive"))
-    )
 
 
 def survey_weak_labels(answers: pl.DataFrame) -> pl.DataFrame:
@@ -76,25 +48,33 @@ def survey_weak_labels(answers: pl.DataFrame) -> pl.DataFrame:
 
 
 def split_held_out(labelled: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Hold out about 20 % of the distinct texts, with every copy of them: a text is held out when the
-    CRC-32 of the text falls in the held-out fifth. Labelled texts repeat (survey phrases, chat
-    sentences); a split by rows would let the classifier learn a sentence by heart and then "predict" its
-    copy, so the judgement is made on sentences it never saw. The same texts always split the same way."""
-    held = pl.col("text").map_batches(_held_out_texts, return_dtype=pl.Boolean)
-    sided = labelled.with_columns(held.alias("_held"))
-    return sided.filter(~pl.col("_held")).drop("_held"), sided.filter(pl.col("_held")).drop("_held")
+    """Hold out a stratified fifth of the distinct texts, with every copy of them.
 
-
-def _held_out_texts(texts: pl.Series) -> pl.Series:
-    """True for the texts in the held-out fifth (CRC-32 of the unique texts only, joined back)."""
-    unique = texts.unique().drop_nulls()
-    fifth = [zlib.crc32(t.encode("utf-8")) % 100 < HELD_OUT_SHARE * 100 for t in unique.to_list()]
-    lookup = pl.DataFrame({"text": unique, "_held": pl.Series(fifth, dtype=pl.Boolean)})
-    return (
-        pl.DataFrame({"text": texts})
-        .join(lookup, on="text", how="left", maintain_order="left")["_held"]
-        .fill_null(False)
+    Labelled texts repeat (survey phrases, chat sentences); a split by rows would let the classifier learn a
+    sentence by heart and then "predict" its copy, so the split is by distinct text. Each distinct text takes
+    its most frequent label (and first kind); within each label (and kind) the texts are ordered by a
+    stable hash of the text and the first fifth is held out, so every label keeps its share and the same
+    texts always split the same way, whatever the order of the rows."""
+    strata = ["_label", "_kind"] if "kind" in labelled.columns else ["_label"]
+    distinct = (
+        labelled.group_by("text")
+        .agg(
+            pl.col("label").mode().sort().first().alias("_label"),
+            *([pl.col("kind").sort().first().alias("_kind")] if "kind" in labelled.columns else []),
+        )
+        .drop_nulls("text")
     )
+    distinct = distinct.with_columns(text_hashes(distinct["text"]).alias("_hash")).sort("_hash", "text")
+    held = distinct.with_columns(
+        (
+            pl.int_range(pl.len()).over(strata)
+            < (pl.len().over(strata) * HELD_OUT_SHARE).round(0).cast(pl.Int64)
+        ).alias("_held")
+    ).select("text", "_held")
+    sided = labelled.join(held, on="text", how="left", maintain_order="left").with_columns(
+        pl.col("_held").fill_null(False)
+    )
+    return sided.filter(~pl.col("_held")).drop("_held"), sided.filter(pl.col("_held")).drop("_held")
 
 
 @dataclass
@@ -108,6 +88,7 @@ class SentimentTraining:
     class_counts: dict[str, dict[str, int]]
     by_kind: dict[str, dict[str, dict[str, float]]]  # kind -> model -> held-out metrics on that kind
     choice_by_kind: dict[str, str]  # kind -> model, for kinds with enough held-out texts of each label
+    held_out: pl.DataFrame  # the usable held-out texts (`text`, `label`, `kind`) every model was judged on
 
     def deployed(self) -> RoutedModel:
         """The model to deploy: the per-kind choices with the overall winner as default."""
@@ -125,16 +106,24 @@ def _usable(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def evaluate(model: Any, held_out: pl.DataFrame) -> dict[str, float]:
-    """Macro-F1, accuracy and F1 per class on the held-out texts."""
-    scored = model.score(held_out["text"])
-    truth, predicted = held_out["label"].to_list(), scored["sentiment_label"].fill_null("neutral").to_list()
+def evaluate(model: Any, labelled: pl.DataFrame) -> dict[str, Any]:
+    """Macro-F1, accuracy, F1 per class and the confusion matrix (`confusion[truth][predicted]` = texts)
+    of a model on labelled texts; each text is scored by the model meant for its `kind` when it has one.
+    A text the model leaves unscored counts as neutral."""
+    kinds = labelled["kind"] if "kind" in labelled.columns else None
+    scored = model.score(labelled["text"], kinds)
+    truth, predicted = labelled["label"].to_list(), scored["sentiment_label"].fill_null("neutral").to_list()
     per_class = f1_score(truth, predicted, labels=list(LABELS), average=None, zero_division=0)
+    matrix = confusion_matrix(truth, predicted, labels=list(LABELS)) if truth else [[0] * 3] * 3
     return {
         "macro_f1": float(f1_score(truth, predicted, labels=list(LABELS), average="macro", zero_division=0)),
-        "accuracy": float(accuracy_score(truth, predicted)),
+        "accuracy": float(accuracy_score(truth, predicted)) if truth else 0.0,
         **{f"f1_{label}": float(v) for label, v in zip(LABELS, per_class, strict=True)},
-        "n": held_out.height,
+        "n": labelled.height,
+        "confusion": {
+            actual: {guess: int(matrix[i][j]) for j, guess in enumerate(LABELS)}
+            for i, actual in enumerate(LABELS)
+        },
     }
 
 
@@ -163,13 +152,16 @@ def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) 
             choice_by_kind[str(kind)] = max(
                 by_kind[str(kind)], key=lambda n: (by_kind[str(kind)][n]["macro_f1"], n)
             )
-    # a kind with no held-out evidence of its own: the classifier only if it learnt from texts of that kind,
-    # else the lexicon (a weak-label classifier judged on survey comments says nothing about chat turns)
+    # a kind with no held-out evidence of its own: the classifier only if it learnt from texts of that kind
+    # (or from texts that stand for every kind), else the lexicon (a weak-label classifier judged on survey
+    # comments says nothing about chat turns)
     learnt = set(train["kind"].unique().to_list())
+    if ANY_KIND in learnt:
+        learnt |= set(KINDS)
     for kind in KINDS:
         choice_by_kind.setdefault(kind, chosen if kind in learnt else "vader")
     rows = {"train": train.height, "held_out": held_out.height}
-    return SentimentTraining(chosen, models, metrics, rows, counts, by_kind, choice_by_kind)
+    return SentimentTraining(chosen, models, metrics, rows, counts, by_kind, choice_by_kind, held_out)
 
 
 def fingerprint(*frames: pl.DataFrame) -> str:
@@ -191,7 +183,7 @@ def model_card(training: SentimentTraining, version: str, data: str) -> str:
     ]
     return "\n".join(
         [
-            f"# Model card: {NAME} ({version})",
+            f"# Model card: {version}",
             "",
             "## Intended use",
             "Labels patient messages, conversation turns and survey comments as negative, neutral or "
@@ -232,50 +224,3 @@ def model_card(training: SentimentTraining, version: str, data: str) -> str:
             "",
         ]
     )
-
-
-def register_sentiment(lake: UPath, training: SentimentTraining, data_print: str, data: str) -> str:
-    """Register the chosen model (metadata with both models' metrics) and deploy it; a re-run on the same
-    texts reuses the version."""
-    choice = training.chosen + json.dumps(training.choice_by_kind, sort_keys=True)
-    version = f"{NAME}-{hashlib.sha256((data_print + choice).encode()).hexdigest()[:12]}"
-    if not has_version(lake, NAME, version):
-        metadata = {
-            "version": version,
-            "model": NAME,
-            "kind": training.chosen,
-            "training_data_fingerprint": data_print,
-            "data": data,
-            "rows": training.rows,
-            "class_counts": training.class_counts,
-            "metrics": training.metrics,
-            "metrics_by_kind": training.by_kind,
-            "model_by_kind": training.choice_by_kind,
-            "chosen_by": "macro_f1 on the held-out labelled texts (overall, and per kind of text)",
-            "sklearn_version": sklearn.__version__,
-        }
-        save_version(
-            lake,
-            NAME,
-            version,
-            training.models[training.chosen],
-            metadata,
-            model_card(training, version, data),
-        )
-    deploy(lake, NAME, version)
-    return version
-
-
-def load_sentiment_model(lake: UPath) -> tuple[str, Any]:
-    """The pinned or deployed sentiment model and its version."""
-    version = deployed_version(lake, NAME, PIN_VARIABLE)
-    if version is None:
-        raise RegistryError(
-            "no sentiment model is deployed in this lake: run the pipeline (the sentiment_model asset) first"
-        )
-    metadata = read_metadata(lake, NAME, version)
-    if str(metadata["sklearn_version"]).split(".")[0] != sklearn.__version__.split(".")[0]:
-        raise RegistryError(
-            f"sentiment model {version} was saved by scikit-learn {metadata['sklearn_version']}: retrain"
-        )
-    return version, read_estimator(lake, NAME, version)

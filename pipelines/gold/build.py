@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 from upath import UPath
 
-from models.registry import deployed_version
+from models.registry import registry_of
 from models.risk.config import risk_config
 from models.risk.registry import RegisteredModel, deployed_risk_version, load_model
 from models.risk.score import (
@@ -31,9 +31,7 @@ from models.risk.score import (
     score_persons,
 )
 from models.sentiment.aggregate import summarize_conversations
-from models.sentiment.train import NAME as SENTIMENT
-from models.sentiment.train import PIN_VARIABLE as SENTIMENT_PIN
-from models.sentiment.train import load_sentiment_model
+from models.sentiment.registry import deployed_sentiment_version, load_sentiment_model
 from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
 from pipelines.gold.records import PersonRecords
 from pipelines.gold.sentiment import (
@@ -175,7 +173,7 @@ def deployed_risk_model(lake: UPath) -> RegisteredModel | None:
 
 def deployed_sentiment_model(lake: UPath) -> tuple[str, Any] | None:
     """The deployed (or pinned) sentiment model and its version, None when none is deployed yet."""
-    if deployed_version(lake, SENTIMENT, SENTIMENT_PIN) is None:
+    if deployed_sentiment_version(registry_of(lake)) is None:
         return None
     return load_sentiment_model(lake)
 
