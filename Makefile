@@ -19,6 +19,8 @@ export GX_ANALYTICS_ENABLED ?= false
 DEMO_PATIENTS ?= 1000
 DEMO_SEED ?= 42
 DEMO_DEFECTS ?= 0
+# the demo's campaign day: the as-of day less the campaigns' 90-day follow-up and a day
+DEMO_CAMPAIGN_DAY ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(PATIENT_INSIGHTS_AS_OF)') - d.timedelta(days=91))")
 
 .PHONY: setup run test lint dev dashboard bench chaos lock clean
 
@@ -36,12 +38,25 @@ $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
 	@printf 'telemetry:\n  enabled: false\n# runs of one partition (a sensor'"'"'s and one started by hand) wait for each other\nrun_queue:\n  tag_concurrency_limits:\n    - key: dagster/partition\n      value:\n        applyLimitPerUniqueValue: true\n      limit: 1\n' > "$@"
 
+# the generator's labelled conversation turns stand in for an organization's hand-labelled sample
+DEMO_LABELS = PATIENT_INSIGHTS_SENTIMENT_LABELS="$(dir $(abspath $(PATIENT_INSIGHTS_LANDING)))ground_truth/conversation_turns.csv"
+
+# The demo closes the outreach loop: the campaigns run 91 days before the as-of day (with their randomized
+# hold-outs), the outreach simulator answers them and closes gaps with a known effect, and the pipeline runs
+# again as of the demo day, measuring the effect (gold/campaign_effect, the dashboard's Outreach page).
 run: setup
+	@# the demo starts afresh (its campaign day comes before the last run's): only folders inside the checkout
+	@for d in "$(PATIENT_INSIGHTS_LANDING)" "$(PATIENT_INSIGHTS_LAKE)" "$(PATIENT_INSIGHTS_EXPORTS)" ground_truth; do \
+		case "$$(realpath -m "$$d")/" in "$(CURDIR)"/?*) rm -rf "$$d" ;; \
+		*) echo "make run: $$d is outside $(CURDIR); clear it yourself or point it at a demo folder" >&2; exit 1 ;; esac; \
+	done
 	$(BIN)/patient-insights generate --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --defects $(DEMO_DEFECTS) \
 		--as-of $(PATIENT_INSIGHTS_AS_OF) --out "$(PATIENT_INSIGHTS_LANDING)"
-	# the generator's labelled conversation turns stand in for an organization's hand-labelled sample
-	PATIENT_INSIGHTS_SENTIMENT_LABELS="$(dir $(abspath $(PATIENT_INSIGHTS_LANDING)))ground_truth/conversation_turns.csv" \
+	$(DEMO_LABELS) PATIENT_INSIGHTS_AS_OF=$(DEMO_CAMPAIGN_DAY) \
 		$(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
+	$(BIN)/patient-insights simulate-outreach --landing "$(PATIENT_INSIGHTS_LANDING)" \
+		--lake "$(PATIENT_INSIGHTS_LAKE)" --exports "$(PATIENT_INSIGHTS_EXPORTS)" --seed $(DEMO_SEED) --defects 0.01
+	$(DEMO_LABELS) $(BIN)/patient-insights ingest --landing "$(PATIENT_INSIGHTS_LANDING)" --lake "$(PATIENT_INSIGHTS_LAKE)"
 
 test: setup
 	$(BIN)/ruff check .

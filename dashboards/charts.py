@@ -57,3 +57,17 @@ def lines(
     if band:
         layers.insert(0, base.mark_area(opacity=0.15).encode(y=band[0], y2=band[1]))
     draw(alt.layer(*layers).properties(height=300).interactive(bind_y=False))
+
+
+def estimates(frame: pl.DataFrame, label: str, value: str, low: str, high: str, *, title: str) -> None:
+    """Point estimates with their intervals, one row per `label`, and a rule at zero (no effect)."""
+    base = alt.Chart(frame).encode(y=alt.Y(label, title=None, sort=None))
+    tooltip = [c for c in frame.columns]
+    layers = [
+        alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(strokeDash=[4, 4], color="gray").encode(x="zero"),
+        base.mark_rule(strokeWidth=2).encode(
+            x=alt.X(low, title=title, axis=alt.Axis(format="+.0%")), x2=high, tooltip=tooltip
+        ),
+        base.mark_point(filled=True, size=90).encode(x=value, tooltip=tooltip),
+    ]
+    draw(alt.layer(*layers).properties(height=max(90, 60 * frame.height)))

@@ -54,6 +54,34 @@ def generate(
     )
 
 
+@app.command("simulate-outreach")
+def simulate_outreach(
+    landing: Annotated[Path, typer.Option(help="Landing folder to write the outcomes into.")],
+    lake: Annotated[str, typer.Option(help="Lake folder (identity/person_link is read).")],
+    exports: Annotated[str, typer.Option(help="Exports folder holding the campaign runs.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives byte-identical files.")] = 0,
+    defects: Annotated[float, typer.Option(help="Share of event rows given a defective companion.")] = 0.0,
+    truth: Annotated[Path | None, typer.Option(help="Ground-truth folder (default: beside landing).")] = None,
+) -> None:
+    """Simulate what the outreach system and the following weeks of care do after the campaign exports:
+    vendor outcome events, closing FHIR resources with a known true effect, and their ground truth."""
+    from pipelines.generate.outreach_outcomes import simulate_outreach as simulate
+
+    if not 0.0 <= defects <= 1.0:
+        raise typer.BadParameter("--defects must be between 0 and 1")
+    try:
+        result = simulate(landing, UPath(lake), UPath(exports), seed=seed, defects=defects, truth_out=truth)
+    except ValueError as error:  # the message names folders and days, never a person
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(_table(f"Simulated outreach outcomes in {result.landing}", result.table()))
+    defects_written = sum(result.defects.values())
+    console.print(
+        f"{len(result.files):,} files written, {result.opt_outs:,} opt-outs, {defects_written:,} defective "
+        f"rows; closures exported as of {result.transaction_time}; ground truth in {result.truth_out}"
+    )
+
+
 @app.command()
 def ingest(
     landing: str = typer.Option(..., help="Landing folder (local path or s3:// / gs:// url)."),
@@ -219,6 +247,7 @@ def print_summary(lake: UPath, seconds: float | None, exports: UPath | None = No
     _print_device_summary(lake)
     if exports is not None:
         _print_outreach_summary(exports)
+    _print_outreach_effect(lake)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
 
@@ -342,6 +371,32 @@ def _print_segment_summary(lake: UPath) -> None:
             .sort("kind")
         )
         console.print(_table("Trigger events fired (each once)", kinds))
+
+
+def _print_outreach_effect(lake: UPath) -> None:
+    """Per campaign with a hold-out and measure: closure rates, the difference and its 95 % interval."""
+    from pipelines.outreach.closed_loop import gold_file
+    from pipelines.outreach.effect import CAMPAIGN_EFFECT
+
+    path = gold_file(lake, CAMPAIGN_EFFECT)
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        effect = pl.read_parquet(handle)
+    if effect.is_empty():
+        return
+    shown = effect.select(
+        "campaign_id",
+        "measure_id",
+        pl.format("{}/{}", "contacted_closed", "contacted").alias("contacted closed"),
+        pl.format("{}/{}", "holdout_closed", "holdout").alias("hold-out closed"),
+        (pl.col("difference") * 100).round(1).cast(pl.String).fill_null("–").alias("difference (points)"),
+        pl.format("{} to {}", (pl.col("ci_low") * 100).round(1), (pl.col("ci_high") * 100).round(1))
+        .fill_null("– (no follow-up ended)")
+        .alias("95 % interval"),
+        pl.col("pending_follow_up").alias("pending"),
+    )
+    console.print(_table("Outreach effect on care gaps (contacted vs randomized hold-out)", shown))
 
 
 def _print_outreach_summary(exports: UPath) -> None:

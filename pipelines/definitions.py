@@ -31,6 +31,13 @@ from assets.feedback.assets import conversation_turns, feedback_job
 from assets.gold.assets import care_gap_rates, person_job, person_tables, summary_job
 from assets.identity.assets import identity_job, identity_tables
 from assets.outreach.assets import outreach_job, outreach_list
+from assets.outreach.closed_loop import (
+    campaign_assignment,
+    campaign_effect_tables,
+    outreach_effect_job,
+    outreach_responses,
+    outreach_responses_job,
+)
 from assets.resources import (
     DeidResource,
     LakeResource,
@@ -57,7 +64,10 @@ ASSETS = [
     sentiment_model,
     sentiment_reports,
     sentiment_report,
+    outreach_responses,
     outreach_list,
+    campaign_assignment,
+    campaign_effect_tables,
     deidentified_tables,  # on demand (deidentified_export_job), not part of the pipeline run
 ]
 ASSET_CHECKS = [accounting_balanced, files_ingested_once, quarantine_has_reasons, fhir_sample_valid]
@@ -100,7 +110,9 @@ def build_definitions(
             sentiment_job,
             person_job,
             summary_job,
+            outreach_responses_job,
             outreach_job,
+            outreach_effect_job,
             deidentified_export_job,
         ],
         sensors=[landing_sensor, silver_after_bronze],

@@ -163,6 +163,7 @@ def _run_pipeline(settings: Settings, workers: int | None, incremental: bool, re
     from assets.gold.assets import PERSON_JOB, SUMMARY_JOB
     from assets.identity.assets import IDENTITY_JOB
     from assets.outreach.assets import OUTREACH_JOB, campaign_order
+    from assets.outreach.closed_loop import EFFECT_JOB, RESPONSES_JOB
     from assets.partitions import patient_buckets, person_buckets
     from assets.risk.assets import RISK_JOB
     from assets.sentiment.assets import SENTIMENT_JOB
@@ -193,6 +194,8 @@ def _run_pipeline(settings: Settings, workers: int | None, incremental: bool, re
         DEVICE_GOLD_JOB: partitions,
         PERSON_JOB: list(person_buckets(settings.buckets).get_partition_keys()),
         SUMMARY_JOB: [None],
+        RESPONSES_JOB: [None],
+        EFFECT_JOB: [None],
     }
     tracked = {job: [(t, k) for t in jobs.outputs(job) for k in keys] for job, keys in derived.items()}
     fingerprints = inc.Fingerprints(settings.lake)
@@ -226,6 +229,9 @@ def _run_pipeline(settings: Settings, workers: int | None, incremental: bool, re
             rebuilt = [(table, key) for table, key in tracked.get(job, []) if key in todo]
             for table, key in inc.differing(rebuilt, fingerprints.snapshot(rebuilt), recorded):
                 changes.setdefault(table, set()).add(key)
+            for table in jobs.outputs(job):  # outside the lake (the exports): re-made means changed
+                if table[0] == "exports":
+                    changes.setdefault(table, set()).update(todo)
         stages.append(
             {
                 "job": job,
@@ -272,8 +278,12 @@ def _run_pipeline(settings: Settings, workers: int | None, incremental: bool, re
             step(PERSON_JOB, derived[PERSON_JOB])
         if ok():  # rates over every person bucket
             step(SUMMARY_JOB, [None])
+        if ok():  # answers from outreach systems: opt-outs and bounced contact points the lists honour
+            step(RESPONSES_JOB, [None])
         if ok():  # campaigns one after another in priority order: earlier lists count in later caps
             step(OUTREACH_JOB, list(campaign_order()), one_at_a_time=True)
+        if ok():  # who each run assigned to which arm, and the effect on care gaps
+            step(EFFECT_JOB, [None])
     finally:
         if pool is not None:
             pool.shutdown()

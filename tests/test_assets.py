@@ -54,7 +54,7 @@ def test_bronze_assets_and_checks_materialize(landing: UPath, lake: UPath) -> No
     }
     assert all(e.passed for e in evaluations)
     materializations = result.get_asset_materialization_events()
-    assert len(materializations) == 5
+    assert len(materializations) == 6  # fhir, device, feedback, outreach events, quarantine, ingest_log
     everything = repr([m.materialization.metadata for m in materializations]) + repr(
         [e.metadata for e in evaluations]
     )

@@ -9,7 +9,9 @@ values put where the readers look for their key fields.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -35,6 +37,13 @@ from pipelines.bronze.device_reader import (
 from pipelines.bronze.feedback_reader import read_conversations_ndjson
 from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
 from pipelines.bronze.fhir_reader import read_fhir_ndjson
+from pipelines.bronze.outreach_reader import (
+    CHANNELS,
+    EVENTS,
+    FIELDS,
+    read_outreach_events_csv,
+    read_outreach_events_ndjson,
+)
 from pipelines.bronze.tables import ReadResult
 from tests.corpus.cases import CORPUS, MARKERS
 from tests.test_corpus import REASON_CODES
@@ -359,6 +368,101 @@ CONVERSATION = orjson.loads(seed("conversations/clean.ndjson").splitlines()[0])
 )
 def test_conversations(data: bytes) -> None:
     check_lines(data, read_conversations_ndjson(data))
+
+
+# --- outreach outcome events --------------------------------------------------------------------------------
+OUTREACH_EVENT = orjson.loads(seed("outreach_events/events.ndjson").splitlines()[1])
+OUTREACH_HEADER = seed("outreach_events/clean.csv").splitlines(keepends=True)[0]
+
+
+def check_outreach(result: ReadResult) -> None:
+    """Every outreach event kept in bronze is complete and normalized, its reply text only in raw."""
+    check(result)
+    bronze = result.bronze
+    assert set(bronze["channel"].to_list()) <= set(CHANNELS)
+    assert set(bronze["event"].to_list()) <= set(EVENTS)
+    assert set(bronze["reply_keyword"].to_list()) <= {"STOP", "START", "HELP", "OTHER", None}
+    required = ["event_id", "campaign_id", "run_id", "occurred_at", "patient_key"]
+    assert not bronze.select(pl.any_horizontal(pl.col(required).is_null()).any()).item()
+    assert "reply_text" not in bronze.columns
+
+
+@PROPERTY
+@given(
+    mutations(seed("outreach_events/events.ndjson"))
+    | st.lists(records_like(OUTREACH_EVENT) | json_values, max_size=8).map(lambda v: ndjson(*v))
+)
+def test_outreach_events_ndjson(data: bytes) -> None:
+    result = read_outreach_events_ndjson(data)
+    check_lines(data, result)
+    check_outreach(result)
+
+
+@PROPERTY
+@given(
+    mutations(seed("outreach_events/clean.csv"))
+    | st.lists(csv_rows, max_size=8).map(lambda rows: OUTREACH_HEADER + "\n".join(rows).encode())
+)
+def test_outreach_events_csv(data: bytes) -> None:
+    check_outreach(read_outreach_events_csv(data))
+
+
+field_texts = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00\ufeff"), max_size=8
+) | st.sampled_from(
+    [
+        *CHANNELS,
+        *EVENTS,
+        "SMS",
+        " Email ",
+        "opted_out",
+        "2026-06-30T08:15:00Z",
+        "2026-06-30T10:15:00.5+02:00",
+        "2026-06-30T08:15:00",
+        "2026-06-30",
+        "P1",
+        "urn:oid:1.2.3|MRN-1",
+        "STOP",
+        " start ",
+        "",
+        "  ",
+        "Zorblax Quuxley",
+    ]
+)
+outreach_events = st.fixed_dictionaries(
+    {
+        "campaign_id": st.just("c") | field_texts,
+        "run_id": st.just("r") | field_texts,
+        "channel": st.sampled_from(CHANNELS) | field_texts,
+        "event": st.sampled_from(EVENTS) | field_texts,
+        "occurred_at": st.just("2026-06-30T08:15:00Z") | field_texts,
+    },
+    optional={name: field_texts for name in ("event_id", "person_id", "source_identifier", "reply_text")},
+)
+
+
+@PROPERTY
+@given(st.lists(outreach_events, min_size=1, max_size=8))
+def test_outreach_events_read_the_same_from_csv_and_ndjson(events: list[dict[str, str]]) -> None:
+    """The same events delivered as CSV and as JSON lines: the same bronze rows (derived ids included)
+    and the same quarantine reasons."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(events)
+    as_csv = read_outreach_events_csv(out.getvalue().encode())
+    as_ndjson = read_outreach_events_ndjson(ndjson(*events))
+    check_outreach(as_csv)
+    check_outreach(as_ndjson)
+    columns = pl.exclude("line", "record_format", "raw")
+    assert as_csv.bronze.select(columns).equals(as_ndjson.bronze.select(columns))
+    assert (as_csv.bronze["line"] - 1).equals(as_ndjson.bronze["line"])
+    reasons = ["line", "reason_code", "reason"]
+    assert (
+        as_csv.quarantine.select(pl.col("line") - 1, *reasons[1:])
+        .sort("line")
+        .equals(as_ndjson.quarantine.select(reasons).sort("line"))
+    )
 
 
 SMALL_LIMITS = DecompressionLimits(max_bytes=1 << 16, max_ratio=50, ratio_floor=1 << 12)

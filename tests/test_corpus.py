@@ -35,6 +35,7 @@ from pipelines.bronze.tables import (
     FHIR_RESOURCES,
     INGEST_LOG,
     INGEST_LOG_SCHEMA,
+    OUTREACH_EVENTS,
     PROVENANCE_SCHEMA,
     QUARANTINE,
     QUARANTINE_RECORD_SCHEMA,
@@ -56,7 +57,7 @@ from tests.corpus.cases import (
 )
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)
+RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS, OUTREACH_EVENTS)
 LINE_FORMATS = {
     "fhir_ndjson",
     "fhir_error_ndjson",
@@ -65,6 +66,8 @@ LINE_FORMATS = {
     "conversations_ndjson",
     "device_csv",
     "device_enrolment_csv",
+    "outreach_events_csv",
+    "outreach_events_ndjson",
 }
 WHOLE_FILE_CODES = {"reader_error", "invalid_compression", "decompression_limit", "unrecognized_format"}
 """Codes a record of a line-based file may carry without a line: it is the whole file."""

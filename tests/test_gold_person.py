@@ -289,3 +289,11 @@ def test_rate_history_keeps_one_row_per_measure_and_day(materialized) -> None:
     build_care_gap_rates(lake)
     days = read_table(lake, "gold", "care_gap_rate_history").group_by("as_of").len().sort("as_of")
     assert days.rows() == [(date(2026, 5, 31), rates.height), (AS_OF, rates.height)]
+
+
+def test_age_is_whole_years_on_the_as_of_day_and_null_before_birth() -> None:
+    from pipelines.gold.patient_360 import _age
+
+    births = pl.DataFrame({"b": ["2000-06-30", "2000-07-01", "2026-06-30", "2026-07-01", None, "junk"]})
+    ages = births.select(_age(pl.col("b"), date(2026, 6, 30)).alias("age"))["age"].to_list()
+    assert ages == [26, 25, 0, None, None, None]

@@ -209,6 +209,7 @@ def test_list_rules_find_breaches_and_pass_a_good_list(tmp_path: Path) -> None:
     )
     found = check_list_rules(result.run, CAMPAIGN, later, history)
     assert found == {
+        "holdout_listed": 0,
         "deceased_listed": 1,
         "unknown_person_listed": 0,
         "opted_out_channel_listed": 1,

@@ -91,6 +91,7 @@ def test_every_suppression_reason_and_nobody_lost() -> None:
         person("uninsured", coverage_active=False),
         person("child", age=9),
         person("optout", **denied),
+        person("stopped", consent_sms=False, consent_email=False, consent_mail=False),  # the campaign's three
         person("recent"),
         person("busy"),
         person("booked", appointment_booked=True),
@@ -115,6 +116,7 @@ def test_every_suppression_reason_and_nobody_lost() -> None:
         "uninsured": "coverage_ended",
         "child": "minor_without_guardian_contact",
         "optout": "opted_out_all_channels",
+        "stopped": "opted_out_campaign_channels",
         "recent": "contacted_by_campaign_recently",
         "busy": "weekly_contact_cap",
         "booked": "appointment_booked",
@@ -137,6 +139,14 @@ def test_every_suppression_reason_and_nobody_lost() -> None:
         ({"consent_sms": False}, "email", "p@example.org"),  # opted out of SMS only
         ({"consent_sms": False, "email": None}, "mail", "p Main St, Springfield, MA, 01101"),
         ({"consent_sms": False, "consent_email": False, "address_postal_code": None}, None, None),
+        # a contact point that bounced is skipped; another one of the same channel is fine
+        ({"invalid_contacts": ["sms|555-p"]}, "email", "p@example.org"),
+        ({"invalid_contacts": ["sms|555-old", "email|p@example.org"]}, "sms", "555-p"),
+        (
+            {"invalid_contacts": ["sms|555-p", "email|p@example.org"]},
+            "mail",
+            "p Main St, Springfield, MA, 01101",
+        ),
     ],
 )
 def test_channel_choice_follows_preference_consent_and_usable_contact(
@@ -191,6 +201,7 @@ def test_the_shipped_campaigns_load() -> None:
         "post_discharge_follow_up",
         "breast_screening_reminder",
         "flu_vaccine_reminder",
+        "colorectal_screening_outreach",
     ]
     assert {c.id: c.measures for c in campaigns}["flu_vaccine_reminder"] == ("FLU",)
 

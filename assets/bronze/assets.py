@@ -11,6 +11,7 @@ from pipelines.bronze.tables import (
     FEEDBACK_RECORDS,
     FHIR_RESOURCES,
     INGEST_LOG,
+    OUTREACH_EVENTS,
     QUARANTINE,
 )
 from pipelines.locks import exclusive
@@ -19,6 +20,7 @@ BRONZE_GROUP = "bronze"
 FHIR_RESOURCES_KEY = dg.AssetKey([BRONZE, FHIR_RESOURCES])
 DEVICE_RECORDS_KEY = dg.AssetKey([BRONZE, DEVICE_RECORDS])
 FEEDBACK_RECORDS_KEY = dg.AssetKey([BRONZE, FEEDBACK_RECORDS])
+OUTREACH_EVENTS_KEY = dg.AssetKey([BRONZE, OUTREACH_EVENTS])
 QUARANTINE_KEY = dg.AssetKey([BRONZE, QUARANTINE])
 INGEST_LOG_KEY = dg.AssetKey([BRONZE, INGEST_LOG])
 
@@ -28,6 +30,9 @@ _DESCRIPTIONS = {
     DEVICE_RECORDS_KEY: "Every device data point (Open mHealth), vendor payload item (iHealth) and "
     "remote-monitoring enrolment row, raw; partitioned by bucket of the device user key.",
     FEEDBACK_RECORDS_KEY: "Every service-center conversation, raw; partitioned by patient bucket.",
+    OUTREACH_EVENTS_KEY: "Every outreach outcome event a vendor delivered (sent, delivered, replied, "
+    "opted-out, booked, ...), typed, reply text only in raw; partitioned by bucket of person_id, else "
+    "source_identifier.",
     QUARANTINE_KEY: "Records that could not be used, with a reason code, a reason and the raw bytes.",
     INGEST_LOG_KEY: "One row per ingested landing file: content hash, counts in / bronze / quarantine, "
     "manifest transaction time and errors. Its part files commit each write batch.",
@@ -67,7 +72,7 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
             }
         if key == QUARANTINE_KEY:
             metadata |= by_reason
-        if key in (FHIR_RESOURCES_KEY, DEVICE_RECORDS_KEY, FEEDBACK_RECORDS_KEY):
+        if key in (FHIR_RESOURCES_KEY, DEVICE_RECORDS_KEY, FEEDBACK_RECORDS_KEY, OUTREACH_EVENTS_KEY):
             # bucket keys, not patient data: the silver sensor rebuilds only these partitions
             metadata["buckets_touched"] = ",".join(report.buckets_touched(table))
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)

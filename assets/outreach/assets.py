@@ -2,6 +2,7 @@
 `<exports>/<campaign>/<run_id>/`, audited, optionally loaded into PostgreSQL, then re-read and checked."""
 
 import dagster as dg
+import polars as pl
 
 from assets.resources import LakeResource, OutreachDatabaseResource
 from pipelines.gold.as_of import resolve_as_of
@@ -11,6 +12,8 @@ from pipelines.lake import scan_table
 from pipelines.measures.build import CARE_GAPS
 from pipelines.outreach.audit import run_by
 from pipelines.outreach.exports import contact_history
+from pipelines.outreach.inputs import apply_opt_outs, opt_outs
+from pipelines.outreach.responses import COMMUNICATION_OPT_OUT, INVALID_CONTACT_POINT
 from pipelines.outreach.run import run_campaign, shipped_campaigns
 from pipelines.outreach.verify import check_list_rules, verify_export
 from pipelines.segments.build import SEGMENT_MEMBERSHIP
@@ -38,6 +41,9 @@ campaign_partitions = dg.StaticPartitionsDefinition([c.id for c in shipped_campa
         ],
         dg.AssetDep(["silver", "patient_identifier"], partition_mapping=_ALL),
         dg.AssetDep([IDENTITY, PERSON_LINK]),
+        # answers from outreach systems: opt-outs and bounced contact points steer the selection
+        dg.AssetDep(["gold", COMMUNICATION_OPT_OUT]),
+        dg.AssetDep(["gold", INVALID_CONTACT_POINT]),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -50,8 +56,8 @@ campaign_partitions = dg.StaticPartitionsDefinition([c.id for c in shipped_campa
             LIST_RULES_CHECK,
             asset=OUTREACH_LIST_KEY,
             blocking=True,
-            description="Nobody listed is deceased, reached on a channel they opted out of, or over the "
-            "campaign's or the weekly contact cap.",
+            description="Nobody listed is deceased, held out, reached on a channel they opted out of, or "
+            "over the campaign's or the weekly contact cap.",
         ),
     ],
 )
@@ -99,12 +105,14 @@ def outreach_list(
         passed=not problems,
         metadata={"problems": "; ".join(problems) or "none"},
     )
+    listed_ids = result.run.read_list()["person_id"]
     people = (
         scan_table(settings.lake, "gold", PATIENT_360)
         .select("person_id", "deceased", *[f"consent_{c}" for c in ("phone", "sms", "email", "mail")])
-        .join(result.run.read_list().lazy().select("person_id"), on="person_id", how="semi")
+        .filter(pl.col("person_id").is_in(listed_ids.implode()))
         .collect()
     )
+    people = apply_opt_outs(people, opt_outs(settings.lake, listed_ids))
     history = contact_history(settings.exports, campaigns, campaign, result.run.as_of)
     breaches = check_list_rules(result.run, campaign, people, history)
     yield dg.AssetCheckResult(

@@ -11,6 +11,7 @@ from pipelines.bronze.tables import (
     FEEDBACK_RECORDS,
     FHIR_RESOURCES,
     INGEST_LOG,
+    OUTREACH_EVENTS,
     QUARANTINE,
 )
 from pipelines.lake import parquet_files, scan_table, table_path
@@ -28,7 +29,12 @@ def accounting_table(lake: UPath) -> pl.DataFrame:
         return pl.DataFrame(schema={"ingest_key": pl.String, "records_in": pl.Int64})
     log = scan_table(lake, BRONZE, INGEST_LOG).filter(pl.col("status") == "ingested")
     bronze = (
-        pl.concat([_rows_per_file(lake, t) for t in (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)])
+        pl.concat(
+            [
+                _rows_per_file(lake, t)
+                for t in (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS, OUTREACH_EVENTS)
+            ]
+        )
         .group_by("ingest_key")
         .agg(pl.col("rows").sum().alias("found_bronze"))
     )

@@ -2,8 +2,10 @@
 
 Layout: `<landing>/<source>/…`; a source is a folder. Its format comes from an optional
 `<source>/source.yaml` (`format: fhir | openmhealth | ihealth | withings | fitbit | device_csv |
-device_enrolment | conversations`), else from the files themselves. A `device_csv` source also names
-the column mapping its files follow (`mapping: <name>` → data_contracts/devices/csv_mappings/<name>.yaml).
+device_enrolment | conversations | outreach_events`), else from the files themselves. Outreach outcome
+files (`*.csv`, `*.ndjson`, `*.jsonl`) are read as such only in a source declaring `outreach_events`;
+nothing sniffs for them. A `device_csv` source also names the column mapping its files follow
+(`mapping: <name>` → data_contracts/devices/csv_mappings/<name>.yaml).
 A FHIR source holding a Bulk Data manifest (`manifest.json`, or any top-level `*.json` with
 `transactionTime` and `output`) is read through the manifest: only listed outputs, with `deleted[]` and
 `error[]` files, never a file outside the source folder and never a download. A `.gz` file is read as the
@@ -36,6 +38,7 @@ SOURCE_FORMATS = (
     "device_csv",
     "device_enrolment",
     "conversations",
+    "outreach_events",
 )
 SNIFF_BYTES = 65536
 MAX_URL_CHARS = 4096  # longer manifest urls are refused (and shown shortened): no file name is this long
@@ -54,6 +57,8 @@ FITBIT = "fitbit_json"
 DEVICE_CSV = "device_csv"
 ENROLMENT_CSV = "device_enrolment_csv"
 CONVERSATIONS = "conversations_ndjson"
+OUTREACH_CSV = "outreach_events_csv"
+OUTREACH_NDJSON = "outreach_events_ndjson"
 BULK_MANIFEST = "bulk_manifest"
 UNRECOGNIZED = "unrecognized"
 
@@ -330,6 +335,9 @@ def _file_format(path: UPath, declared: str | None) -> str:
         ("device_enrolment", ".csv"): ENROLMENT_CSV,
         ("conversations", ".ndjson"): CONVERSATIONS,
         ("conversations", ".jsonl"): CONVERSATIONS,
+        ("outreach_events", ".csv"): OUTREACH_CSV,
+        ("outreach_events", ".ndjson"): OUTREACH_NDJSON,
+        ("outreach_events", ".jsonl"): OUTREACH_NDJSON,
     }
     if declared is not None:
         return by_declared.get((declared, suffix), UNRECOGNIZED)

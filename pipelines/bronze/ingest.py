@@ -45,12 +45,14 @@ from pipelines.bronze.feedback_reader import read_conversations_ndjson
 from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
 from pipelines.bronze.fhir_reader import read_fhir_ndjson
 from pipelines.bronze.json_records import whole_file_quarantine
+from pipelines.bronze.outreach_reader import read_outreach_events_csv, read_outreach_events_ndjson
 from pipelines.bronze.tables import (
     BRONZE,
     DEVICE_RECORDS,
     FEEDBACK_RECORDS,
     FHIR_RESOURCES,
     INGEST_LOG,
+    OUTREACH_EVENTS,
     QUARANTINE,
     UNRECOGNIZED_TABLE,
     ReadResult,
@@ -290,6 +292,8 @@ READ_TARGETS: dict[str, str] = {
     d.DEVICE_CSV: DEVICE_RECORDS,
     d.ENROLMENT_CSV: DEVICE_RECORDS,
     d.CONVERSATIONS: FEEDBACK_RECORDS,
+    d.OUTREACH_CSV: OUTREACH_EVENTS,
+    d.OUTREACH_NDJSON: OUTREACH_EVENTS,
 }
 """The bronze table each format's records are meant for."""
 
@@ -320,6 +324,8 @@ READERS: dict[str, Reader] = {
     d.DEVICE_CSV: lambda f, data, known: read_device_csv(data, load_csv_mapping(f.mapping or "")),
     d.ENROLMENT_CSV: lambda f, data, known: read_enrolment_csv(data),
     d.CONVERSATIONS: lambda f, data, known: read_conversations_ndjson(data),
+    d.OUTREACH_CSV: lambda f, data, known: read_outreach_events_csv(data),
+    d.OUTREACH_NDJSON: lambda f, data, known: read_outreach_events_ndjson(data),
 }
 
 

@@ -13,6 +13,7 @@ import polars as pl
 FHIR_RESOURCES = "fhir_resources"
 DEVICE_RECORDS = "device_records"
 FEEDBACK_RECORDS = "feedback_records"
+OUTREACH_EVENTS = "outreach_events"
 QUARANTINE = "quarantine"
 INGEST_LOG = "ingest_log"
 UNRECOGNIZED_TABLE = "unrecognized"  # target of files whose format could not be recognized
@@ -66,6 +67,24 @@ FEEDBACK_RECORD_SCHEMA: dict[str, pl.DataType] = {
     "raw": pl.String(),
 }
 
+OUTREACH_EVENT_SCHEMA: dict[str, pl.DataType] = {
+    **POSITION_SCHEMA,
+    "record_format": pl.String(),  # csv | ndjson
+    "event_id": pl.String(),  # the vendor's id, else sha256 of the canonical content (see outreach_reader)
+    "campaign_id": pl.String(),
+    "run_id": pl.String(),
+    "person_id": pl.String(),
+    "source_identifier": pl.String(),  # system|value, e.g. an MRN
+    "channel": pl.String(),  # sms | email | phone | mail
+    "event": pl.String(),  # sent | delivered | bounced | opened | clicked | replied | opted-out |
+    # called-no-answer | booked
+    "occurred_at": pl.Datetime("us", "UTC"),
+    "reply_keyword": pl.String(),  # STOP | START | HELP | OTHER, null without a reply (the text stays in raw)
+    "patient_key": pl.String(),  # person_id, else source_identifier: what the writer buckets the row by
+    "raw": pl.String(),  # the JSON line as received, or the CSV row as a JSON object of header → value
+}
+"""Outcomes of exported outreach campaigns as vendors deliver them (`outreach_reader`)."""
+
 QUARANTINE_RECORD_SCHEMA: dict[str, pl.DataType] = {
     **POSITION_SCHEMA,
     "target_table": pl.String(),  # the bronze table the record was meant for
@@ -78,6 +97,7 @@ RECORD_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     FHIR_RESOURCES: FHIR_RECORD_SCHEMA,
     DEVICE_RECORDS: DEVICE_RECORD_SCHEMA,
     FEEDBACK_RECORDS: FEEDBACK_RECORD_SCHEMA,
+    OUTREACH_EVENTS: OUTREACH_EVENT_SCHEMA,
     QUARANTINE: QUARANTINE_RECORD_SCHEMA,
 }
 

@@ -23,6 +23,7 @@ from pipelines.bronze.tables import (
     FHIR_RESOURCES,
     INGEST_LOG,
     INGEST_LOG_SCHEMA,
+    OUTREACH_EVENTS,
     PROVENANCE_SCHEMA,
     QUARANTINE,
     QUARANTINE_RECORD_SCHEMA,
@@ -38,7 +39,7 @@ DEFAULT_BATCH_ROWS = 400_000
 DEFAULT_BATCH_BYTES = 64 << 20
 """A batch is written when it holds this many rows or this many bytes of landing data, which bounds
 the writer's memory (raw records are kept in full, so bytes matter more than rows)."""
-RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS)
+RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS, OUTREACH_EVENTS)
 _FILE_POSITION = "_file_position"
 ROW_GROUP_ROWS = 16_384
 

@@ -157,7 +157,9 @@ def _age(birth: pl.Expr, as_of: date) -> pl.Expr:
     before_birthday = (born.dt.month() > as_of.month) | (
         (born.dt.month() == as_of.month) & (born.dt.day() > as_of.day)
     )
-    return (years - before_birthday.cast(pl.Int32)).cast(pl.Int32)
+    age = (years - before_birthday.cast(pl.Int32)).cast(pl.Int32)
+    # a replay of an earlier day over later data meets people not born yet: they have no age on that day
+    return pl.when(born > as_of).then(pl.lit(None, pl.Int32)).otherwise(age)
 
 
 def _contact_and_consent(records: PersonRecords) -> pl.DataFrame:

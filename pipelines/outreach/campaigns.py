@@ -28,7 +28,19 @@ _KEYS = {
     "end",
     "max_list_size",
     "priority",
+    "holdout",
 }
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """A randomized hold-out: a `share` of the persons a run would list is not contacted, assigned by a
+    keyed hash of person and campaign (`key`; stable across runs and list orders), and the effect counts
+    gaps closed within `follow_up_days` of the run."""
+
+    share: float
+    follow_up_days: int
+    key: str
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class Campaign:
     measures: tuple[str, ...] = ()  # the care gaps the message is about (gap ids, due dates); () = all
     closing_types: tuple[str, ...] = ("CHECKUP", "ROUTINE")  # appointment types that can close the gap
     closing_within_days: int = 60  # ... when booked to start within this many days
+    holdout: Holdout | None = None  # a randomized group that is not contacted, to measure the effect
 
     def active_on(self, day: date) -> bool:
         """True when `day` is within the campaign's dates."""
@@ -133,6 +146,7 @@ def _campaign(path: Path, segment_ids: set[str], measure_ids: set[str] | None) -
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             where = "frequency" if key in frequency else "closing_appointments" if key in closing else key
             raise fail(where, f"{key} must be a whole number >= 0")
+    holdout = _holdout(data.get("holdout"), str(data["id"]), lambda message: fail("holdout", message))
     languages = _names(data.get("languages", ["en"]), lambda: fail("languages", "languages must be a list"))
     default_language = str(data.get("default_language", languages[0] if languages else "en"))
     return Campaign(
@@ -153,7 +167,26 @@ def _campaign(path: Path, segment_ids: set[str], measure_ids: set[str] | None) -
         measures=measures,
         closing_types=closing_types,
         closing_within_days=numbers["within_days"],
+        holdout=holdout,
     )
+
+
+def _holdout(value: Any, campaign_id: str, fail: Any) -> Holdout | None:
+    """`holdout: {share, follow_up_days, key}`: share in (0, 0.5], follow-up 1-730 days, key default the
+    campaign id (change it to draw a new hold-out)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"share", "follow_up_days", "key"} or "share" not in value:
+        raise fail("holdout takes `share` (required), `follow_up_days` and `key`")
+    share, days = value["share"], value.get("follow_up_days", 90)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 0.5:
+        raise fail("holdout.share must be a number above 0 and at most 0.5")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 730:
+        raise fail("holdout.follow_up_days must be a whole number from 1 to 730")
+    key = value.get("key", campaign_id)
+    if not isinstance(key, str) or not key.strip():
+        raise fail("holdout.key must be a non-empty string")
+    return Holdout(float(share), days, key)
 
 
 def _names(value: Any, error: Any) -> tuple[str, ...]:

@@ -1,9 +1,12 @@
 """Immutable campaign exports under `<exports>/<campaign>/<run_id>/`, the files outreach systems consume.
 
 A run folder holds `list.csv` and `list.parquet` (the list), `group.json` (a FHIR R4 Group of the members),
-`suppressed.csv` (who is not contacted, and why), the delta against the campaign's previous run
-(`added.csv`, `removed.csv`, `changed.csv`) and, written last, `manifest.json` in the shape of a Bulk Data
-manifest: every file with its row count and sha256. A folder without a manifest is not a run.
+`suppressed.csv` (who is not contacted, and why), for a campaign with a randomized hold-out `holdout.csv`
+(who would have been listed but is held out to measure the effect: not for the outreach system to contact,
+and typed `holdout` in the manifest, which also says the share and how it was drawn), the delta against the
+campaign's previous run (`added.csv`, `removed.csv`, `changed.csv`) and, written last, `manifest.json` in
+the shape of a Bulk Data manifest: every file with its row count and sha256. A folder without a manifest is
+not a run.
 
 Run ids are the as-of day (`2026-06-30`); a re-run the same day on changed data gets a revision
 (`2026-06-30.2`), a re-run on unchanged data writes nothing and returns the existing run, so a run folder
@@ -33,19 +36,22 @@ from upath import UPath
 
 from pipelines.lake import is_local
 from pipelines.outreach.campaigns import Campaign
+from pipelines.outreach.holdout import HOLDOUT_SCHEMA
 from pipelines.outreach.selection import HISTORY_SCHEMA, LIST_SCHEMA, SUPPRESSION_SCHEMA
 
 MANIFEST = "manifest.json"
 LIST_CSV, LIST_PARQUET, GROUP, SUPPRESSED = "list.csv", "list.parquet", "group.json", "suppressed.csv"
+HOLDOUT = "holdout.csv"
 ADDED, REMOVED, CHANGED = "added.csv", "removed.csv", "changed.csv"
-CONTENT_FILES = (LIST_CSV, LIST_PARQUET, GROUP, SUPPRESSED)
+CONTENT_FILES = (LIST_CSV, LIST_PARQUET, GROUP, SUPPRESSED, HOLDOUT)
 """The files that make a run's content; equal hashes mean an unchanged list."""
 DELTA_FILES = (ADDED, REMOVED, CHANGED)
 _RUN_ID = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.(\d+))?$")
 _CHANGE_COLUMNS = ("channel", "contact", "recipient", "language", "template")
 """A listed person whose row differs in one of these since the previous run is in `changed.csv`."""
 DIR_MODE, FILE_MODE = 0o700, 0o600
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: randomized hold-outs (`holdout`, `holdout.csv`); data_contracts/schemas/README.md says what changed."""
 
 
 class ExportError(RuntimeError):
@@ -77,6 +83,17 @@ class RunFolder:
     def read_list(self) -> pl.DataFrame:
         """The run's list as written (LIST_SCHEMA)."""
         return pl.read_parquet((self.folder / LIST_PARQUET).read_bytes())
+
+    def read_holdout(self) -> pl.DataFrame:
+        """The run's hold-out (HOLDOUT_SCHEMA; empty for a campaign without one, or an older run)."""
+        path = self.folder / HOLDOUT
+        if not path.exists():
+            return pl.DataFrame(schema=HOLDOUT_SCHEMA)
+        flat = {**HOLDOUT_SCHEMA, "gap_ids": pl.String()}
+        frame = pl.read_csv(path.read_bytes(), schema=flat)
+        return frame.with_columns(
+            pl.col("gap_ids").fill_null("").str.split(";").list.eval(pl.element().filter(pl.element() != ""))
+        )
 
 
 @dataclass(frozen=True)
@@ -157,8 +174,10 @@ def export_run(
     as_of: date,
     definitions_version: str,
     transaction_time: datetime,
+    holdout: pl.DataFrame | None = None,
 ) -> ExportResult:
-    """Write one campaign run (or find it already written with the same content) and return it."""
+    """Write one campaign run (or find it already written with the same content) and return it;
+    `holdout` (HOLDOUT_SCHEMA) is written for a campaign with a hold-out."""
     with _campaign_lock(exports, campaign.id):
         runs = campaign_runs(exports, campaign.id)
         if runs and runs[-1].as_of > as_of:
@@ -166,7 +185,7 @@ def export_run(
                 f"campaign {campaign.id} already has a run for {runs[-1].as_of}; runs for {as_of} would "
                 "reorder contacts that were already handed over"
             )
-        content = _content_files(campaign, listed, suppressed, as_of)
+        content = _content_files(campaign, listed, suppressed, as_of, holdout)
         hashes = {name: _sha256(data) for name, (data, _) in content.items()}
         previous = runs[-1] if runs else None
         if previous is not None and previous.as_of == as_of:
@@ -187,16 +206,26 @@ def export_run(
 
 
 def _content_files(
-    campaign: Campaign, listed: pl.DataFrame, suppressed: pl.DataFrame, as_of: date
+    campaign: Campaign,
+    listed: pl.DataFrame,
+    suppressed: pl.DataFrame,
+    as_of: date,
+    holdout: pl.DataFrame | None,
 ) -> dict[str, tuple[bytes, int]]:
     listed = listed.select([pl.col(n).cast(t) for n, t in LIST_SCHEMA.items()])
     suppressed = suppressed.select([pl.col(n).cast(t) for n, t in SUPPRESSION_SCHEMA.items()])
-    return {
+    files = {
         LIST_CSV: (_csv(listed), listed.height),
         LIST_PARQUET: (_parquet(listed), listed.height),
         GROUP: (group_json(campaign, listed, as_of), listed.height),
         SUPPRESSED: (_csv(suppressed), suppressed.height),
     }
+    if campaign.holdout is not None:
+        held = (holdout if holdout is not None else pl.DataFrame(schema=HOLDOUT_SCHEMA)).select(
+            [pl.col(n).cast(t) for n, t in HOLDOUT_SCHEMA.items()]
+        )
+        files[HOLDOUT] = (_csv(held.sort("person_id")), held.height)
+    return files
 
 
 def _delta_files(
@@ -280,6 +309,7 @@ def _manifest(
         LIST_PARQUET: ("list", "application/vnd.apache.parquet"),
         GROUP: ("Group", "application/fhir+json"),
         SUPPRESSED: ("suppressed", "text/csv"),
+        HOLDOUT: ("holdout", "text/csv"),
         ADDED: ("delta-added", "text/csv"),
         REMOVED: ("delta-removed", "text/csv"),
         CHANGED: ("delta-changed", "text/csv"),
@@ -293,6 +323,19 @@ def _manifest(
         "previousRunId": previous.run_id if previous else None,
         "definitionsVersion": definitions_version,
         "requiresAccessToken": False,
+        **(
+            {
+                "holdout": {
+                    "share": campaign.holdout.share,
+                    "followUpDays": campaign.holdout.follow_up_days,
+                    "count": files[HOLDOUT][1],
+                    "method": "HMAC-SHA256(campaign hold-out key, person_id) read as [0, 1) < share",
+                    "note": "held-out persons must not be contacted by this campaign",
+                }
+            }
+            if campaign.holdout is not None and HOLDOUT in files
+            else {}
+        ),
         "output": [
             {
                 "type": kinds[name][0],

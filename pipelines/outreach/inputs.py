@@ -1,6 +1,8 @@
 """What campaign selection reads from the lake: the current members of a campaign's segments and, for
-those persons only, their patient_360 row with the campaign's open gaps, hospice status, recent triggers
-and source MRNs. Every read is a lazy scan over all person buckets with the member ids pushed down."""
+those persons only, their patient_360 row with the campaign's open gaps, hospice status, recent triggers,
+source MRNs, the opt-outs received from outreach systems (applied to the `consent_<channel>` columns) and
+the contact points that bounced. Every read is a lazy scan over all person buckets with the member ids
+pushed down."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pipelines.gold.patient_360 import PATIENT_360
 from pipelines.identity.build import IDENTITY, PERSON_LINK
 from pipelines.lake import parquet_files, scan_table, table_path
 from pipelines.measures.build import CARE_GAPS
-from pipelines.outreach.campaigns import Campaign
+from pipelines.outreach.campaigns import CHANNELS, Campaign
+from pipelines.outreach.responses import COMMUNICATION_OPT_OUT, INVALID_CONTACT_POINT
 from pipelines.segments.build import SEGMENT_MEMBERSHIP
 from pipelines.segments.engine import segment_titles
 from pipelines.segments.triggers import TRIGGER_EVENTS
@@ -57,9 +60,10 @@ def campaign_people(lake: UPath, campaign: Campaign, person_ids: pl.Series, as_o
     view = _scan(lake, GOLD, PATIENT_360)
     if view is None or person_ids.is_empty():
         return pl.DataFrame(schema={"person_id": pl.String})
-    people = view.filter(pl.col("person_id").is_in(ids)).collect()
+    people = apply_opt_outs(view.filter(pl.col("person_id").is_in(ids)).collect(), opt_outs(lake, ids))
     return (
         people.join(_gaps(lake, campaign, ids), on="person_id", how="left")
+        .join(_invalid_contacts(lake, ids), on="person_id", how="left")
         .join(_recent_triggers(lake, ids, as_of), on="person_id", how="left")
         .join(_mrns(lake, ids), on="person_id", how="left")
         .join(_closing_appointments(lake, campaign, ids, as_of), on="person_id", how="left")
@@ -69,6 +73,46 @@ def campaign_people(lake: UPath, campaign: Campaign, person_ids: pl.Series, as_o
             pl.col("recent_trigger").fill_null(False),
             pl.col("days_overdue").fill_null(0),
         )
+    )
+
+
+def opt_outs(lake: UPath, ids: pl.Series) -> pl.DataFrame:
+    """person_id, channel of the opt-outs received from outreach systems for the persons `ids`."""
+    table = _scan(lake, GOLD, COMMUNICATION_OPT_OUT)
+    if table is None:
+        return pl.DataFrame(schema={"person_id": pl.String, "channel": pl.String})
+    return table.filter(pl.col("person_id").is_in(ids)).select("person_id", "channel").collect()
+
+
+def apply_opt_outs(people: pl.DataFrame, opted_out: pl.DataFrame) -> pl.DataFrame:
+    """`consent_<channel>` set to False where the person opted out of the channel through an outreach
+    system (a Consent resource's deny stays as it is)."""
+    if opted_out.is_empty():
+        return people
+    flags = opted_out.with_columns(pl.lit(True).alias("_out")).pivot(
+        "channel", index="person_id", values="_out", aggregate_function="max"
+    )
+    flags = flags.rename({c: f"_out_{c}" for c in flags.columns if c != "person_id"})
+    joined = people.join(flags, on="person_id", how="left")
+    return joined.with_columns(
+        (pl.col(f"consent_{c}").fill_null(True) & ~pl.col(f"_out_{c}").fill_null(False)).alias(f"consent_{c}")
+        for c in CHANNELS
+        if f"_out_{c}" in joined.columns and f"consent_{c}" in joined.columns
+    ).drop([c for c in joined.columns if c.startswith("_out_")])
+
+
+def _invalid_contacts(lake: UPath, ids: pl.Series) -> pl.DataFrame:
+    """person_id, invalid_contacts (`<channel>|<contact point>` that bounced)."""
+    schema = {"person_id": pl.String, "invalid_contacts": pl.List(pl.String)}
+    table = _scan(lake, GOLD, INVALID_CONTACT_POINT)
+    if table is None:
+        return pl.DataFrame(schema=schema)
+    return (
+        table.filter(pl.col("person_id").is_in(ids))
+        .group_by("person_id")
+        .agg(pl.format("{}|{}", "channel", "contact").sort().alias("invalid_contacts"))
+        .collect()
+        .cast(schema)  # type: ignore[arg-type]
     )
 
 

@@ -14,6 +14,7 @@ from pipelines.measures.definitions import load_measures
 from pipelines.outreach.audit import append_audit_entry, now_utc
 from pipelines.outreach.campaigns import CAMPAIGNS_DIR, Campaign, load_campaigns
 from pipelines.outreach.exports import ExportResult, contact_history, export_run
+from pipelines.outreach.holdout import split_holdout
 from pipelines.outreach.inputs import campaign_members, campaign_people
 from pipelines.outreach.selection import select_campaign
 from pipelines.segments.engine import SEGMENTS_DIR, segment_titles
@@ -61,8 +62,11 @@ def run_campaign(
     people = campaign_people(lake, campaign, members["person_id"], as_of)
     history = contact_history(exports, campaigns, campaign, as_of)
     listed, suppressed = select_campaign(campaign, members, people, history, as_of)
+    listed, holdout = split_holdout(campaign, listed)
     at = transaction_time or now_utc()
-    result = export_run(exports, campaign, listed, suppressed, as_of, definitions_version(campaign), at)
+    result = export_run(
+        exports, campaign, listed, suppressed, as_of, definitions_version(campaign), at, holdout
+    )
     reasons = dict(sorted(Counter(suppressed["reason"].to_list()).items()))
     loaded = None
     if dsn:

@@ -5,10 +5,14 @@ point, the template language and a priority) or the suppressions (with one reaso
 applies in the order of `SUPPRESSION_REASONS`). Nothing is dropped silently.
 
 Channel choice walks the campaign's channels in order and takes the first one the person has not opted
-out of (a Consent deny for that channel or for all contact) and has a usable contact point for: SMS needs a
-mobile number, a call any phone, e-mail an address, mail a postal address. Minors (under 18 on the as-of
-day) are contacted through their parent or guardian (patient_360 `guardian_*`): the list names the
-guardian as recipient and carries the guardian's contact point; the minor's own Consent still applies.
+out of (a Consent deny for that channel or for all contact, or a STOP / opt-out received from an outreach
+system: `gold/communication_opt_out`) and has a usable contact point for: SMS needs a mobile number, a call
+any phone, e-mail an address, mail a postal address; a contact point that bounced
+(`gold/invalid_contact_point`) is not usable until it changes or is seen working again.
+
+Minors (under 18 on the as-of day) are contacted through their parent or guardian (patient_360
+`guardian_*`): the list names the guardian as recipient and carries the guardian's contact point; the
+minor's own Consent still applies.
 A minor with no guardian contact point at all is suppressed with that reason.
 
 Priority (higher first; ties broken by person id):
@@ -31,6 +35,7 @@ SUPPRESSION_REASONS = (
     "coverage_ended",
     "minor_without_guardian_contact",
     "opted_out_all_channels",
+    "opted_out_campaign_channels",
     "contacted_by_campaign_recently",
     "weekly_contact_cap",
     "appointment_booked",
@@ -108,6 +113,7 @@ PEOPLE_OPTIONAL: dict[str, pl.DataType] = {
     "guardian_address_city": pl.String(),
     "guardian_address_state": pl.String(),
     "guardian_address_postal_code": pl.String(),
+    "invalid_contacts": pl.List(pl.String()),  # `<channel>|<contact point>` that bounced
 }
 """`people` columns selection reads: null when absent (a crafted frame, a person without a 360 row)."""
 
@@ -188,8 +194,13 @@ def select_campaign(
     ).join(weekly, on="person_id", how="left")
     choices = [_channel_contact(c) for c in campaign.channels]
     allowed = [pl.col(f"consent_{c}").fill_null(True) for c in campaign.channels]
+    bounced = [
+        pl.col("invalid_contacts").fill_null([]).list.contains(pl.concat_str([pl.lit(f"{c}|"), contact]))
+        for c, (contact, _) in zip(campaign.channels, choices, strict=True)
+    ]
     usable = [
-        contact.is_not_null() & allowed_ for (contact, _), allowed_ in zip(choices, allowed, strict=True)
+        contact.is_not_null() & allowed_ & ~bounced_.fill_null(False)
+        for (contact, _), allowed_, bounced_ in zip(choices, allowed, bounced, strict=True)
     ]
     channel = pl.coalesce(
         [pl.when(u).then(pl.lit(c)) for u, c in zip(usable, campaign.channels, strict=True)]
@@ -215,6 +226,8 @@ def select_campaign(
         .then(pl.lit("minor_without_guardian_contact"))
         .when(all_denied)
         .then(pl.lit("opted_out_all_channels"))
+        .when(~pl.any_horizontal(allowed))
+        .then(pl.lit("opted_out_campaign_channels"))
         .when(pl.col("_recent").fill_null(False))
         .then(pl.lit("contacted_by_campaign_recently"))
         .when(pl.col("_weekly").fill_null(0) >= campaign.weekly_contacts)

@@ -12,6 +12,7 @@ import polars as pl
 
 from pipelines.outreach.campaigns import Campaign
 from pipelines.outreach.exports import GROUP, LIST_PARQUET, MANIFEST, RunFolder
+from pipelines.outreach.holdout import holdout_draws
 
 
 def verify_export(run: RunFolder) -> list[str]:
@@ -49,9 +50,10 @@ def _rows(name: str, data: bytes) -> int:
 def check_list_rules(
     run: RunFolder, campaign: Campaign, people: pl.DataFrame, history: pl.DataFrame
 ) -> dict[str, int]:
-    """Listed persons who are deceased, were reached on a channel they opted out of, or exceed a
-    frequency cap, counted per rule (all zero for a good list). `people`: patient_360 rows (person_id,
-    deceased, consent_<channel>); `history`: contacts before this run (exports.contact_history)."""
+    """Listed persons who are deceased, were reached on a channel they opted out of, exceed a frequency
+    cap, or belong to the randomized hold-out, counted per rule (all zero for a good list). `people`:
+    patient_360 rows (person_id, deceased, consent_<channel>, with opt-outs received from outreach systems
+    applied); `history`: contacts before this run (exports.contact_history)."""
     listed = pl.read_parquet((run.folder / LIST_PARQUET).read_bytes())
     joined = listed.join(people, on="person_id", how="left")
     consent = pl.coalesce(
@@ -72,7 +74,13 @@ def check_list_rules(
         .len()
         .filter(pl.col("len") >= campaign.weekly_contacts)
     )
+    held_out = 0
+    if campaign.holdout is not None and listed.height:
+        draws = holdout_draws(campaign.holdout.key, listed["person_id"])
+        held_out = int((draws < campaign.holdout.share).sum())
+        held_out += listed.join(run.read_holdout(), on="person_id", how="semi").height
     return {
+        "holdout_listed": held_out,
         "deceased_listed": joined.filter(pl.col("deceased").fill_null(False)).height,
         "unknown_person_listed": joined.filter(pl.col("deceased").is_null()).height,
         "opted_out_channel_listed": joined.filter(~consent).height,

@@ -59,6 +59,7 @@ LAYOUTS: dict[str, Layout] = {
     "device_csv": Layout("format: device_csv\nmapping: generic_bp_csv\n"),
     "enrolment_csv": Layout("format: device_enrolment\n"),
     "conversations": Layout("format: conversations\n"),
+    "outreach_events": Layout("format: outreach_events\n"),
     "source_folders": Layout(folder_cases=True),
 }
 
@@ -301,6 +302,15 @@ OMH = {
     "body": {"heart_rate": {"value": 61, "unit": "beats/min"}},
 }
 CONVERSATION = {"conversation_id": "c1", "patient_source": "ehr_a", "patient_reference": "Patient/p1"}
+OUTREACH_EVENT = {
+    "event_id": "ev-1",
+    "campaign_id": "breast_screening_reminder",
+    "run_id": "2026-06-30",
+    "person_id": "P1",
+    "channel": "sms",
+    "event": "replied",
+    "occurred_at": "2026-06-30T08:15:00Z",
+}
 
 
 def _alias_bomb(levels: int = 12) -> bytes:
@@ -1093,6 +1103,97 @@ LANDING_CASES += [
         make=_write("x.ndjson.gz", b"\x1f\x8b\x08\x00Zorblax"),
     ),
     case(L + "links_looping_back", 1, make=_symlink_loop),
+    # outreach files where no source.yaml declares them are never read as outreach events
+    case(
+        L + "outreach_undeclared",
+        unrecognized_format=["events.csv:2", "events.csv:3", "events.csv:4"],
+        missing_resource_type=["events.ndjson:1"],
+    ),
+]
+
+OE = "outreach_events/"
+LANDING_CASES += [
+    # outreach outcome CSV
+    case(OE + "clean.csv", 3),
+    case(OE + "bom_crlf.csv", 2),
+    case(OE + "blank_lines.csv", 2),
+    case(OE + "case_and_spelling.csv", 5),  # channel and event in any case, `_` for `-`, ISO 8601 variants
+    case(OE + "extra_columns.csv", 2),
+    case(OE + "duplicate_events.csv", 4),  # bronze keeps every delivery; gold de-duplicates by event_id
+    case(OE + "missing_campaign_id.csv", 1, missing_field=[3, 4]),
+    case(OE + "no_person.csv", 1, missing_id=[2, 3]),
+    case(OE + "invalid_source_identifier.csv", 1, invalid_id=[2, 3, 4, 5]),
+    case(OE + "unknown_event.csv", 1, unknown_event=[2, 3]),
+    case(OE + "unknown_channel.csv", 1, unknown_channel=[2, 3, 4]),
+    case(OE + "timestamp_without_offset.csv", 2, invalid_timestamp=[2, 3]),
+    case(OE + "date_only.csv", 1, invalid_timestamp=[2, 3]),
+    case(OE + "invalid_timestamps.csv", 0, invalid_timestamp=[2, 3, 4, 5]),
+    case(OE + "ragged_rows.csv", 2, malformed_csv_row=[3, 4]),
+    case(OE + "unclosed_quote.csv", 2, malformed_csv_row=[3]),
+    case(OE + "quoted_newline.csv", 2, malformed_csv_row=[2, 3]),
+    case(OE + "missing_column.csv", 0, unrecognized_format=[2, 3]),
+    case(OE + "no_person_columns.csv", 0, unrecognized_format=[2, 3]),
+    case(OE + "semicolon_separated.csv", 0, unrecognized_format=[2]),
+    case(OE + "invalid_utf8.csv", 2, invalid_utf8=[3]),
+    case(OE + "header_only.csv"),
+    case(OE + "empty.csv"),
+    case(OE + "gzip_csv", 3, make=_write("events.csv.gz", _gzip_of(OE + "clean.csv"))),
+    case(
+        OE + "gzip_corrupt",
+        invalid_compression=["file"],
+        make=_write("events.csv.gz", lambda: _corrupt(_gzip_of(OE + "clean.csv")())),
+    ),
+    case(
+        OE + "ten_mb_reply",
+        1,
+        make=_write(
+            "big.csv",
+            lambda: (
+                (CORPUS / OE / "clean.csv").read_bytes().splitlines(keepends=True)[0]
+                + f"ev-1,c,r,P1,,sms,replied,2026-06-30T08:15:00Z,{_big_text()},\n".encode()
+            ),
+        ),
+    ),
+    # outreach outcome NDJSON / JSON lines
+    case(OE + "events.ndjson", 3),
+    case(OE + "events_jsonl.jsonl", 2),
+    case(OE + "bom_crlf_ndjson.ndjson", 2),
+    case(OE + "duplicate_events_ndjson.ndjson", 4),
+    case(
+        OE + "bad_records.ndjson",
+        1,
+        missing_field=[1, 9],
+        missing_id=[2],
+        unknown_event=[3],
+        unknown_channel=[4],
+        invalid_timestamp=[5, 6, 7],
+        invalid_id=[8],
+    ),
+    case(OE + "not_objects.ndjson", 1, not_an_object=[2, 3, 4, 5]),
+    case(OE + "truncated.ndjson", 2, invalid_json=[2]),
+    case(OE + "invalid_json_lines.ndjson", 1, invalid_json=[1, 2, 3, 4]),
+    case(OE + "wrong_types.ndjson", 1, invalid_field_type=[1, 2, 3, 4]),
+    case(OE + "nan_detail.ndjson", 1, invalid_json=[2]),
+    case(OE + "invalid_utf8_ndjson.ndjson", 2, invalid_utf8=[2]),
+    case(OE + "empty_ndjson.ndjson"),
+    case(OE + "bundle.json", unrecognized_format=["file"]),  # declared outreach: only CSV and JSON lines
+    case(OE + "gzip_ndjson", 3, make=_write("events.ndjson.gz", _gzip_of(OE + "events.ndjson"))),
+    case(
+        OE + "ten_mb_reply_ndjson",
+        1,
+        make=_write("big.ndjson", lambda: _ndjson({**OUTREACH_EVENT, "reply_text": _big_text()})),
+    ),
+    case(
+        OE + "nested_100k",
+        1,
+        nested_too_deeply=[2],
+        make=_write(
+            "deep.ndjson",
+            lambda: _ndjson(
+                OUTREACH_EVENT, _json(OUTREACH_EVENT)[:-1] + b',"detail":' + _nested(100_000) + b"}"
+            ),
+        ),
+    ),
 ]
 
 
