@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,16 @@ from upath import UPath
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "postgres.sh"
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_main_module() -> Iterator[None]:
+    """Streamlit's AppTest runs a page as `__main__` and leaves it there; a process pool started later
+    (spawn) would then re-run the dashboard in every worker. Every test gets the interpreter's own back."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture
