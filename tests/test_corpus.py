@@ -30,16 +30,13 @@ from pipelines.bronze.accounting import accounting_discrepancies
 from pipelines.bronze.ingest import IngestReport, ingest_landing
 from pipelines.bronze.tables import (
     BRONZE,
-    DEVICE_RECORDS,
-    FEEDBACK_RECORDS,
-    FHIR_RESOURCES,
     INGEST_LOG,
     INGEST_LOG_SCHEMA,
-    OUTREACH_EVENTS,
     PROVENANCE_SCHEMA,
     QUARANTINE,
     QUARANTINE_RECORD_SCHEMA,
 )
+from pipelines.bronze.writer import RECORD_TABLES
 from pipelines.lake import parquet_files, read_table, table_path
 from pipelines.measures.definitions import DefinitionError, load_measure, value_sets
 from pipelines.outreach.campaigns import load_campaigns
@@ -57,7 +54,6 @@ from tests.corpus.cases import (
 )
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-RECORD_TABLES = (FHIR_RESOURCES, DEVICE_RECORDS, FEEDBACK_RECORDS, OUTREACH_EVENTS)
 LINE_FORMATS = {
     "fhir_ndjson",
     "fhir_error_ndjson",
