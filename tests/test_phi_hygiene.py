@@ -307,6 +307,24 @@ def _record_text(record: logging.LogRecord) -> str:
     return " ".join(parts)
 
 
+def dagster_records(home: Path) -> tuple[list[tuple[str, str]], list[Any], int]:
+    """Every run record and event of the persisted instance under `home`, serialized as stored, named by job
+    and event type; with the runs and the number of events (a search of nothing finds nothing)."""
+    import dagster as dg
+
+    found: list[tuple[str, str]] = []
+    events = 0
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = list(instance.get_runs())
+        for dagster_run in runs:
+            found.append((f"dagster run {dagster_run.job_name}", dg.serialize_value(dagster_run)))
+            for entry in instance.all_logs(dagster_run.run_id):
+                events += 1
+                kind = entry.dagster_event_type.value if entry.dagster_event_type else "log message"
+                found.append((f"dagster event {dagster_run.job_name} {kind}", dg.serialize_value(entry)))
+    return found, runs, events
+
+
 def _files(root: Path, patterns: tuple[str, ...]) -> list[tuple[str, str]]:
     """(relative path, text) of the files under `root` that match one of `patterns` (binary files too:
     SQLite keeps its text as UTF-8 bytes)."""
@@ -322,8 +340,6 @@ def test_a_pipeline_run_leaves_no_phi_in_logs_events_or_run_records(
     capfd: pytest.CaptureFixture[str],
     recwarn: pytest.WarningsRecorder,
 ) -> None:
-    import dagster as dg
-
     import pipelines.definitions  # noqa: F401 - its imports create the loggers before they are listened to
     from pipelines.run import run_pipeline
 
@@ -343,15 +359,8 @@ def test_a_pipeline_run_leaves_no_phi_in_logs_events_or_run_records(
     haystack: list[tuple[str, str]] = [("stdout", out), ("stderr", err)]
     haystack += [(f"log record {r.name}", _record_text(r)) for r in caplog.records]
     haystack += [(f"warning {w.category.__name__}", str(w.message)) for w in recwarn.list]
-    events = 0
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs()
-        for dagster_run in runs:
-            haystack.append((f"dagster run {dagster_run.job_name}", dg.serialize_value(dagster_run)))
-            for entry in instance.all_logs(dagster_run.run_id):
-                events += 1
-                kind = entry.dagster_event_type.value if entry.dagster_event_type else "log message"
-                haystack.append((f"dagster event {dagster_run.job_name} {kind}", dg.serialize_value(entry)))
+    records, runs, events = dagster_records(home)
+    haystack += records
     instance_files = _files(home, ("**/*",))
     haystack += [(f"dagster home file {name}", text) for name, text in instance_files]
     run_records = _files(lake, ("meta/**/*",))

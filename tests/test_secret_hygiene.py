@@ -27,7 +27,7 @@ from pipelines.config import Settings
 from pipelines.deid.rules import SALT_ENV
 from pipelines.generate import generate_landing
 from pipelines.outreach.database import OUTREACH_DSN_ENV
-from tests.test_phi_hygiene import DAGSTER_YAML, _files, _on_every_logger, _record_text
+from tests.test_phi_hygiene import DAGSTER_YAML, _files, _on_every_logger, _record_text, dagster_records
 
 pytestmark = pytest.mark.slow
 PEOPLE, SEED, BUCKETS = 150, 31, 2
@@ -97,15 +97,8 @@ def test_secrets_appear_in_no_log_event_record_or_export(
     out, err = capfd.readouterr()
     haystack = [("stdout", out), ("stderr", err), ("cli output", exported.output)]
     haystack += [(f"log record {r.name}", _record_text(r)) for r in caplog.records]
-    events = 0
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs()
-        for dagster_run in runs:
-            haystack.append((f"dagster run {dagster_run.job_name}", dg.serialize_value(dagster_run)))
-            for entry in instance.all_logs(dagster_run.run_id):
-                events += 1
-                kind = entry.dagster_event_type.value if entry.dagster_event_type else "log message"
-                haystack.append((f"dagster event {dagster_run.job_name} {kind}", dg.serialize_value(entry)))
+    records, runs, events = dagster_records(home)
+    haystack += records
     haystack += [(f"dagster home file {n}", t) for n, t in _files(home, ("**/*",))]
     haystack += [
         (f"lake file {n}", t) for n, t in _files(lake, ("meta/**/*", "models/**/*", "deidentified/**/*"))
