@@ -11,7 +11,6 @@ STAMP := $(VENV)/.installed
 export PATIENT_INSIGHTS_LANDING ?= ./landing
 export PATIENT_INSIGHTS_LAKE ?= ./lake
 export PATIENT_INSIGHTS_EXPORTS ?= ./exports
-export PATIENT_INSIGHTS_BUCKETS ?= 16
 # the demo history ends on this day; analytics windows (adherence, care gaps) are as of it
 export PATIENT_INSIGHTS_AS_OF ?= 2026-06-30
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -28,15 +27,18 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
 		|| $(PYTHON) -m pip install --quiet uv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+# Byte-code is written ahead: where PYTHONDONTWRITEBYTECODE is set (CI images, containers), every process
+# would otherwise compile every imported module from source again (seconds per command). Cheap when current.
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@$(BIN)/python -m compileall -q -j 0 pipelines assets models dashboards bench tests >/dev/null
 
 $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p "$(DAGSTER_HOME)"
-	@printf 'telemetry:\n  enabled: false\n# runs of one partition (a sensor'"'"'s and one started by hand) wait for each other\nrun_queue:\n  tag_concurrency_limits:\n    - key: dagster/partition\n      value:\n        applyLimitPerUniqueValue: true\n      limit: 1\n' > "$@"
+	@printf 'telemetry:\n  enabled: false\n# pipeline runs (a sensor'"'"'s and one started by hand) wait for each other\nrun_queue:\n  tag_concurrency_limits:\n    - key: patient-insights/pipeline\n      limit: 1\n# events stored without a new connection and a disk sync each (pipelines/dagster_storage.py)\nevent_log_storage:\n  module: pipelines.dagster_storage\n  class: PooledSqliteEventLogStorage\n  config:\n    base_dir: %s/history/runs\n' "$(abspath $(DAGSTER_HOME))" > "$@"
 
 # the generator's labelled conversation turns stand in for an organization's hand-labelled sample
 DEMO_LABELS = PATIENT_INSIGHTS_SENTIMENT_LABELS="$(dir $(abspath $(PATIENT_INSIGHTS_LANDING)))ground_truth/conversation_turns.csv"

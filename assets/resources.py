@@ -8,7 +8,6 @@ import dagster as dg
 from upath import UPath
 
 from pipelines.config import (
-    DEFAULT_BUCKETS,
     DEFAULT_EXPORTS,
     DEFAULT_LAKE,
     DEFAULT_LANDING,
@@ -16,23 +15,33 @@ from pipelines.config import (
     parse_as_of,
 )
 from pipelines.deid.rules import SALT_ENV
+from pipelines.layout import required_buckets
 from pipelines.outreach.database import OUTREACH_DSN_ENV
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Locations of landing, lake and exports (local paths or s3:// / gs:// urls) and the bucket count."""
+    """Locations of landing, lake and exports (local paths or s3:// / gs:// urls), the bucket count of a
+    new lake (0: from the data's volume; an existing lake keeps its own) and the as-of day."""
 
     landing: str = DEFAULT_LANDING
     lake: str = DEFAULT_LAKE
     exports: str = DEFAULT_EXPORTS
-    buckets: int = DEFAULT_BUCKETS
-    as_of: str = ""  # YYYY-MM-DD; empty: today (UTC)
+    buckets: int = 0
+    as_of: str = ""  # YYYY-MM-DD; empty: the data's own (pipelines.gold.as_of)
 
     def settings(self) -> Settings:
         """The same locations as a plain `Settings` for the pure pipeline functions."""
         return Settings(
-            UPath(self.landing), UPath(self.lake), UPath(self.exports), self.buckets, parse_as_of(self.as_of)
+            UPath(self.landing),
+            UPath(self.lake),
+            UPath(self.exports),
+            self.buckets or None,
+            parse_as_of(self.as_of),
         )
+
+    def buckets_of_lake(self) -> int:
+        """The lake's bucket count, for the steps after bronze (which decides it)."""
+        return required_buckets(UPath(self.lake))
 
 
 def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
@@ -46,7 +55,7 @@ def lake_resource_from_env() -> LakeResource:
         landing=_env_or_default("PATIENT_INSIGHTS_LANDING", DEFAULT_LANDING),
         lake=_env_or_default("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE),
         exports=_env_or_default("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS),
-        buckets=Settings.from_env().buckets,
+        buckets=Settings.from_env().buckets or 0,
         as_of=_env_or_default("PATIENT_INSIGHTS_AS_OF", ""),
     )
 
@@ -57,7 +66,7 @@ def lake_resource_for(settings: Settings) -> LakeResource:
         landing=str(settings.landing),
         lake=str(settings.lake),
         exports=str(settings.exports),
-        buckets=settings.buckets,
+        buckets=settings.buckets or 0,
         as_of=settings.as_of.isoformat() if settings.as_of else "",
     )
 

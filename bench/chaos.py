@@ -45,7 +45,7 @@ class Trial:
     number: int
     seed: int
     delay: float
-    killed_in: str = ""  # the Dagster job (and partition) that was running when the kill came
+    killed_in: str = ""  # the step of the pipeline run that was running when the kill came
     partial_visible: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     rerun_seconds: float = 0.0
@@ -103,18 +103,21 @@ def kill_after(root: Path, landing: Path, delay: float) -> None:
 
 
 def running_job(root: Path) -> str:
-    """The job (and partition) the killed run was in: the last run its Dagster instance had started."""
+    """The step the killed run was in: the last step its Dagster instance saw start in the last run."""
     import dagster as dg
 
     try:
         with dg.DagsterInstance.from_config(str(root / "dagster_home")) as instance:
             runs = instance.get_runs(limit=1)
             if not runs:
-                return "before the first job"
+                return "before the run started"
             last = runs[0]
-            partition = last.tags.get("dagster/partition")
+            started = instance.get_records_for_run(
+                last.run_id, of_type=dg.DagsterEventType.STEP_START, ascending=False, limit=1
+            ).records
+            step = started[0].event_log_entry.step_key if started else "before the first step"
             state = "" if last.status == dg.DagsterRunStatus.STARTED else f" ({last.status.value.lower()})"
-            return f"{last.job_name}{f' [{partition}]' if partition else ''}{state}"
+            return f"{last.job_name}: {step}{state}"
     except Exception as error:  # the instance itself may be what the kill damaged: say so, go on
         return f"unknown ({type(error).__name__})"
 

@@ -21,7 +21,7 @@ from pipelines.gold.patient_360 import result_values
 from pipelines.gold.records import PersonRecords, person_bucket_of
 from pipelines.lake import parquet_files, scan_table, table_path
 from pipelines.outreach.exports import campaign_runs
-from pipelines.run import META, PIPELINE_RUNS
+from pipelines.run_record import META, PIPELINE_RUNS
 
 GOLD, SILVER, BRONZE, IDENTITY = "gold", "silver", "bronze", "identity"
 SEARCH_LIMIT = 50

@@ -1,19 +1,27 @@
-"""The `patient-insights` command line."""
+"""The `patient-insights` command line.
+
+Commands that only read files (`views run`, `summary`, `sentiment score`, `--help`) must start fast: at
+module level this imports only typer, rich and Polars, and each command imports what it needs itself, so
+none of them loads Dagster, Great Expectations or scikit-learn unless it runs the pipeline or a model
+(tests/test_cli_startup.py checks this; bench/startup.py times it).
+"""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import polars as pl
 import typer
-from upath import UPath
 
 from pipelines.cli_output import console
 from pipelines.cli_output import frame_table as _table
-from pipelines.config import Settings, validate_bucket_count
 from pipelines.model_cli import risk_app, sentiment_app
+
+if TYPE_CHECKING:
+    # imported by the commands that take a lake: upath loads fsspec, which `views run` does not need
+    from upath import UPath
 
 app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
 views_app = typer.Typer(help="SQL on FHIR v2 ViewDefinitions.")
@@ -65,6 +73,8 @@ def simulate_outreach(
 ) -> None:
     """Simulate what the outreach system and the following weeks of care do after the campaign exports:
     vendor outcome events, closing FHIR resources with a known true effect, and their ground truth."""
+    from upath import UPath
+
     from pipelines.generate.outreach_outcomes import simulate_outreach as simulate
 
     if not 0.0 <= defects <= 1.0:
@@ -87,7 +97,9 @@ def ingest(
     landing: str = typer.Option(..., help="Landing folder (local path or s3:// / gs:// url)."),
     lake: str = typer.Option(..., help="Lake folder (local path or s3:// / gs:// url)."),
     buckets: int | None = typer.Option(
-        None, help="Patient buckets (default: PATIENT_INSIGHTS_BUCKETS or 16)."
+        None,
+        help="Patient buckets of a new lake (default: PATIENT_INSIGHTS_BUCKETS, else from the landing "
+        "folder's size; an existing lake keeps its own count: changing it is a full rebuild).",
     ),
     exports: str | None = typer.Option(
         None, help="Exports folder for outreach runs and reports (default: PATIENT_INSIGHTS_EXPORTS)."
@@ -95,14 +107,21 @@ def ingest(
     incremental: bool = typer.Option(
         False,
         "--incremental",
-        help="Rebuild only the partitions that files new since the last successful run reach, with the "
-        "deployed models (the whole lake when there is no such run, or the as-of day or models changed).",
+        help="Rebuild only what changed since the last successful run (everything when there is none, "
+        "or the as-of day or bucket count differ).",
     ),
-    keep_models: bool = typer.Option(
-        False, "--keep-models", help="Do not retrain the models in a full run: score with the deployed ones."
+    retrain: bool = typer.Option(
+        False,
+        "--retrain",
+        help="Retrain the models in this run (otherwise only when none is deployed, the deployed one is "
+        "older than PATIENT_INSIGHTS_MODEL_MAX_AGE_DAYS, or the drift check fired).",
     ),
 ) -> None:
-    """Run the whole pipeline in-process (the same Dagster assets and checks) and print a summary."""
+    """Run the whole pipeline in-process as one Dagster run of `pipeline_job` (the job the UI, the
+    schedule and the landing sensor run) and print a summary."""
+    from upath import UPath
+
+    from pipelines.config import Settings, validate_bucket_count
     from pipelines.run import run_pipeline
 
     env = Settings.from_env()
@@ -113,12 +132,10 @@ def ingest(
         buckets=validate_bucket_count(buckets) if buckets else env.buckets,
         as_of=env.as_of,
     )
-    with console.status("running the pipeline"):
-        run = run_pipeline(settings, incremental=incremental, retrain=not keep_models)
-    if incremental:
-        skipped = sum(stage.get("skipped", 0) for stage in run.stages)
-        rebuilt = sum(stage["runs"] for stage in run.stages)
-        console.print(f"{run.mode} run: {rebuilt} partition runs, {skipped} partitions unchanged and skipped")
+    run = run_pipeline(settings, incremental=incremental, retrain=retrain, console=console)
+    console.line()
+    rebuilt = sum(stage.get("buckets_rebuilt", 0) for stage in run.stages)
+    console.print(f"{run.mode} run: {len(run.stages)} steps, {rebuilt} bucket builds")
     print_summary(settings.lake, run.seconds, settings.exports)
     for warning in run.warnings:
         console.print(f"[yellow]check warning[/yellow]: {warning} (see the Dagster UI for details)")
@@ -164,6 +181,8 @@ def summary(
     exports: Annotated[str | None, typer.Option(help="Exports folder (outreach runs).")] = None,
 ) -> None:
     """Print rows per table, quarantined records by reason and the analytics summaries."""
+    from upath import UPath
+
     print_summary(UPath(lake), None, UPath(exports) if exports else None)
 
 
@@ -176,9 +195,11 @@ def deidentify(
     import os
 
     import dagster as dg
+    from upath import UPath
 
     from assets.deid.assets import DEID_JOB, NO_RESIDUAL_IDENTIFIERS
     from assets.resources import lake_resource_for
+    from pipelines.config import Settings
     from pipelines.definitions import build_definitions
     from pipelines.deid.rules import SALT_ENV
     from pipelines.run import QUIET_RUN
@@ -235,7 +256,7 @@ def _export_error(error: object) -> str:
 
 def print_summary(lake: UPath, seconds: float | None, exports: UPath | None = None) -> None:
     """Rows per table and quarantine reasons, as tables on the console."""
-    from pipelines.run import quarantine_by_reason, table_row_counts
+    from pipelines.lake_summary import quarantine_by_reason, table_row_counts
 
     console.print(_table("Rows per table", table_row_counts(lake)))
     console.print(_table("Quarantined records by reason", quarantine_by_reason(lake)))
@@ -250,10 +271,6 @@ def print_summary(lake: UPath, seconds: float | None, exports: UPath | None = No
     _print_outreach_effect(lake)
     if seconds is not None:
         console.print(f"run time: {seconds:.1f} s")
-
-
-if __name__ == "__main__":
-    app()
 
 
 def _print_device_summary(lake: UPath) -> None:
@@ -425,3 +442,8 @@ def _print_outreach_summary(exports: UPath) -> None:
             orient="row",
         )
         console.print(_table(f"Outreach: latest run per campaign (under {exports})", frame))
+
+
+# Last, so that `python -m pipelines.cli` runs with every helper above defined.
+if __name__ == "__main__":
+    app()

@@ -14,7 +14,6 @@ from upath import UPath
 DEFAULT_LANDING = "./landing"
 DEFAULT_LAKE = "./lake"
 DEFAULT_EXPORTS = "./exports"
-DEFAULT_BUCKETS = 16
 
 
 @dataclass(frozen=True)
@@ -24,18 +23,18 @@ class Settings:
     landing: UPath
     lake: UPath
     exports: UPath
-    buckets: int = DEFAULT_BUCKETS
+    buckets: int | None = None  # None: the lake's own count, decided by the data's volume (pipelines.layout)
     as_of: date | None = None  # the day analytics are "as of"; None: the data's own (pipelines.gold.as_of)
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read `PATIENT_INSIGHTS_*` variables, falling back to the documented defaults."""
-        buckets = int(os.environ.get("PATIENT_INSIGHTS_BUCKETS", DEFAULT_BUCKETS))
+        text = os.environ.get("PATIENT_INSIGHTS_BUCKETS", "").strip()
         return cls(
             landing=UPath(os.environ.get("PATIENT_INSIGHTS_LANDING", DEFAULT_LANDING)),
             lake=UPath(os.environ.get("PATIENT_INSIGHTS_LAKE", DEFAULT_LAKE)),
             exports=UPath(os.environ.get("PATIENT_INSIGHTS_EXPORTS", DEFAULT_EXPORTS)),
-            buckets=validate_bucket_count(buckets),
+            buckets=validate_bucket_count(int(text)) if text else None,
             as_of=parse_as_of(os.environ.get("PATIENT_INSIGHTS_AS_OF", "")),
         )
 

@@ -98,10 +98,14 @@ def ingested_keys(lake: UPath) -> frozenset[str]:
     return frozenset(keys["ingest_key"].drop_nulls().to_list())
 
 
-def unprocessed_buckets(lake: UPath, processed: frozenset[str]) -> dict[str, set[str]]:
-    """Per bronze record table, the buckets holding rows of ingests not in `processed`."""
+def unprocessed_buckets(
+    lake: UPath, processed: frozenset[str], tables: Iterable[str] = RECORD_TABLES
+) -> dict[str, set[str]]:
+    """Per bronze record table (of `tables`), the buckets holding rows of ingests not in `processed`."""
     touched: dict[str, set[str]] = {}
-    for table in RECORD_TABLES:
+    for table in tables:
+        if table not in RECORD_TABLES:
+            continue
         files = parquet_files(table_path(lake, BRONZE, table))
         if not files:
             touched[table] = set()
@@ -162,6 +166,25 @@ class Fingerprints:
         """Hashes of every partition, by `fingerprint_key`."""
         return {fingerprint_key(p): self.of(p) for p in partitions}
 
+    def lake_partitions(self, layers: Iterable[str]) -> list[Partition]:
+        """Every partition the lake holds in `layers`: each `bucket=` folder of a partitioned table, else
+        the whole table."""
+        found: list[Partition] = []
+        for layer in layers:
+            folder = self.lake / layer
+            if not folder.exists():
+                continue
+            for table in sorted(
+                p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+            ):
+                buckets = sorted(
+                    p.name.removeprefix("bucket=") for p in table.iterdir() if p.name.startswith("bucket=")
+                )
+                found += (
+                    [((layer, table.name), b) for b in buckets] if buckets else [((layer, table.name), None)]
+                )
+        return found
+
 
 def differing(
     partitions: Iterable[Partition], current: dict[str, str], recorded: dict[str, str]
@@ -201,8 +224,8 @@ def partitions_to_run(
         hit = changed.get(source.table)
         if not hit:
             continue
-        if partitions == [None]:
-            return [None]
+        if partitions == [None] or None in hit:  # a whole table that changed feeds every partition
+            return list(partitions)
         if source.table[0] == BRONZE:
             needed |= set(buckets_to_rebuild((b for b in hit if b is not None), [p for p in partitions if p]))
         elif source.same_partition:

@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
 from rich.table import Table
-from upath import UPath
 
 from pipelines.cli_output import console
 from pipelines.cli_output import frame_table as _table
+
+if TYPE_CHECKING:
+    # imported where used: `patient-insights --help` and `views run` load this module and need no fsspec
+    from upath import UPath
 
 sentiment_app = typer.Typer(help="Patient sentiment: score texts, train and evaluate the model.")
 risk_app = typer.Typer(help="Risk models: train on the lake's own data and evaluate a version.")
@@ -74,6 +77,7 @@ def sentiment_score(
     """Add `sentiment_label` (negative/neutral/positive), `sentiment_score` ([-1, 1]) and
     `sentiment_text_status` (ok, empty, not_text, not_english: only `ok` texts are scored) to a CSV."""
     from rich.progress import Progress
+    from upath import UPath
 
     from models.registry import RegistryError
     from models.sentiment.labelled import LabelledFileError, read_table_file
@@ -412,6 +416,8 @@ def _labelled(
 
 def _registry(registry: str | None) -> UPath:
     """The registry folder given, else the configured lake's."""
+    from upath import UPath
+
     from models.registry import registry_of
     from pipelines.config import Settings
 
@@ -428,6 +434,8 @@ def _risk_models(given: list[str] | None, known: tuple[str, ...]) -> list[str]:
 
 def _risk_lake(lake: str, as_of: str | None, buckets: int | None) -> tuple[UPath, date, int]:
     """The lake, the as-of day and its bucket count, checked against what the lake's last run recorded."""
+    from upath import UPath
+
     from pipelines.config import Settings, validate_bucket_count
     from pipelines.gold.as_of import resolve_as_of
     from pipelines.identity.build import IDENTITY, PERSON
@@ -506,6 +514,8 @@ def _figure(value: Any, digits: int = 3) -> str:
 
 
 def _write_json(path: Path, body: dict[str, Any]) -> None:
+    from upath import UPath
+
     from pipelines.lake import write_bytes_atomic
 
     write_bytes_atomic(json.dumps(body, indent=2, sort_keys=True, default=str).encode(), UPath(path))

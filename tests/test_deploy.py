@@ -72,11 +72,13 @@ def test_the_executor_is_chosen_by_configuration(monkeypatch: pytest.MonkeyPatch
     from pipelines.definitions import _executor
 
     monkeypatch.delenv("PATIENT_INSIGHTS_EXECUTOR", raising=False)
+    assert _executor() is dg.in_process_executor
+    monkeypatch.setenv("PATIENT_INSIGHTS_EXECUTOR", "multiprocess")
     assert _executor() is dg.multiprocess_executor
     monkeypatch.setenv("PATIENT_INSIGHTS_EXECUTOR", "k8s_job")
     assert _executor().name == "k8s"
     monkeypatch.setenv("PATIENT_INSIGHTS_EXECUTOR", "celery")
-    with pytest.raises(ValueError, match="multiprocess or k8s_job"):
+    with pytest.raises(ValueError, match="in_process, multiprocess or k8s_job"):
         _executor()
 
 

@@ -99,7 +99,6 @@ def test_pipeline_assets_materialize_on_generated_data(tmp_path: Path) -> None:
     silver = dg.materialize(
         [bronze_ingest, silver_tables],
         selection=dg.AssetSelection.groups("silver"),
-        partition_key=touched[0],
         resources={"lake": resource},
         instance=dg.DagsterInstance.ephemeral(),
     )

@@ -375,7 +375,7 @@ def test_a_pipeline_run_leaves_no_phi_in_logs_events_or_run_records(
     ):
         haystack += [(f"{what} {name}", text) for name, text in files]
     # every source really was there: a search of nothing finds nothing
-    assert len(runs) >= 10 and events > 500 and caplog.records
+    assert len(runs) >= 1 and events > 200 and caplog.records  # one run for the whole pass
     assert any("pipeline_runs" in name for name, _ in run_records) and audit and manifests
     assert any(name.endswith(".db") for name, _ in instance_files)
 

@@ -27,10 +27,12 @@ from upath import UPath
 from pipelines.config import Settings
 from pipelines.generate.landing import generate_landing
 from pipelines.lake import parquet_files, read_table
+from pipelines.lake_summary import LAYERS
 from pipelines.outreach.audit import read_audit_log, verify_audit_log
 from pipelines.outreach.exports import MANIFEST, campaign_runs
 from pipelines.outreach.verify import verify_export
-from pipelines.run import LAYERS, PipelineRun, run_pipeline
+from pipelines.run import run_pipeline
+from pipelines.run_record import PipelineRun
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from upath import UPath
 
-from assets.bronze.automation import partitions_to_rebuild
 from pipelines.bronze.ingest import ingest_landing
 from pipelines.generate import generate_landing
+from pipelines.incremental import buckets_to_rebuild
 from pipelines.silver.build import build_partition, partition_keys
 from pipelines.silver.current import current_resources
 from pipelines.silver.views import load_views
@@ -141,11 +141,11 @@ def test_rebuilding_unchanged_bronze_writes_identical_files(tmp_path: Path, view
     assert deleted and not deleted & set(silver(lake, "observation_value")["id"].to_list())
 
 
-def test_partitions_to_rebuild() -> None:
+def test_buckets_to_rebuild() -> None:
     keys = partition_keys(4)
-    assert partitions_to_rebuild("01,03", keys) == ["01", "03"]
-    assert partitions_to_rebuild("", keys) == []
-    assert partitions_to_rebuild("00,shared", keys) == keys
+    assert buckets_to_rebuild(["01", "03"], keys) == ["01", "03"]
+    assert buckets_to_rebuild([], keys) == []
+    assert buckets_to_rebuild(["00", "shared"], keys) == keys
 
 
 def test_expectation_suites_cover_every_view_and_report_without_values() -> None:
@@ -269,7 +269,7 @@ def test_a_new_export_rebuilds_only_touched_buckets_and_matches_a_full_rebuild(
     newer = {**observation("o5", "p5"), "meta": {"versionId": "2", "lastUpdated": "2026-06-01T00:00:00Z"}}
     write_ndjson(Path(landing) / "ehr" / "Observation.001.ndjson", [observation("o-new", "p5"), newer])
     report = ingest_landing(landing, lake, buckets=4)
-    touched = partitions_to_rebuild(",".join(report.buckets_touched("fhir_resources")), partition_keys(4))
+    touched = buckets_to_rebuild(report.buckets_touched("fhir_resources"), partition_keys(4))
     assert len(touched) == 1
     for key in touched:
         build_partition(lake, key, views)

@@ -14,6 +14,7 @@ from pipelines.bronze.tables import (
     OUTREACH_EVENTS,
     QUARANTINE,
 )
+from pipelines.layout import BucketCountChanged, resolve_buckets
 from pipelines.locks import exclusive
 
 BRONZE_GROUP = "bronze"
@@ -49,8 +50,12 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     """Read every landing file not ingested before into the bronze tables (idempotent, crash-safe)."""
     settings = lake.settings()
     with exclusive(settings.lake, "bronze_ingest"):  # two ingests at once would both take in a new file
+        try:  # the lake's bucket count: decided here, once, from the data's volume or the setting
+            buckets = resolve_buckets(settings.lake, settings.landing, settings.buckets)
+        except BucketCountChanged as changed:
+            raise dg.Failure(str(changed)) from None
         repair = repair_bronze(settings.lake)  # damaged batches are taken out and read again below
-        report = ingest_landing(settings.landing, settings.lake, settings.buckets)
+        report = ingest_landing(settings.landing, settings.lake, buckets)
     if repair.batches_removed:
         context.log.warning(
             f"{len(repair.damaged)} unreadable bronze part(s): {len(repair.batches_removed)} batch(es) "
@@ -64,7 +69,7 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     by_reason = {f"quarantined_{reason}": n for reason, n in sorted(report.quarantine_by_reason.items())}
     for key in _DESCRIPTIONS:
         table = key.path[-1]
-        metadata = {"run_id": report.run_id, "rows_written": report.rows[table]}
+        metadata = {"run_id": report.run_id, "rows": report.rows[table], "patient_buckets": buckets}
         if key == INGEST_LOG_KEY:
             metadata |= counts | {
                 "bronze_parts_checked": repair.parts_checked,

@@ -25,7 +25,7 @@ POLICIES = load_policy()
 
 def _deps(policy: TablePolicy) -> list[dg.AssetDep]:
     """The table it is made from (every bucket), and person_link for the tables linked to persons."""
-    deps = [dg.AssetDep([policy.layer, policy.source_table], partition_mapping=dg.AllPartitionMapping())]
+    deps = [dg.AssetDep([policy.layer, policy.source_table])]
     if policy.link_persons:
         deps.append(dg.AssetDep([IDENTITY, PERSON_LINK]))
     return deps

@@ -1,25 +1,25 @@
 """Device feeds: silver `device_reading` per bucket, and the derived device tables per patient bucket."""
 
+from collections import Counter
+
 import dagster as dg
-from upath import UPath
 
 from assets.bronze.assets import DEVICE_RECORDS_KEY
-from assets.contracts import contract_check
-from assets.partitions import patient_buckets
+from assets.contracts import contract_result
 from assets.resources import LakeResource
+from assets.scaling import BUCKET_POOL, BUCKET_STEP
 from assets.silver.assets import EXPECTATIONS_CHECK
+from assets.steps import plan_step
 from pipelines.devices.build import DEVICE_READING, DEVICE_READING_REJECTS, build_device_partition
 from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, DEVICE_DAILY, GOLD, build_device_gold
 from pipelines.gold.as_of import resolve_as_of
-from pipelines.lake import table_path
+from pipelines.layout import patient_bucket_keys
+from pipelines.parallel import bucket_workers, map_buckets
 from pipelines.silver.build import SILVER
 from pipelines.silver.expectations import EXPECTATIONS_DIR
 
 DEVICE_GROUP = "devices"
 DEVICE_GOLD_GROUP = "device_gold"
-# Rebuilt when what they read changes: every device bucket after an ingest (a new enrolment row can
-# link readings in any bucket), every derived bucket once all device buckets are up to date.
-REBUILD_WHEN_UPSTREAM_CHANGES = dg.AutomationCondition.eager()
 DEVICE_READING_KEY = dg.AssetKey([SILVER, DEVICE_READING])
 DEVICE_REJECTS_KEY = dg.AssetKey([SILVER, DEVICE_READING_REJECTS])
 DEVICE_SUITES = EXPECTATIONS_DIR / "devices"
@@ -40,9 +40,8 @@ GOLD_TABLES = (DEVICE_DAILY, DEVICE_ADHERENCE, DEVICE_ALERTS)
                 DEVICE_RECORDS_KEY,
                 [SILVER, "observation"],
                 [SILVER, "observation_component"],
-                dg.AssetDep([SILVER, "device"], partition_mapping=dg.AllPartitionMapping()),
+                [SILVER, "device"],
             ],
-            automation_condition=REBUILD_WHEN_UPSTREAM_CHANGES,
         ),
         dg.AssetSpec(
             DEVICE_REJECTS_KEY,
@@ -50,7 +49,6 @@ GOLD_TABLES = (DEVICE_DAILY, DEVICE_ADHERENCE, DEVICE_ALERTS)
             "time frame, ...): the record they came from and a reason.",
             group_name=DEVICE_GROUP,
             deps=[DEVICE_RECORDS_KEY],
-            automation_condition=REBUILD_WHEN_UPSTREAM_CHANGES,
         ),
     ],
     check_specs=[
@@ -58,31 +56,61 @@ GOLD_TABLES = (DEVICE_DAILY, DEVICE_ADHERENCE, DEVICE_ALERTS)
             EXPECTATIONS_CHECK, asset=DEVICE_READING_KEY, description="Great Expectations suite"
         )
     ],
-    partitions_def=patient_buckets(),
     can_subset=False,
+    pool=BUCKET_POOL,
+    op_tags=BUCKET_STEP,
 )
 def device_readings(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Read, normalize, flag, de-duplicate and link the device readings of one bucket."""
+    """Read, normalize, flag, de-duplicate and link the device readings, bucket by bucket."""
     settings = lake.settings()
-    report = build_device_partition(settings.lake, context.partition_key, settings.buckets)
+    buckets = lake.buckets_of_lake()
+    plan = plan_step(
+        context,
+        settings.lake,
+        [(SILVER, DEVICE_READING), (SILVER, DEVICE_READING_REJECTS)],
+        patient_bucket_keys(buckets),
+        resolve_as_of(settings.as_of, settings.lake),
+        buckets,
+        same_bucket=[(SILVER, "observation"), (SILVER, "observation_component")],
+    )
+    workers = bucket_workers(settings.lake, buckets, len(plan.todo))
+    reports = map_buckets(
+        build_device_partition, [(settings.lake, key, buckets) for key in plan.todo], workers
+    )
+    links: Counter[str] = Counter()
+    rejects: Counter[str] = Counter()
+    for report in reports:
+        links.update(report.links)
+        rejects.update(report.rejects)
+    step = plan.metadata(plan.todo)
     yield dg.MaterializeResult(
         asset_key=DEVICE_READING_KEY,
         metadata={
-            "records": report.records,
-            "readings": report.readings,
-            "implausible": report.implausible,
-            "duplicates_removed": report.duplicates_removed,
-            **{f"linked_{method}": count for method, count in sorted(report.links.items())},
+            "records": sum(r.records for r in reports),
+            "rows": sum(r.readings for r in reports),
+            "implausible": sum(r.implausible for r in reports),
+            "duplicates_removed": sum(r.duplicates_removed for r in reports),
+            **{f"linked_{method}": count for method, count in sorted(links.items())},
+            **step,
         },
     )
     yield dg.MaterializeResult(
         asset_key=DEVICE_REJECTS_KEY,
         metadata={
-            "rejects": sum(report.rejects.values()),
-            **{f"reason_{k}": v for k, v in sorted(report.rejects.items())},
+            "rejects": sum(rejects.values()),
+            **{f"reason_{k}": v for k, v in sorted(rejects.items())},
+            **step,
         },
     )
-    yield _contract_check(settings.lake, SILVER, DEVICE_READING, context.partition_key, DEVICE_READING_KEY)
+    yield contract_result(
+        settings.lake,
+        SILVER,
+        DEVICE_READING,
+        DEVICE_SUITES,
+        DEVICE_READING_KEY,
+        EXPECTATIONS_CHECK,
+        plan.todo,
+    )
 
 
 @dg.multi_asset(
@@ -91,10 +119,9 @@ def device_readings(context: dg.AssetExecutionContext, lake: LakeResource):
             [GOLD, table],
             description=description,
             group_name=DEVICE_GOLD_GROUP,
-            automation_condition=REBUILD_WHEN_UPSTREAM_CHANGES,
             deps=[
-                dg.AssetDep(DEVICE_READING_KEY, partition_mapping=dg.AllPartitionMapping()),
-                dg.AssetDep([SILVER, "condition"], partition_mapping=dg.AllPartitionMapping()),
+                DEVICE_READING_KEY,
+                [SILVER, "condition"],
             ],
         )
         for table, description in (
@@ -117,28 +144,42 @@ def device_readings(context: dg.AssetExecutionContext, lake: LakeResource):
         dg.AssetCheckSpec(EXPECTATIONS_CHECK, asset=[GOLD, table], description="Great Expectations suite")
         for table in GOLD_TABLES
     ],
-    partitions_def=patient_buckets(),
     can_subset=False,
+    pool=BUCKET_POOL,
+    op_tags=BUCKET_STEP,
 )
 def device_gold(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Daily aggregates, adherence and alerts of the patients of one bucket."""
+    """Daily aggregates, adherence and alerts of the patients, bucket by bucket."""
     settings = lake.settings()
-    report = build_device_gold(
-        settings.lake, context.partition_key, settings.buckets, resolve_as_of(settings.as_of, settings.lake)
+    buckets = lake.buckets_of_lake()
+    as_of = resolve_as_of(settings.as_of, settings.lake)
+    plan = plan_step(
+        context, settings.lake, [(GOLD, t) for t in GOLD_TABLES], patient_bucket_keys(buckets), as_of, buckets
     )
+    workers = bucket_workers(settings.lake, buckets, len(plan.todo))
+    reports = map_buckets(
+        build_device_gold, [(settings.lake, key, buckets, as_of) for key in plan.todo], workers
+    )
+    alerts: Counter[str] = Counter()
+    for report in reports:
+        alerts.update(report.alerts)
     for table in GOLD_TABLES:
-        metadata: dict[str, int] = {"rows": report.rows[table]}
+        metadata: dict[str, int | str | bool] = {"rows": sum(r.rows[table] for r in reports)}
         if table == DEVICE_ALERTS:
-            metadata |= {f"alerts_{k}": v for k, v in report.alerts.items()}
+            metadata |= {f"alerts_{k}": v for k, v in sorted(alerts.items())}
         if table == DEVICE_ADHERENCE:
-            metadata |= {"adherent": report.adherent, "enrolled_metrics": report.enrolled_metrics}
-        yield dg.MaterializeResult(asset_key=[GOLD, table], metadata=metadata)
+            metadata |= {
+                "adherent": sum(r.adherent for r in reports),
+                "enrolled_metrics": sum(r.enrolled_metrics for r in reports),
+            }
+        yield dg.MaterializeResult(asset_key=[GOLD, table], metadata=metadata | plan.metadata(plan.todo))
     for table in GOLD_TABLES:
-        yield _contract_check(settings.lake, GOLD, table, context.partition_key, dg.AssetKey([GOLD, table]))
-
-
-def _contract_check(
-    lake: UPath, layer: str, table: str, partition: str, key: dg.AssetKey
-) -> dg.AssetCheckResult:
-    path = table_path(lake, layer, table) / f"bucket={partition}" / "data.parquet"
-    return contract_check(path, table, DEVICE_SUITES, key, EXPECTATIONS_CHECK)
+        yield contract_result(
+            settings.lake,
+            GOLD,
+            table,
+            DEVICE_SUITES,
+            dg.AssetKey([GOLD, table]),
+            EXPECTATIONS_CHECK,
+            plan.todo,
+        )

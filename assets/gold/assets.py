@@ -1,31 +1,30 @@
 """Gold person tables, one person bucket per partition: the 360 view, timeline, care gaps, trigger
 events and segments; and the care-gap rates over all buckets."""
 
-from collections.abc import Iterator
+from collections import Counter
 from typing import Any
 
 import dagster as dg
-from upath import UPath
 
-from assets.contracts import contract_check
-from assets.partitions import person_buckets
+from assets.contracts import contract_result
 from assets.resources import LakeResource
 from assets.scaling import BUCKET_POOL, BUCKET_STEP
+from assets.steps import plan_step, plan_whole_step, unchanged_results
 from models.risk.score import RISK_FEATURES, RISK_SCORES
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import (
     GOLD,
-    PARTITION_FILE,
     build_care_gap_rates,
     build_person_bucket,
-    person_table_file,
+    deployed_model_versions,
 )
 from pipelines.gold.patient_360 import PATIENT_360
 from pipelines.gold.sentiment import SENTIMENT_CONVERSATION, SENTIMENT_MESSAGE
 from pipelines.gold.timeline import TIMELINE
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
-from pipelines.lake import table_path
+from pipelines.layout import person_bucket_keys
 from pipelines.measures.build import CARE_GAP_RATE_HISTORY, CARE_GAP_RATES, CARE_GAPS
+from pipelines.parallel import bucket_workers, map_buckets
 from pipelines.segments.build import SEGMENT_MEMBERSHIP, SEGMENT_SNAPSHOTS
 from pipelines.segments.triggers import TRIGGER_EVENTS
 from pipelines.silver.expectations import EXPECTATIONS_DIR
@@ -34,13 +33,12 @@ PERSON_GROUP = "gold_person"
 SUMMARY_GROUP = "gold_summary"
 CONTRACT_CHECK = "contract"
 GOLD_SUITES = EXPECTATIONS_DIR / "gold"
-_ALL = dg.AllPartitionMapping()
 # every bucket of gold reads every silver bucket that holds its persons' records: depend on them all
 _READS = [
     dg.AssetDep([IDENTITY, PERSON_LINK]),
     dg.AssetDep([IDENTITY, PERSON]),
     *[
-        dg.AssetDep(["silver", table], partition_mapping=_ALL)
+        dg.AssetDep(["silver", table])
         for table in (
             "patient",
             "patient_telecom",
@@ -61,7 +59,7 @@ _READS = [
             "conversation_turn",
         )
     ],
-    *[dg.AssetDep([GOLD, table], partition_mapping=_ALL) for table in ("device_adherence", "device_alerts")],
+    *[dg.AssetDep([GOLD, table]) for table in ("device_adherence", "device_alerts")],
 ]
 _PERSON_TABLES: dict[str, tuple[str, list[Any]]] = {
     PATIENT_360: (
@@ -125,12 +123,6 @@ def _contract_specs(*tables: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _contracts(paths: dict[str, UPath]) -> Iterator[dg.AssetCheckResult]:
-    """Run the contracts of the table files just written."""
-    for table, path in paths.items():
-        yield contract_check(path, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK)
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -138,33 +130,55 @@ def _contracts(paths: dict[str, UPath]) -> Iterator[dg.AssetCheckResult]:
             description=description,
             group_name=PERSON_GROUP,
             deps=deps,
-            automation_condition=dg.AutomationCondition.eager(),
         )
         for table, (description, deps) in _PERSON_TABLES.items()
     ],
     check_specs=_contract_specs(*_PERSON_TABLES),
-    partitions_def=person_buckets(),
     can_subset=False,
     pool=BUCKET_POOL,
     op_tags=BUCKET_STEP,
 )
 def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Build every gold person table of one person bucket as of the configured (or the data's) date."""
+    """Build every gold person table, person bucket by person bucket, as of the configured (or the
+    data's) date, scored with the deployed models."""
     settings = lake.settings()
     as_of = resolve_as_of(settings.as_of, settings.lake)
-    bucket = context.partition_key
-    report = build_person_bucket(settings.lake, bucket, settings.buckets, as_of)
+    buckets = lake.buckets_of_lake()
+    plan = plan_step(
+        context,
+        settings.lake,
+        [(GOLD, t) for t in _PERSON_TABLES],
+        person_bucket_keys(buckets),
+        as_of,
+        buckets,
+        models=deployed_model_versions(settings.lake),
+    )
+    workers = bucket_workers(settings.lake, buckets, len(plan.todo))
+    reports = map_buckets(
+        build_person_bucket, [(settings.lake, key, buckets, as_of) for key in plan.todo], workers
+    )
+    totals: dict[str, Counter[str]] = {"rows": Counter(), CARE_GAPS: Counter(), TRIGGER_EVENTS: Counter()}
+    totals[SEGMENT_MEMBERSHIP] = Counter()
+    for report in reports:
+        totals["rows"].update(report.rows)
+        totals[CARE_GAPS].update(report.open_gaps)
+        totals[TRIGGER_EVENTS].update(report.new_triggers)
+        totals[SEGMENT_MEMBERSHIP].update(report.members)
     extra = {
-        CARE_GAPS: {f"open_{m}": n for m, n in report.open_gaps.items()},
-        TRIGGER_EVENTS: {f"new_{k}": n for k, n in report.new_triggers.items()},
-        SEGMENT_MEMBERSHIP: {f"members_{s}": n for s, n in report.members.items()},
+        CARE_GAPS: {f"open_{m}": n for m, n in sorted(totals[CARE_GAPS].items())},
+        TRIGGER_EVENTS: {f"new_{k}": n for k, n in sorted(totals[TRIGGER_EVENTS].items())},
+        SEGMENT_MEMBERSHIP: {f"members_{s}": n for s, n in sorted(totals[SEGMENT_MEMBERSHIP].items())},
     }
+    step = plan.metadata(plan.todo)
     for table in _PERSON_TABLES:
         yield dg.MaterializeResult(
             asset_key=[GOLD, table],
-            metadata={"rows": report.rows[table], "as_of": str(as_of), **extra.get(table, {})},
+            metadata={"rows": totals["rows"][table], "as_of": str(as_of), **extra.get(table, {}), **step},
         )
-    yield from _contracts({t: person_table_file(settings.lake, t, bucket) for t in _PERSON_TABLES})
+    for table in _PERSON_TABLES:
+        yield contract_result(
+            settings.lake, GOLD, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK, plan.todo
+        )
 
 
 @dg.multi_asset(
@@ -174,8 +188,7 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
             description="Per measure: eligible, exclusions, denominator, numerator and rate for the period, "
             "over every person bucket.",
             group_name=SUMMARY_GROUP,
-            deps=[dg.AssetDep([GOLD, CARE_GAPS], partition_mapping=_ALL)],
-            automation_condition=dg.AutomationCondition.eager(),
+            deps=[dg.AssetDep([GOLD, CARE_GAPS])],
         ),
         dg.AssetSpec(
             [GOLD, CARE_GAP_RATE_HISTORY],
@@ -191,6 +204,10 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
 def care_gap_rates(context: dg.AssetExecutionContext, lake: LakeResource):
     """Care-gap rates of the as-of day over every person bucket, and their history across runs."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     rates = build_care_gap_rates(settings.lake)
     yield dg.MaterializeResult(
         asset_key=[GOLD, CARE_GAP_RATES],
@@ -203,24 +220,7 @@ def care_gap_rates(context: dg.AssetExecutionContext, lake: LakeResource):
         },
     )
     yield dg.MaterializeResult(asset_key=[GOLD, CARE_GAP_RATE_HISTORY])
-    yield from _contracts(
-        {
-            t: table_path(settings.lake, GOLD, t) / PARTITION_FILE
-            for t in (CARE_GAP_RATES, CARE_GAP_RATE_HISTORY)
-        }
-    )
-
-
-PERSON_JOB = "gold_person_job"
-SUMMARY_JOB = "gold_summary_job"
-person_job = dg.define_asset_job(
-    PERSON_JOB,
-    selection=dg.AssetSelection.groups(PERSON_GROUP),
-    description="Identity and silver → gold patient_360, timeline, care gaps, trigger events, segments "
-    "for one person bucket.",
-)
-summary_job = dg.define_asset_job(
-    SUMMARY_JOB,
-    selection=dg.AssetSelection.groups(SUMMARY_GROUP),
-    description="Every person bucket of gold → care-gap rates.",
-)
+    for table in (CARE_GAP_RATES, CARE_GAP_RATE_HISTORY):
+        yield contract_result(
+            settings.lake, GOLD, table, GOLD_SUITES, dg.AssetKey([GOLD, table]), CONTRACT_CHECK
+        )

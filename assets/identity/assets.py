@@ -5,6 +5,7 @@ from upath import UPath
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
+from assets.steps import plan_whole_step, unchanged_results
 from pipelines.identity.build import (
     CLERICAL_REVIEW,
     IDENTITY,
@@ -39,11 +40,7 @@ DESCRIPTIONS = {
             [IDENTITY, table],
             description=description,
             group_name=IDENTITY_GROUP,
-            deps=[
-                dg.AssetDep([SILVER, view], partition_mapping=dg.AllPartitionMapping())
-                for view in SILVER_INPUTS
-            ],
-            automation_condition=dg.AutomationCondition.eager(),
+            deps=[dg.AssetDep([SILVER, view]) for view in SILVER_INPUTS],
         )
         for table, description in DESCRIPTIONS.items()
     ],
@@ -57,22 +54,25 @@ def identity_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     """Link every source Patient to a person (identifiers, then Fellegi-Sunter with Splink), keeping
     existing person_ids, and build the golden records."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     report = build_identity(settings.lake)
     context.log.info(
         f"identity: {report.records} records, {report.persons} persons, "
         f"{report.clerical_review} pairs to review"
     )
-    yield dg.MaterializeResult(
-        asset_key=[IDENTITY, PERSON_LINK],
-        metadata={"records": report.records, **{f"rule_{k}": v for k, v in report.links_by_rule.items()}},
-    )
-    yield dg.MaterializeResult(asset_key=[IDENTITY, PERSON], metadata={"persons": report.persons})
-    yield dg.MaterializeResult(
-        asset_key=[IDENTITY, CLERICAL_REVIEW], metadata={"pairs": report.clerical_review}
-    )
-    yield dg.MaterializeResult(
-        asset_key=[IDENTITY, PERSON_ID_HISTORY], metadata={f"events_{k}": v for k, v in report.events.items()}
-    )
+    metadata = {
+        PERSON_LINK: {"rows": report.records, **{f"rule_{k}": v for k, v in report.links_by_rule.items()}},
+        PERSON: {"rows": report.persons},
+        CLERICAL_REVIEW: {"rows": report.clerical_review},
+        PERSON_ID_HISTORY: {f"events_{k}": v for k, v in report.events.items()},
+    }
+    for table, values in metadata.items():  # each table says whether it changed: gold follows only then
+        yield dg.MaterializeResult(
+            asset_key=[IDENTITY, table], metadata={**values, **plan.metadata([None], [(IDENTITY, table)])}
+        )
     for table in (PERSON_LINK, PERSON):
         yield _contract(settings.lake, table)
 
@@ -80,11 +80,3 @@ def identity_tables(context: dg.AssetExecutionContext, lake: LakeResource):
 def _contract(lake: UPath, table: str) -> dg.AssetCheckResult:
     path = table_path(lake, IDENTITY, table) / TABLE_FILE
     return contract_check(path, table, IDENTITY_SUITES, dg.AssetKey([IDENTITY, table]), CONTRACT_CHECK)
-
-
-IDENTITY_JOB = "identity_job"
-identity_job = dg.define_asset_job(
-    IDENTITY_JOB,
-    selection=dg.AssetSelection.groups(IDENTITY_GROUP),
-    description="Silver patients of every bucket → person_link, person, clerical_review, person_id_history.",
-)

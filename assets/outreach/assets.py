@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets.resources import LakeResource, OutreachDatabaseResource
+from assets.steps import CHANGED, plan_whole_step, unchanged_results
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.patient_360 import PATIENT_360
 from pipelines.identity.build import IDENTITY, PERSON_LINK
@@ -23,23 +24,17 @@ OUTREACH_GROUP = "outreach"
 OUTREACH_LIST_KEY = dg.AssetKey(["exports", "outreach_list"])
 EXPORT_VERIFIED_CHECK = "export_matches_manifest"
 LIST_RULES_CHECK = "no_deceased_opted_out_or_over_cap"
-OUTREACH_JOB = "outreach_job"
-_ALL = dg.AllPartitionMapping()
-
-campaign_partitions = dg.StaticPartitionsDefinition([c.id for c in shipped_campaigns()])
-"""One partition per campaign file, in priority order (run them in this order on a day)."""
 
 
 @dg.asset(
     key=OUTREACH_LIST_KEY,
     group_name=OUTREACH_GROUP,
-    partitions_def=campaign_partitions,
     deps=[
         *[
-            dg.AssetDep(["gold", table], partition_mapping=_ALL)
+            dg.AssetDep(["gold", table])
             for table in (SEGMENT_MEMBERSHIP, PATIENT_360, CARE_GAPS, TRIGGER_EVENTS)
         ],
-        dg.AssetDep(["silver", "patient_identifier"], partition_mapping=_ALL),
+        dg.AssetDep(["silver", "patient_identifier"]),
         dg.AssetDep([IDENTITY, PERSON_LINK]),
         # answers from outreach systems: opt-outs and bounced contact points steer the selection
         dg.AssetDep(["gold", COMMUNICATION_OPT_OUT]),
@@ -64,47 +59,66 @@ campaign_partitions = dg.StaticPartitionsDefinition([c.id for c in shipped_campa
 def outreach_list(
     context: dg.AssetExecutionContext, lake: LakeResource, outreach_database: OutreachDatabaseResource
 ):
-    """The campaign's list for the as-of day: selected from its segments' current members, suppressions
-    with reasons, priority order; exported (CSV, Parquet, FHIR Group, delta, manifest), audited and,
-    when a database is configured, loaded into `outreach_list`."""
+    """Every active campaign's list for the as-of day, one after another in priority order (earlier lists
+    count in later caps): selected from its segments' current members, suppressions with reasons,
+    priority order; exported (CSV, Parquet, FHIR Group, delta, manifest), audited and, when a database is
+    configured, loaded into `outreach_list`. The checks re-read every run's export."""
     settings = lake.settings()
-    campaigns = shipped_campaigns()
-    campaign = next(c for c in campaigns if c.id == context.partition_key)
-    as_of = resolve_as_of(settings.as_of, settings.lake)
-    outcome = run_campaign(
-        settings.lake,
-        settings.exports,
-        campaign,
-        campaigns,
-        as_of,
-        run_by=run_by(context.run.run_id),
-        dsn=outreach_database.dsn or None,
-    )
-    if outcome.export is None:
-        yield dg.MaterializeResult(metadata={"as_of": str(as_of), "active": False})
-        for check in (EXPORT_VERIFIED_CHECK, LIST_RULES_CHECK):
-            yield dg.AssetCheckResult(check_name=check, passed=True, metadata={"active": False})
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
         return
-    result = outcome.export
-    yield dg.MaterializeResult(
-        metadata={
-            "as_of": str(as_of),
-            "run_id": result.run.run_id,
-            "written": result.written,
-            "folder": dg.MetadataValue.path(str(result.run.folder)),
+    campaigns = shipped_campaigns()
+    as_of = resolve_as_of(settings.as_of, settings.lake)
+    metadata: dict[str, object] = {"as_of": str(as_of), CHANGED: True}
+    problems: dict[str, str] = {}
+    breaches: dict[str, int] = {}
+    for campaign in campaigns:  # shipped in priority order
+        outcome = run_campaign(
+            settings.lake,
+            settings.exports,
+            campaign,
+            campaigns,
+            as_of,
+            run_by=run_by(context.run.run_id),
+            dsn=outreach_database.dsn or None,
+        )
+        name = campaign.id
+        if outcome.export is None:
+            metadata[f"{name}_active"] = False
+            continue
+        result = outcome.export
+        metadata |= {
+            f"{name}_run_id": result.run.run_id,
+            f"{name}_written": result.written,
+            f"{name}_folder": dg.MetadataValue.path(str(result.run.folder)),
             **{
-                f"rows_{name.split('.')[0]}": n for name, n in result.counts.items() if name != "list.parquet"
+                f"{name}_rows_{file.split('.')[0]}": n
+                for file, n in result.counts.items()
+                if file != "list.parquet"
             },
-            **{f"suppressed_{reason}": n for reason, n in outcome.suppressed_by_reason.items()},
-            **({f"database_{k}": v for k, v in outcome.database.items()} if outcome.database else {}),
+            **{f"{name}_suppressed_{reason}": n for reason, n in outcome.suppressed_by_reason.items()},
+            **({f"{name}_database_{k}": v for k, v in outcome.database.items()} if outcome.database else {}),
         }
-    )
-    problems = verify_export(result.run)
+        found = verify_export(result.run)
+        if found:
+            problems[name] = "; ".join(found)
+        for rule, count in _list_rule_breaches(settings, campaigns, campaign, result).items():
+            if count:
+                breaches[f"{name}_{rule}"] = count
+    yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(
         check_name=EXPORT_VERIFIED_CHECK,
         passed=not problems,
-        metadata={"problems": "; ".join(problems) or "none"},
+        metadata={"problems": "; ".join(f"{c}: {p}" for c, p in problems.items()) or "none"},
     )
+    yield dg.AssetCheckResult(
+        check_name=LIST_RULES_CHECK, passed=not breaches, metadata=breaches or {"breaches": 0}
+    )
+
+
+def _list_rule_breaches(settings, campaigns, campaign, result) -> dict[str, int]:
+    """Listed persons who are deceased, held out, reached on an opted-out channel or over a cap."""
     listed_ids = result.run.read_list()["person_id"]
     people = (
         scan_table(settings.lake, "gold", PATIENT_360)
@@ -114,19 +128,9 @@ def outreach_list(
     )
     people = apply_opt_outs(people, opt_outs(settings.lake, listed_ids))
     history = contact_history(settings.exports, campaigns, campaign, result.run.as_of)
-    breaches = check_list_rules(result.run, campaign, people, history)
-    yield dg.AssetCheckResult(
-        check_name=LIST_RULES_CHECK, passed=not any(breaches.values()), metadata=breaches
-    )
-
-
-outreach_job = dg.define_asset_job(
-    OUTREACH_JOB,
-    selection=dg.AssetSelection.assets(OUTREACH_LIST_KEY),
-    description="Gold segments → one campaign's outreach list, exported and checked.",
-)
+    return check_list_rules(result.run, campaign, people, history)
 
 
 def campaign_order() -> list[str]:
-    """Campaign partition keys in the order a day's runs should go (priority, then id)."""
-    return campaign_partitions.get_partition_keys()
+    """Campaign ids in the order a day's runs go (priority, then id)."""
+    return [c.id for c in shipped_campaigns()]

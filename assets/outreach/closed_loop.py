@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
+from assets.steps import plan_whole_step, unchanged_results
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
 from pipelines.measures.build import CARE_GAPS
@@ -34,10 +35,7 @@ FEEDBACK_LOOP_GROUP = "outreach_feedback"
 CONTRACT_CHECK = "contract"
 EVERY_EVENT_ACCOUNTED = "every_event_resolved_or_quarantined"
 HOLDOUT_UNTOUCHED = "holdout_not_contacted"
-RESPONSES_JOB = "outreach_responses_job"
-EFFECT_JOB = "outreach_effect_job"
 OUTREACH_LIST_KEY = dg.AssetKey(["exports", "outreach_list"])
-_ALL = dg.AllPartitionMapping()
 _SUITES = EXPECTATIONS_DIR / "gold"
 _DESCRIPTIONS = {
     OUTREACH_EVENTS: "Outcome events of our campaign runs (sent, delivered, bounced, opened, clicked, "
@@ -84,7 +82,7 @@ def _contracts(lake, tables: tuple[str, ...]):
             dg.AssetDep(["bronze", BRONZE_OUTREACH_EVENTS]),
             dg.AssetDep([IDENTITY, PERSON]),
             dg.AssetDep([IDENTITY, PERSON_LINK]),
-            dg.AssetDep(["silver", "patient_identifier"], partition_mapping=_ALL),
+            dg.AssetDep(["silver", "patient_identifier"]),
         ],
     ),
     check_specs=[
@@ -103,6 +101,10 @@ def outreach_responses(context: dg.AssetExecutionContext, lake: LakeResource):
     written so far) and persons; derive the per-channel opt-outs and the contact points that bounced, which
     the day's campaign runs then honour."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     tables = build_outreach_responses(settings.lake, settings.exports, shipped_campaigns())
     bronze_rows = int(tables["bronze_rows"]["rows"][0])
     rejects = tables[OUTREACH_EVENTS_QUARANTINE]
@@ -136,12 +138,16 @@ def outreach_responses(context: dg.AssetExecutionContext, lake: LakeResource):
     key=[GOLD, CAMPAIGN_ASSIGNMENT],
     description=_DESCRIPTIONS[CAMPAIGN_ASSIGNMENT],
     group_name=FEEDBACK_LOOP_GROUP,
-    deps=[dg.AssetDep(OUTREACH_LIST_KEY, partition_mapping=_ALL)],
+    deps=[dg.AssetDep(OUTREACH_LIST_KEY)],
     check_specs=_contract_specs((CAMPAIGN_ASSIGNMENT,)),
 )
 def campaign_assignment(context: dg.AssetExecutionContext, lake: LakeResource):
     """Read every campaign run's list and hold-out back from the exports into one table."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     frame = build_campaign_assignment(settings.lake, settings.exports, shipped_campaigns())
     counts = frame.group_by("arm").len().sort("arm").iter_rows()
     yield dg.MaterializeResult(metadata={"rows": frame.height, **{f"arm_{a}": n for a, n in counts}})
@@ -155,7 +161,7 @@ def campaign_assignment(context: dg.AssetExecutionContext, lake: LakeResource):
             dg.AssetDep([GOLD, CAMPAIGN_ASSIGNMENT]),
             dg.AssetDep([GOLD, OUTREACH_EVENTS]),
             dg.AssetDep([GOLD, OUTREACH_EVENTS_QUARANTINE]),
-            dg.AssetDep([GOLD, CARE_GAPS], partition_mapping=_ALL),
+            dg.AssetDep([GOLD, CARE_GAPS]),
         ],
     ),
     check_specs=[
@@ -172,6 +178,10 @@ def campaign_effect_tables(context: dg.AssetExecutionContext, lake: LakeResource
     """Gap closure of contacted against held-out persons per campaign and measure, with its 95 % interval,
     and the outreach funnel per channel, as of the configured (or the data's) day."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     as_of = resolve_as_of(settings.as_of, settings.lake)
     tables = build_campaign_effect(settings.lake, shipped_campaigns(), as_of)
     effect = tables[CAMPAIGN_EFFECT]
@@ -200,16 +210,3 @@ def campaign_effect_tables(context: dg.AssetExecutionContext, lake: LakeResource
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"events_for_held_out_persons": contaminated},
     )
-
-
-outreach_responses_job = dg.define_asset_job(
-    RESPONSES_JOB,
-    selection=dg.AssetSelection.assets(outreach_responses),
-    description="Bronze outreach events → resolved events, opt-outs, bounced contact points (before the "
-    "day's lists).",
-)
-outreach_effect_job = dg.define_asset_job(
-    EFFECT_JOB,
-    selection=dg.AssetSelection.assets(campaign_assignment, campaign_effect_tables),
-    description="Export runs → campaign assignment; with care gaps and events → effect and funnel.",
-)

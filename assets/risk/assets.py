@@ -3,25 +3,29 @@
 
 import dagster as dg
 import polars as pl
+from upath import UPath
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
-from assets.scaling import STAGE_TAG, TRAINING_POOL, TRAINING_STEP
+from assets.scaling import TRAINING_POOL, TRAINING_STEP
+from assets.steps import CHANGED, plan_whole_step, unchanged_results, wants_retraining
+from models.registry import registry_of
+from models.retraining import NONE_DEPLOYED, retraining_reason
 from models.risk.config import risk_config
 from models.risk.drift_report import DRIFT_SCHEMA, RISK_DRIFT, drift_table
-from models.risk.lifecycle import train_and_deploy
-from models.risk.score import RISK_FEATURES, RISK_SCORES
+from models.risk.lifecycle import MODEL_NAMES, train_and_deploy
+from models.risk.registry import deployed_risk_version
+from models.risk.score import PERSON_MODEL, RISK_FEATURES, RISK_SCORES
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import GOLD, PARTITION_FILE, deployed_risk_model
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
-from pipelines.lake import parquet_files, read_table, table_path, write_parquet_atomic
+from pipelines.lake import parquet_files, read_parquet, read_table, table_path, write_parquet_atomic
 from pipelines.silver.expectations import EXPECTATIONS_DIR
 
 RISK_GROUP = "risk"
 RISK_MODELS_KEY = dg.AssetKey(["models", "risk"])
 DRIFT_CHECK = "score_drift"
 CONTRACT_CHECK = "contract"
-_ALL = dg.AllPartitionMapping()
 
 
 @dg.asset(
@@ -31,25 +35,49 @@ _ALL = dg.AllPartitionMapping()
         dg.AssetDep([IDENTITY, PERSON]),
         dg.AssetDep([IDENTITY, PERSON_LINK]),
         *[
-            dg.AssetDep(["silver", t], partition_mapping=_ALL)
+            dg.AssetDep(["silver", t])
             for t in ("encounter", "condition", "observation", "observation_component", "medication_request")
         ],
-        dg.AssetDep([GOLD, "device_alerts"], partition_mapping=_ALL),
+        dg.AssetDep([GOLD, "device_alerts"]),
     ],
-    automation_condition=dg.AutomationCondition.eager(),
     pool=TRAINING_POOL,
     op_tags=TRAINING_STEP,
 )
 def risk_models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Train the person (180-day ED/unplanned admission) and discharge (30-day readmission) risk models
-    on point-in-time features at historical as-of days, register each version with its model card under
-    `<lake>/models/`, and deploy a version that beats its clinical baseline (Charlson, LACE) and the
-    deployed version on the same test rows (the rule of `patient-insights risk train`)."""
+    """Keep the deployed person (180-day ED/unplanned admission) and discharge (30-day readmission) risk
+    models, or retrain them when it pays (none deployed, asked for, too old, drift: `models.retraining`):
+    point-in-time features at historical as-of days, each version registered with its model card under
+    `<lake>/models/`, deployed when it beats its clinical baseline (Charlson, LACE) and the deployed
+    version on the same test rows (the rule of `patient-insights risk train`)."""
     settings = lake.settings()
+    registry = registry_of(settings.lake)
+    drifted = last_drifted(settings.lake)
+    inputs_changed = bool(plan_whole_step(context, lake).todo)
+    before = {name: deployed_risk_version(settings.lake, name) for name in MODEL_NAMES}
+    reasons = {
+        name: retraining_reason(
+            registry,
+            name,
+            before[name],
+            wants_retraining(context),
+            drifted if name == PERSON_MODEL else None,
+        )
+        for name in MODEL_NAMES
+    }
+    # a model that could not be trained is tried again only on new data, not on every run
+    reasons = {n: None if r == NONE_DEPLOYED and not inputs_changed else r for n, r in reasons.items()}
+    metadata: dict[str, str | float | bool] = {
+        f"{name}_kept": "deployed version kept" if before[name] else "none deployed; inputs unchanged"
+        for name, reason in reasons.items()
+        if reason is None
+    }
+    to_train = [name for name, reason in reasons.items() if reason is not None]
+    if not to_train:
+        return dg.MaterializeResult(metadata={**metadata, CHANGED: False})
     as_of = resolve_as_of(settings.as_of, settings.lake)
-    outcomes = train_and_deploy(settings.lake, settings.buckets, as_of, risk_config())
-    metadata: dict[str, str | float] = {}
+    outcomes = train_and_deploy(settings.lake, lake.buckets_of_lake(), as_of, risk_config(), names=to_train)
     for outcome in outcomes:
+        metadata[f"{outcome.name}_why"] = str(reasons[outcome.name])
         metadata[f"{outcome.name}_status"] = outcome.status
         metadata[f"{outcome.name}_decision"] = outcome.decision or "none"
         metadata[f"{outcome.name}_deployed"] = outcome.deployed or "none"
@@ -59,26 +87,41 @@ def risk_models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
             metadata[f"{outcome.name}_test_brier"] = round(outcome.metrics["model"]["brier"], 4)
         if outcome.status == "skipped":
             context.log.warning(f"{outcome.name}: {outcome.detail}")
-    return dg.MaterializeResult(metadata=metadata)
+    after = {name: deployed_risk_version(settings.lake, name) for name in MODEL_NAMES}
+    return dg.MaterializeResult(metadata={**metadata, CHANGED: after != before})
+
+
+def last_drifted(lake: UPath) -> list[str]:
+    """The variables whose drift the last run's check flagged (PSI above the warning level)."""
+    path = table_path(lake, GOLD, RISK_DRIFT) / PARTITION_FILE
+    if not path.exists():
+        return []
+    table = read_parquet(path)
+    if "psi" not in table.columns:
+        return []
+    return table.filter(pl.col("psi") > risk_config().psi_warning)["variable"].to_list()
 
 
 @dg.asset(
     key=[GOLD, RISK_DRIFT],
     group_name="gold_summary",
     deps=[
-        dg.AssetDep([GOLD, RISK_SCORES], partition_mapping=_ALL),
-        dg.AssetDep([GOLD, RISK_FEATURES], partition_mapping=_ALL),
+        dg.AssetDep([GOLD, RISK_SCORES]),
+        dg.AssetDep([GOLD, RISK_FEATURES]),
     ],
     check_specs=[
         dg.AssetCheckSpec(DRIFT_CHECK, asset=[GOLD, RISK_DRIFT], description="PSI of score and features"),
         dg.AssetCheckSpec(CONTRACT_CHECK, asset=[GOLD, RISK_DRIFT], blocking=True, description="GE suite"),
     ],
-    automation_condition=dg.AutomationCondition.eager(),
 )
 def risk_drift(context: dg.AssetExecutionContext, lake: LakeResource):
     """Population stability index of today's scores and top features against the deployed model's test
     population; the check warns above the configured level (0.2)."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     model = deployed_risk_model(settings.lake)
     path = table_path(settings.lake, GOLD, RISK_DRIFT) / PARTITION_FILE
     if model is None or not parquet_files(table_path(settings.lake, GOLD, RISK_SCORES)):
@@ -107,12 +150,3 @@ def risk_drift(context: dg.AssetExecutionContext, lake: LakeResource):
     yield contract_check(
         path, RISK_DRIFT, EXPECTATIONS_DIR / "gold", dg.AssetKey([GOLD, RISK_DRIFT]), CONTRACT_CHECK
     )
-
-
-RISK_JOB = "risk_model_job"
-risk_job = dg.define_asset_job(
-    RISK_JOB,
-    selection=dg.AssetSelection.groups(RISK_GROUP),
-    description="Identity, silver and device alerts → trained, registered and deployed risk models.",
-    tags={STAGE_TAG: TRAINING_POOL},
-)

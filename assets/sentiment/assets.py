@@ -8,9 +8,12 @@ import polars as pl
 
 from assets.contracts import contract_check
 from assets.resources import LakeResource
-from assets.scaling import STAGE_TAG, TRAINING_POOL, TRAINING_STEP
+from assets.scaling import TRAINING_POOL, TRAINING_STEP
+from assets.steps import CHANGED, plan_whole_step, unchanged_results, wants_retraining
 from models.registry import registry_of
+from models.retraining import NONE_DEPLOYED, retraining_reason
 from models.sentiment.lifecycle import train_and_deploy_sentiment
+from models.sentiment.registry import NAME, deployed_sentiment_version
 from models.sentiment.train import SentimentTrainingError, split_held_out, survey_weak_labels
 from pipelines.gold.sentiment import (
     GOLD,
@@ -55,8 +58,7 @@ def labelled_file(path: str) -> pl.DataFrame:
 @dg.asset(
     key=SENTIMENT_MODEL_KEY,
     group_name=SENTIMENT_GROUP,
-    deps=[dg.AssetDep([SILVER, "questionnaire_response_item"], partition_mapping=dg.AllPartitionMapping())],
-    automation_condition=dg.AutomationCondition.eager(),
+    deps=[dg.AssetDep([SILVER, "questionnaire_response_item"])],
     pool=TRAINING_POOL,
     op_tags=TRAINING_STEP,
 )
@@ -64,8 +66,18 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
     neutral, 9-10 positive) and any hand-labelled texts, compare it with VADER on a held-out fifth of
     them, overall and per kind of text, and deploy the choices when they beat the deployed model on the
-    same held-out texts (the same rule as `patient-insights sentiment train`)."""
+    same held-out texts (the same rule as `patient-insights sentiment train`). A run trains only when it
+    pays (none deployed, asked for, the deployed version too old: `models.retraining`)."""
     settings = lake.settings()
+    registry = registry_of(settings.lake)
+    before = deployed_sentiment_version(registry)
+    reason = retraining_reason(registry, NAME, before, wants_retraining(context))
+    if reason == NONE_DEPLOYED and not plan_whole_step(context, lake).todo:
+        reason = None  # could not be trained before, and nothing it learns from changed since
+    if reason is None:
+        status = "deployed version kept" if before else "none deployed; inputs unchanged"
+        return dg.MaterializeResult(metadata={"status": status, CHANGED: False})
+    context.log.info(f"sentiment model: training, because {reason}")
     weak = survey_weak_labels(read_table(settings.lake, SILVER, "questionnaire_response_item"))
     train, held_out = split_held_out(weak)
     data = f"{weak.height} survey comments with weak labels from their 0-10 rating"
@@ -85,7 +97,7 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         )
     except SentimentTrainingError as error:
         context.log.warning(f"sentiment model not trained: {error}")
-        return dg.MaterializeResult(metadata={"status": "skipped", "detail": str(error)})
+        return dg.MaterializeResult(metadata={"status": "skipped", "detail": str(error), CHANGED: False})
     training = outcome.training
     if outcome.decision == "kept":
         context.log.warning(f"sentiment model {outcome.version} not deployed: {outcome.detail}")
@@ -101,17 +113,9 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
             **{f"{name}_macro_f1": round(m["macro_f1"], 4) for name, m in outcome.held_out_metrics.items()},
             "train_rows": training.rows["train"],
             "held_out_rows": training.rows["held_out"],
+            CHANGED: outcome.deployed != before,
         }
     )
-
-
-SENTIMENT_JOB = "sentiment_model_job"
-sentiment_job = dg.define_asset_job(
-    SENTIMENT_JOB,
-    selection=dg.AssetSelection.groups(SENTIMENT_GROUP),
-    description="Silver survey answers → trained, judged and deployed sentiment model.",
-    tags={STAGE_TAG: TRAINING_POOL},
-)
 
 
 @dg.multi_asset(
@@ -121,12 +125,9 @@ sentiment_job = dg.define_asset_job(
             description=description,
             group_name="gold_summary",
             deps=[
-                dg.AssetDep([GOLD, SENTIMENT_MESSAGE], partition_mapping=dg.AllPartitionMapping()),
-                dg.AssetDep(
-                    [SILVER, "questionnaire_response_item"], partition_mapping=dg.AllPartitionMapping()
-                ),
+                dg.AssetDep([GOLD, SENTIMENT_MESSAGE]),
+                dg.AssetDep([SILVER, "questionnaire_response_item"]),
             ],
-            automation_condition=dg.AutomationCondition.eager(),
         )
         for table, description in (
             (
@@ -148,6 +149,10 @@ sentiment_job = dg.define_asset_job(
 def sentiment_reports(context: dg.AssetExecutionContext, lake: LakeResource):
     """Weekly agent and department sentiment, survey scores and negative themes over every bucket."""
     settings = lake.settings()
+    plan = plan_whole_step(context, lake)
+    if not plan.todo:
+        yield from unchanged_results(context)
+        return
     reports = build_sentiment_reports(settings.lake)
     for table, frame in reports.items():
         yield dg.MaterializeResult(asset_key=[GOLD, table], metadata={"rows": frame.height})
@@ -161,14 +166,14 @@ def sentiment_reports(context: dg.AssetExecutionContext, lake: LakeResource):
 @dg.asset(
     key=["exports", "sentiment_report"],
     group_name="gold_summary",
-    deps=[[GOLD, t] for t in REPORT_TABLES]
-    + [dg.AssetDep([GOLD, "sentiment_conversation"], partition_mapping=dg.AllPartitionMapping())],
-    automation_condition=dg.AutomationCondition.eager(),
+    deps=[[GOLD, t] for t in REPORT_TABLES] + [dg.AssetDep([GOLD, "sentiment_conversation"])],
 )
 def sentiment_report(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The latest week's sentiment report as one self-contained HTML file under the exports folder
     (charts inlined; patient words only as short theme snippets)."""
     settings = lake.settings()
+    if not plan_whole_step(context, lake).todo:
+        return dg.MaterializeResult(metadata={CHANGED: False, "rebuilt": "no: nothing it reads changed"})
     try:
         path = render_sentiment_report(settings.lake, settings.exports)
     except ValueError as nothing:  # no conversation has been scored yet: nothing to report, not a failure

@@ -1,13 +1,19 @@
-"""Silver tables: one asset per ViewDefinition in data_contracts/views, partitioned by patient bucket."""
+"""Silver tables: one asset per ViewDefinition in data_contracts/views, stored by patient bucket."""
+
+from collections import Counter
 
 import dagster as dg
 
 from assets.bronze.assets import FHIR_RESOURCES_KEY
-from assets.partitions import patient_buckets
+from assets.contracts import contract_result
 from assets.resources import LakeResource
 from assets.scaling import BUCKET_POOL, BUCKET_STEP
-from pipelines.silver.build import SILVER, TYPE_CONFLICTS, build_partition, read_partition
-from pipelines.silver.expectations import check_table, load_suites
+from assets.steps import plan_step
+from pipelines.gold.as_of import resolve_as_of
+from pipelines.layout import patient_bucket_keys
+from pipelines.parallel import bucket_workers, map_buckets
+from pipelines.silver.build import SILVER, TYPE_CONFLICTS, build_partition
+from pipelines.silver.expectations import EXPECTATIONS_DIR, load_suites
 from pipelines.silver.views import load_views
 from pipelines.sof.view import row_wise_columns
 
@@ -57,40 +63,59 @@ def _specs() -> list[dg.AssetSpec]:
 @dg.multi_asset(
     specs=_specs(),
     check_specs=_check_specs(),
-    partitions_def=patient_buckets(),
     can_subset=False,
     pool=BUCKET_POOL,
     op_tags=BUCKET_STEP,
 )
 def silver_tables(context: dg.AssetExecutionContext, lake: LakeResource):
-    """Rebuild one bucket of every silver table from bronze: latest versions, deletions applied, views run."""
-    report = build_partition(lake.settings().lake, context.partition_key)
-    context.log.info(
-        f"silver bucket {context.partition_key}: {report.resources} current resources, "
-        f"{sum(report.rows.values())} rows, {sum(report.type_conflicts.values())} values with type conflicts"
+    """Rebuild the silver tables from bronze, bucket by bucket (the buckets the run needs, side by side
+    when they are large): latest versions, deletions applied, views run."""
+    settings = lake.settings()
+    buckets = lake.buckets_of_lake()
+    views = load_views()
+    outputs = [(SILVER, v.name) for v in views] + [(SILVER, TYPE_CONFLICTS)]
+    plan = plan_step(
+        context,
+        settings.lake,
+        outputs,
+        patient_bucket_keys(buckets),
+        resolve_as_of(settings.as_of, settings.lake),
+        buckets,
     )
-    for view in load_views():
+    workers = bucket_workers(settings.lake, buckets, len(plan.todo))
+    reports = map_buckets(build_partition, [(settings.lake, key) for key in plan.todo], workers)
+    rows: Counter[str] = Counter()
+    conflicts: Counter[str] = Counter()
+    for report in reports:
+        rows.update(report.rows)
+        conflicts.update(report.type_conflicts)
+    context.log.info(
+        f"silver: {len(plan.todo)} of {len(plan.keys)} buckets rebuilt ({workers} process(es)), "
+        f"{sum(r.resources for r in reports)} current resources, {sum(rows.values())} rows, "
+        f"{sum(conflicts.values())} values with type conflicts"
+    )
+    step = plan.metadata(plan.todo)
+    for view in views:
         yield dg.MaterializeResult(
             asset_key=[SILVER, view.name],
             metadata={
-                "rows": report.rows[view.name],
-                "type_conflicts": sum(
-                    n for k, n in report.type_conflicts.items() if k.startswith(f"{view.name}.")
-                ),
+                "rows": rows[view.name],
+                "type_conflicts": sum(n for k, n in conflicts.items() if k.startswith(f"{view.name}.")),
+                **(plan.metadata(plan.todo, [(SILVER, view.name)]) if plan.incremental else step),
             },
         )
     yield dg.MaterializeResult(
-        asset_key=TYPE_CONFLICTS_KEY, metadata={"values_nulled": sum(report.type_conflicts.values())}
+        asset_key=TYPE_CONFLICTS_KEY, metadata={"values_nulled": sum(conflicts.values()), **step}
     )
     suites = load_suites()
-    for view in load_views():
-        if view.name not in suites:
-            continue
-        table = read_partition(lake.settings().lake, view.name, context.partition_key)
-        outcome = check_table(view.name, table, suites[view.name])
-        yield dg.AssetCheckResult(
-            asset_key=[SILVER, view.name],
-            check_name=EXPECTATIONS_CHECK,
-            passed=outcome.success,
-            metadata={"expectations_evaluated": outcome.evaluated, "failures": "; ".join(outcome.failures)},
-        )
+    for view in views:
+        if view.name in suites:
+            yield contract_result(
+                settings.lake,
+                SILVER,
+                view.name,
+                EXPECTATIONS_DIR,
+                dg.AssetKey([SILVER, view.name]),
+                EXPECTATIONS_CHECK,
+                plan.todo,
+            )

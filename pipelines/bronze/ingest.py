@@ -59,6 +59,7 @@ from pipelines.bronze.tables import (
 )
 from pipelines.bronze.writer import DEFAULT_BATCH_ROWS, RECORD_TABLES, BatchWriter, roll_back_pending
 from pipelines.lake import read_table, scan_table, table_path
+from pipelines.layout import resolve_buckets
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def ingest_landing(
     started = time.perf_counter()
     DecompressionLimits.from_env()  # a misconfigured limit fails the run before any file is read
     report = IngestReport(run_id=run_id or new_run_id())
+    resolve_buckets(lake, landing, buckets)  # records a new lake's count; another count is refused
     report.rolled_back_batches = roll_back_pending(lake)
     plan = d.discover(landing)
     report.files_unlisted = len(plan.unlisted)

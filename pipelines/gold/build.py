@@ -215,3 +215,14 @@ def _previous(lake: UPath, table: str, bucket: str, schema: dict[str, pl.DataTyp
 
 def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return dict(frame.group_by(column).len().sort(column).iter_rows())
+
+
+def deployed_model_versions(lake: UPath) -> dict[str, str | None]:
+    """The model versions the person tables are scored with (a change rebuilds every person bucket)."""
+    from models.registry import registry_of
+    from models.sentiment.registry import NAME, deployed_sentiment_version
+
+    return {
+        PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL),
+        NAME: deployed_sentiment_version(registry_of(lake)),
+    }

@@ -79,11 +79,13 @@ def build_identity(lake: UPath, now: datetime | None = None) -> IdentityReport:
     review = _clerical_review(pairs, assigned, records, settings.auto_link)
     history = _history(lake, events, now or datetime.now(UTC))
     persons = golden_records(lake, person_link, settings.source_rank)
+    # person_link last: the next build starts from it, so a build that fails part-way (a full disk) is
+    # redone whole, and the history it may already have written is not doubled (`_history`)
     for table, frame in (
-        (PERSON_LINK, person_link),
+        (PERSON_ID_HISTORY, history),
         (PERSON, persons),
         (CLERICAL_REVIEW, review),
-        (PERSON_ID_HISTORY, history),
+        (PERSON_LINK, person_link),
     ):
         write_parquet_atomic(frame, table_path(lake, IDENTITY, table) / TABLE_FILE)
     return IdentityReport(
@@ -143,14 +145,20 @@ def _clerical_review(
 
 
 def _history(lake: UPath, events: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """Earlier history plus this build's events (a re-run on unchanged data adds none)."""
+    """Earlier history plus this build's events not recorded yet (a re-run on unchanged data adds none)."""
     stamped = events.with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("recorded_at"))
     earlier = _read(lake, PERSON_ID_HISTORY)
     schema = {**HISTORY_SCHEMA, "recorded_at": pl.Datetime("us", "UTC")}
     frames = [
         f.select([pl.col(n).cast(t) for n, t in schema.items()]) for f in (earlier, stamped) if f.height
     ]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    # an event already recorded (by a build that failed before person_link was written) is kept once,
+    # with the time it was first recorded
+    return pl.concat(frames).unique(
+        ["event", "person_id", "related_person_id"], keep="first", maintain_order=True
+    )
 
 
 def _read(lake: UPath, table: str) -> pl.DataFrame:

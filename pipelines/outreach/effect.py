@@ -20,7 +20,6 @@ import math
 from datetime import date
 
 import polars as pl
-from scipy.stats import norm
 
 from pipelines.outreach.assignment import CONTACTED, HOLDOUT
 from pipelines.outreach.campaigns import Campaign
@@ -81,6 +80,10 @@ FUNNEL_SCHEMA: dict[str, pl.DataType] = {
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson's score interval of a proportion (0, 1 for n = 0)."""
+    # scipy.stats takes a large share of a second to import: loaded on first use, so that reading the
+    # effect table (`patient-insights summary` imports this module for its name) does not pay for it
+    from scipy.stats import norm
+
     if n == 0:
         return 0.0, 1.0
     z = float(norm.ppf(0.5 + confidence / 2))
