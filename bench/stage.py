@@ -319,132 +319,12 @@ def risk(landing: str, lake: str, truth: str, buckets: int) -> dict[str, object]
     return result
 
 
-def e2e(landing: str, lake: str, exports: str, buckets: int, workers: int) -> dict[str, object]:
-    """The whole pipeline on a generated landing folder (as of 2026-06-30) in this process, the buckets of
-    each per-bucket job in `workers` processes: total and per-job wall time and peak RSS, the records
-    bronze took in, and the rows of each campaign's outreach list in the exports."""
-    import polars as pl
-
-    from assets.outreach.assets import campaign_order
-    from pipelines.config import Settings
-    from pipelines.lake import read_table
-    from pipelines.outreach.exports import campaign_runs
-    from pipelines.run import run_pipeline
-
-    labels = Path(landing).parent / "ground_truth" / "conversation_turns.csv"
-    os.environ.update(PATIENT_INSIGHTS_SENTIMENT_LABELS=str(labels), DAGSTER_HOME="")
-    settings = Settings(UPath(landing), UPath(lake), UPath(exports), buckets, date(2026, 6, 30))
-    machine = _MachineLoad()
-    started = time.perf_counter()
-    run = run_pipeline(settings, workers=workers)
-    seconds = time.perf_counter() - started
-    other_cores = machine.other_cores()
-    records = int(read_table(UPath(lake), "bronze", "ingest_log").select(pl.col("records_in").sum()).item())
-    lists = {}
-    for campaign in campaign_order():
-        done = campaign_runs(UPath(exports), campaign)
-        lists[campaign] = done[-1].read_list().height if done else None
-    return {
-        "seconds": seconds,
-        "pipeline_seconds": run.seconds,
-        "success": run.success,
-        "failed_checks": run.failed_checks,
-        "warnings": run.warnings,
-        "stages": run.stages,
-        "records": records,
-        "bytes": 0,
-        "workers": workers,
-        "outreach_lists": lists,
-        "other_cores": other_cores,
-    }
-
-
-def e2e_increment(landing: str, lake: str, exports: str, buckets: int, workers: int) -> dict[str, object]:
-    """A next day's delivery of 1 % of EHR A's resources (changed, new or deleted) written into the
-    landing folder, then an incremental run of the pipeline on the lake a full run built: its wall time
-    and per-job runs, partitions skipped and seconds."""
-    from pipelines.config import Settings
-    from pipelines.generate.increment import write_increment
-    from pipelines.run import run_pipeline
-
-    labels = Path(landing).parent / "ground_truth" / "conversation_turns.csv"
-    os.environ.update(PATIENT_INSIGHTS_SENTIMENT_LABELS=str(labels), DAGSTER_HOME="")
-    delivery = write_increment(Path(landing), date(2026, 7, 1), share=0.01, seed=7)
-    settings = Settings(UPath(landing), UPath(lake), UPath(exports), buckets, date(2026, 6, 30))
-    machine = _MachineLoad()
-    run = run_pipeline(settings, workers=workers, incremental=True)
-    return {
-        "seconds": run.seconds,
-        "pipeline_seconds": run.seconds,
-        "success": run.success,
-        "mode": run.mode,
-        "failed_checks": run.failed_checks,
-        "stages": run.stages,
-        "records": delivery.resources,
-        "actions": delivery.actions,
-        "bytes": 0,
-        "workers": workers,
-        "other_cores": machine.other_cores(),
-    }
-
-
 GENERIC_BUILTINS = (
     "<built-in method builtins.next>",
     "<built-in method builtins.exec>",
     "<built-in method builtins.__import__>",
 )
 """Built-ins that only carry a caller's time (generators, imports): left out of the profile table."""
-
-
-def e2e_profile(landing: str, lake: str, exports: str, buckets: int, job: str, top: int = 15) -> dict:
-    """One more run of `job` (its first partition, if partitioned) on a finished lake under cProfile, on an
-    ephemeral Dagster instance: the functions outside Dagster's own machinery with the most cumulative
-    time."""
-    import cProfile
-    import pstats
-
-    import dagster as dg
-
-    from assets.resources import lake_resource_for
-    from pipelines.config import Settings
-    from pipelines.definitions import build_definitions
-    from pipelines.run import QUIET_RUN
-
-    labels = Path(landing).parent / "ground_truth" / "conversation_turns.csv"
-    os.environ.update(PATIENT_INSIGHTS_SENTIMENT_LABELS=str(labels), DAGSTER_HOME="")
-    settings = Settings(UPath(landing), UPath(lake), UPath(exports), buckets, date(2026, 6, 30))
-    definition = build_definitions(lake_resource_for(settings)).resolve_job_def(job)
-    partitions = definition.partitions_def
-    partition = partitions.get_partition_keys()[0] if partitions is not None else None
-    instance = dg.DagsterInstance.ephemeral()
-    profiler = cProfile.Profile()
-    started = time.perf_counter()
-    profiler.enable()
-    result = definition.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET_RUN, partition_key=partition
-    )
-    profiler.disable()
-    seconds = time.perf_counter() - started
-    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    rows = [
-        {"function": f"{_short(file)}:{line}({name})", "calls": calls, "own_s": own, "cumulative_s": cum}
-        for (file, line, name), (_, calls, own, cum, _) in stats.items()
-        if "site-packages/dagster" not in file
-        and not file.startswith("<")
-        and "/concurrent/" not in file
-        and "/threading.py" not in file
-        and "/contextlib.py" not in file
-        and name not in GENERIC_BUILTINS
-    ]
-    return {
-        "seconds": seconds,
-        "records": 0,
-        "bytes": 0,
-        "job": job,
-        "partition": partition,
-        "success": result.success,
-        "profile": sorted(rows, key=lambda r: -r["cumulative_s"])[:top],
-    }
 
 
 DASHBOARD_APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
@@ -700,9 +580,6 @@ STAGES = {
     "identity": identity,
     "risk": risk,
     "dashboard": dashboard,
-    "e2e": e2e,
-    "e2e_profile": e2e_profile,
-    "e2e_increment": e2e_increment,
 }
 
 

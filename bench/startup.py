@@ -198,11 +198,6 @@ def _installed_with_bytecode(package: str) -> bool:
     return Path(importlib.util.cache_from_source(spec.origin)).is_file()
 
 
-def _one_minute(load: str | None) -> float:
-    """The 1-minute average of a `_loadavg()` text (0 when not measured)."""
-    return float(load.split(" / ")[0]) if load else 0.0
-
-
 def _commit() -> str:
     """The short commit the report was measured at (empty outside a git checkout)."""
     return subprocess.run(
@@ -241,17 +236,12 @@ def write_report(timings: list[Timing], load_before: str | None, load_after: str
         )
     load = (
         f"Machine load (1 / 5 / 15 minute averages from /proc/loadavg): {load_before} before, "
-        f"{load_after} after."
+        f"{load_after} after. The benchmark keeps one process running at a time: a 1-minute average well "
+        f"above 1 means other processes competed for the {os.cpu_count()} cores and lengthened the wall "
+        "times (the CPU times less so)."
         if load_before and load_after
         else "Machine load: not measured (no /proc/loadavg)."
     )
-    # the load after includes the benchmark's own process (about 1); before, none of it
-    others = max(_one_minute(load_before), _one_minute(load_after) - 1.0)
-    if others >= 0.5:
-        load += (
-            " Other processes competed for the CPU and lengthened the wall times against an idle machine; "
-            "the CPU times are less affected."
-        )
     lines += ["", load]
     REPORT.write_text("\n".join(lines) + "\n")
 

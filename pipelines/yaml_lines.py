@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+# libyaml's loader when PyYAML was built with it (the wheels are): the same documents, several times faster
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_NODES = 100_000
 """The most nodes a definition may expand to (aliases count each time they are used): contracts are
 small, and a document of nested aliases ("billion laughs") would otherwise take forever to walk."""
@@ -31,9 +33,9 @@ def load_with_lines(path: Path) -> tuple[yaml.Node | None, Any]:
         raise DefinitionError(f"{path.name}:{at}: not UTF-8 text") from None
     node: yaml.Node | None = None
     try:
-        node = yaml.compose(text)
+        node = yaml.compose(text, Loader=_LOADER)
         _check_nodes(path, node)
-        return node, yaml.safe_load(text)
+        return node, yaml.load(text, Loader=_LOADER)  # a safe loader: libyaml's or PyYAML's
     except DefinitionError:
         raise
     except (ValueError, TypeError, OverflowError) as err:  # a scalar YAML reads but Python refuses
@@ -44,6 +46,8 @@ def load_with_lines(path: Path) -> tuple[yaml.Node | None, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or type(err).__name__
+        if "nesting depth" in str(problem):  # libyaml's own limit, where PyYAML would recurse too deep
+            raise DefinitionError(f"{path.name}:1: the document is nested too deeply") from None
         raise DefinitionError(
             f"{path.name}:{mark.line + 1 if mark else 1}: not valid YAML ({problem})"
         ) from None

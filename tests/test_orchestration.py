@@ -205,3 +205,24 @@ def test_a_second_pass_scores_with_the_deployed_models_and_retrains_when_asked(g
     assert asked.success
     assert asked.assets["models/risk"]["person_180d_why"] == "retraining was asked for"
     assert "version" in asked.assets["models/sentiment"]
+
+
+def test_the_progress_display_follows_the_steps() -> None:
+    from rich.console import Console
+
+    from pipelines.progress import StepProgress
+
+    display = StepProgress()
+    display.on_event("STEP_START", "silver_tables", None)
+    display.on_event("ASSET_MATERIALIZATION", "silver_tables", 120)
+    display.on_event("ASSET_MATERIALIZATION", "silver_tables", 30)
+    display.on_event("STEP_SUCCESS", "silver_tables", None)
+    display.on_event("STEP_START", "identity_tables", None)
+    display.on_event("STEP_FAILURE", "identity_tables", None)
+    display.on_event("RUN_START", None, None)  # not a step's: ignored
+    console = Console(width=100, record=True)
+    console.print(display.table())
+    text = console.export_text()
+    assert "silver_tables" in text and "done" in text and "150" in text
+    assert "identity_tables" in text and "failed" in text
+    assert list(display.steps) == ["silver_tables", "identity_tables"]

@@ -45,8 +45,10 @@ def write_csv(path: Path, records: list[dict[str, str]], encoding: str = "utf-8"
 
 
 def invoke(*args: str) -> tuple[int, str]:
+    """Exit code and output, with line breaks and runs of spaces as single spaces: the console's width is
+    fixed when it is first made (by whichever test imports it first), so a sentence may wrap anywhere."""
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
-    return result.exit_code, result.output
+    return result.exit_code, " ".join(result.output.split())
 
 
 def train(source: Path, registry: Path, *extra: str) -> tuple[int, str]:

@@ -306,6 +306,12 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
 
 
 def load_measures(folder: Path = MEASURES_DIR) -> list[Measure]:
-    """Every measure file of the folder."""
+    """Every measure file of the folder (read once per process: every person bucket and the segments,
+    campaigns and simulator use the same definitions)."""
+    return list(_measures(folder))
+
+
+@cache
+def _measures(folder: Path) -> tuple[Measure, ...]:
     known = set(value_sets(folder / "value_sets")["value_set"].unique().to_list())
-    return [load_measure(path, known) for path in sorted(folder.glob("*.yaml"))]
+    return tuple(load_measure(path, known) for path in sorted(folder.glob("*.yaml")))
