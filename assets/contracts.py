@@ -18,9 +18,10 @@ BUCKET = "bucket"
 
 def rebuilt_rows(
     lake: UPath, layer: str, table: str, keys: Sequence[str | None], columns: Sequence[str]
-) -> pl.DataFrame:
-    """The `columns` (those the table has) of the partitions `keys` of a table ([None]: the whole table),
-    with the bucket each row sits in when the table is partitioned."""
+) -> pl.LazyFrame:
+    """A scan of the `columns` (those the table has) of the partitions `keys` of a table ([None]: the whole
+    table), with the bucket each row sits in when the table is partitioned. Lazy: the contract is evaluated
+    over it without holding a large table's columns in memory at once."""
     folder = table_path(lake, layer, table)
     if list(keys) == [None]:
         files = parquet_files(folder)
@@ -29,7 +30,7 @@ def rebuilt_rows(
         files = [f for key in keys if key is not None for f in parquet_files(folder / f"{BUCKET}={key}")]
         partitioned = True
     if not files:
-        return pl.DataFrame()
+        return pl.LazyFrame()
     scan = scan_parquet(
         files, hive_partitioning=partitioned, hive_schema={BUCKET: pl.String} if partitioned else None
     )
@@ -37,7 +38,7 @@ def rebuilt_rows(
     wanted = [c for c in columns if c in present and c != BUCKET]
     if partitioned:
         wanted.append(BUCKET)
-    return scan.select(wanted).collect() if wanted else pl.DataFrame()
+    return scan.select(wanted) if wanted else pl.LazyFrame()
 
 
 def contract_result(
@@ -61,14 +62,14 @@ def contract_result(
             metadata={"expectations_evaluated": 0, "rows_checked": 0, "buckets_checked": ""},
         )
     frame = rebuilt_rows(lake, layer, table, keys, suite_columns(suite))
-    group = BUCKET if BUCKET in frame.columns else None
+    group = BUCKET if BUCKET in frame.collect_schema().names() else None
     outcome = check_table(table, frame, suite, group_column=group)
     failing = sorted({b for buckets in outcome.failing_groups.values() for b in buckets})
     buckets = {
         "buckets_checked": ",".join(k for k in keys if k is not None),
         "failing_buckets": ",".join(failing),
     }
-    return _result(key, check_name, outcome, frame.height, buckets)
+    return _result(key, check_name, outcome, outcome.rows, buckets)
 
 
 def contract_check(

@@ -328,6 +328,12 @@ def test_shipped_expectations_agree_with_ge(
         renamed = [prefixed(expectations[j], f"e{j}|") for j in taking]
         outcome = check_table(table, frame, {**content, "expectations": renamed})
         assert outcome.evaluated == len(renamed)
+        scanned = check_table(table, frame.lazy(), {**content, "expectations": renamed})  # a lake scan
+        assert (scanned.success, scanned.failures, scanned.rows) == (
+            outcome.success,
+            outcome.failures,
+            frame.height,
+        )
         for j, expectation in zip(taking, renamed, strict=True):
             assert result(outcome, expectation) == ge_reference[signature(expectations[j])][position], (
                 f"{folder}/{table}: {label(expectations[j])} on case {position}"

@@ -68,6 +68,7 @@ class ContractOutcome:
     table: str
     success: bool = True
     evaluated: int = 0  # expectations evaluated
+    rows: int = 0  # rows checked
     failures: list[str] = field(default_factory=list)  # "<expectation>(<columns>): <n> unexpected"
     # failure string -> sorted distinct values of the group column among that failure's unexpected rows
     failing_groups: dict[str, list[str]] = field(default_factory=dict)
@@ -229,24 +230,30 @@ class _Check:
 
 
 def check_table(
-    table: str, frame: pl.DataFrame, suite: dict[str, Any], group_column: str | None = None
+    table: str,
+    frame: pl.DataFrame | pl.LazyFrame,
+    suite: dict[str, Any],
+    group_column: str | None = None,
 ) -> ContractOutcome:
     """Evaluate `table`'s suite on a frame, vectorized in Polars, with GE's pandas-engine semantics.
 
-    With `group_column` (a bucket, a source), `failing_groups` names, per failure, the groups whose rows
-    were unexpected; the group column itself is not evaluated. Raises ContractError (a ValueError) for a
+    A LazyFrame (a scan of the table's files) is evaluated without materializing its columns where the
+    counts allow (the streaming engine): a whole large table is checked in bounded memory. With
+    `group_column` (a bucket, a source), `failing_groups` names, per failure, the groups whose rows were
+    unexpected; the group column itself is not evaluated. Raises ContractError (a ValueError) for a
     contract that cannot be evaluated, even on an empty frame.
     """
     specs = [_parse(table, expectation) for expectation in suite["expectations"]]
     outcome = ContractOutcome(table)
-    if frame.is_empty():  # nothing to evaluate: every expectation would pass vacuously
+    if isinstance(frame, pl.DataFrame) and frame.is_empty():  # every expectation would pass vacuously
         return outcome
-    if group_column is not None and group_column not in frame.columns:
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
+    if group_column is not None and group_column not in schema:
         raise ValueError(f"table {table!r}: group column {group_column!r} is not in the frame")
-    schema = frame.schema
     checks = [_plan(table, spec, schema) for spec in specs]
 
-    aggregates: list[pl.Expr] = []
+    aggregates: list[pl.Expr] = [pl.len().alias("rows")]
     for i, check in enumerate(checks):
         if check.missing_column:
             continue
@@ -260,7 +267,10 @@ def check_table(
             if check.pairs is not None:
                 aggregates.append(check.pairs.filter(_rows(check)).n_unique().alias(f"{i}.pairs"))
     # One lazy select: every count in a single pass, with the masks several checks share computed once.
-    counts = frame.lazy().select(aggregates).collect().row(0, named=True) if aggregates else {}
+    counts = lazy.select(aggregates).collect(engine="streaming").row(0, named=True)
+    outcome.rows = int(counts["rows"])
+    if not outcome.rows:  # an empty scan: nothing to evaluate, as for an empty frame
+        return outcome
     # Marking every duplicated row costs several times counting distinct keys, so only a uniqueness check
     # with fewer distinct keys than rows (some duplicate, then) pays for it, in a second pass.
     recount: list[pl.Expr] = []
@@ -271,7 +281,7 @@ def check_table(
             else:
                 recount.append(_rows(check).sum().alias(f"{i}.unexpected"))
     if recount:
-        counts.update(frame.lazy().select(recount).collect().row(0, named=True))
+        counts.update(lazy.select(recount).collect(engine="streaming").row(0, named=True))
 
     failed: list[tuple[str, _Check]] = []
     for i, check in enumerate(checks):
@@ -282,7 +292,7 @@ def check_table(
             failed.append((message, check))
     outcome.success = not outcome.failures
     if group_column is not None and failed:
-        outcome.failing_groups = _failing_groups(frame, group_column, failed)
+        outcome.failing_groups = _failing_groups(lazy, group_column, failed)
     return outcome
 
 
@@ -316,7 +326,7 @@ def _rows(check: _Check) -> pl.Expr:
 
 
 def _failing_groups(
-    frame: pl.DataFrame, group_column: str, failed: list[tuple[str, _Check]]
+    frame: pl.LazyFrame, group_column: str, failed: list[tuple[str, _Check]]
 ) -> dict[str, list[str]]:
     """Per failure, the sorted distinct non-null values of the group column among its unexpected rows."""
     group = pl.col(group_column)
