@@ -15,7 +15,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from upath import UPath
 
 from assets.resources import LakeResource
-from assets.steps import BUCKETS_REBUILT, FULL, INCREMENTAL, MODE_TAG, RETRAIN_TAG, wants_incremental
+from assets.steps import BUCKETS_REBUILT, FULL, INCREMENTAL, MODE_TAG, wants_incremental
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import deployed_model_versions
 from pipelines.run_record import PipelineRun, outcome_of_checks, record_run, record_state
@@ -178,6 +178,3 @@ def landing_sensor(job: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
         )
 
     return sensor
-
-
-RETRAIN_TAGS = {RETRAIN_TAG: "true"}

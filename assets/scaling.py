@@ -10,8 +10,6 @@ BUCKET_POOL = "bucket_builds"
 """Per-bucket rebuilds (silver, devices, gold person tables): each reads and writes one partition."""
 TRAINING_POOL = "model_training"
 """Model training reads the whole lake; one or two at a time is plenty."""
-STAGE_TAG = "patient-insights/stage"
-"""Run tag the run queue limits by (deploy/helm/values.yaml `tagConcurrencyLimits`)."""
 
 
 def step_resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:

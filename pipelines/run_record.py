@@ -3,7 +3,6 @@ the incremental state the next run starts from (`pipelines.incremental`)."""
 
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -38,13 +37,6 @@ def outcome_of_checks(checks: list[dict]) -> tuple[list[str], list[str]]:
     failed = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"]
     warnings = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "WARN"]
     return failed, warnings
-
-
-def peak_rss_mib() -> dict[str, float]:
-    """Peak resident memory so far of this process and of its largest ended child (MiB)."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mib": round(own, 1), "peak_worker_rss_mib": round(children, 1)}
 
 
 def record_run(lake: UPath, run: PipelineRun, started_at: datetime) -> None:
