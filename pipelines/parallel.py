@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import TypeVar
 
 from upath import UPath
@@ -53,11 +55,73 @@ def bucket_workers(lake: UPath, buckets: int, todo: int) -> int:
 
 def map_buckets(function: Callable[..., T], calls: Sequence[tuple], workers: int) -> list[T]:
     """`function(*args)` for every args tuple of `calls`, in order: in this process, or in `workers`
-    spawned processes (no fork of a process that holds threads: Polars', Dagster's)."""
+    spawned processes (no fork of a process that holds threads: Polars', Dagster's). The processes are
+    kept for the next step of the run (`worker_pool`), so a run pays their start once."""
     if workers <= 1 or len(calls) <= 1:
         return [function(*args) for args in calls]
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(calls)), mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
+    workers = min(workers, len(calls))
+    with _threads_per_worker(workers):
+        pool = _pool(workers)
         futures = [pool.submit(function, *args) for args in calls]
+    try:
         return [future.result() for future in futures]
+    except BrokenProcessPool:
+        shutdown_workers()  # a worker died (killed, out of memory): the next step starts a new pool
+        raise
+
+
+_POOL: tuple[tuple, ProcessPoolExecutor] | None = None
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The kept pool when it has `workers` processes spawned with this environment, else a new one (the
+    old one shut down): a worker reads the settings' variables from the environment it was spawned with."""
+    global _POOL
+    key = (workers, tuple(sorted(os.environ.items())))
+    if _POOL is not None and _POOL[0] == key:
+        return _POOL[1]
+    shutdown_workers()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    _POOL = (key, pool)
+    return pool
+
+
+@contextmanager
+def worker_pool() -> Iterator[None]:
+    """The scope in which the steps of a run share their worker processes: shut down when it ends, so
+    no worker outlives the run (or holds a finished step's memory into the next command)."""
+    try:
+        yield
+    finally:
+        shutdown_workers()
+
+
+def shutdown_workers() -> None:
+    """Stop the kept worker processes, if any."""
+    global _POOL
+    if _POOL is not None:
+        _POOL[1].shutdown(wait=True, cancel_futures=True)
+        _POOL = None
+
+
+_THREAD_VARIABLES = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Thread-pool sizes of Polars, scikit-learn's OpenMP loops and BLAS, read once when each library loads."""
+
+
+@contextmanager
+def _threads_per_worker(workers: int) -> Iterator[None]:
+    """Give each worker an equal share of the cores while the pool's processes are spawned (they inherit
+    this environment): every library otherwise starts one thread per core in every worker, and OpenMP
+    threads that wait by spinning slow each other down several-fold on an oversubscribed machine. A
+    variable the user set is kept."""
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    for name, value in saved.items():
+        if value is None:
+            os.environ[name] = share
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from pipelines.config import Settings
 from pipelines.locks import exclusive, remove_stale_temporaries
+from pipelines.parallel import worker_pool
 from pipelines.progress import live_progress
 from pipelines.run_record import PipelineRun, outcome_of_checks, record_run
 
@@ -58,7 +59,8 @@ def run_pipeline(
         if workers is not None:
             os.environ["PATIENT_INSIGHTS_WORKERS"] = str(workers)
         try:
-            return _run(settings, incremental, retrain, console)
+            with worker_pool():
+                return _run(settings, incremental, retrain, console)
         finally:
             if workers is not None:
                 if previous is None:

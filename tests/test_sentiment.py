@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 from upath import UPath
 
@@ -18,6 +20,7 @@ from models.sentiment.registry import load_sentiment_model
 from models.sentiment.text import text_status
 from models.sentiment.train import (
     SentimentTrainingError,
+    fit_weighted,
     split_held_out,
     survey_weak_labels,
     train_sentiment,
@@ -268,3 +271,30 @@ def test_training_chooses_per_kind_only_with_enough_held_out_labels() -> None:
     assert deployed.model_for("survey_comment") in training.models
     # kinds the classifier never learnt from, with no evidence of their own, are left to the lexicon
     assert deployed.model_for("conversation_turn") == deployed.model_for("patient_message") == "vader"
+
+
+def test_scores_are_computed_once_per_distinct_text_and_equal_scoring_each_text() -> None:
+    texts = pl.Series(["Great care, thank you", None, "Terrible wait", "Great care, thank you", "", None])
+    model = LexiconModel()
+    together = model.score(texts)
+    one_by_one = pl.concat([model.score(texts.slice(i, 1)) for i in range(len(texts))])
+    assert together.equals(one_by_one)
+
+
+def test_the_classifier_learns_each_distinct_text_once_weighted_by_its_copies() -> None:
+    base = pl.DataFrame(
+        {
+            "text": ["the nurse was kind", "kind and caring staff", "rude staff again", "the wait was rude"]
+            + ["zebra quokka"] * 5,
+            "label": ["positive", "positive", "negative", "negative"] + ["neutral"] * 5,
+        }
+    )
+    fitted = fit_weighted(text_classifier(7), base)
+    words = fitted[0].transformer_list[0][1].vocabulary_
+    assert "kind" in words and "zebra" not in words  # five copies of one sentence are one document
+    # the weighted loss over distinct texts is the class-balanced loss over every copy
+    rows = pl.concat([base, base.slice(0, 1)])  # "the nurse was kind" twice, with the same label
+    fitted = fit_weighted(text_classifier(7), rows)
+    every_copy = LogisticRegression(C=2.0, class_weight="balanced", solver="newton-cg", max_iter=3000)
+    every_copy.fit(fitted[0].transform(rows["text"].to_list()), rows["label"].to_list())
+    assert np.allclose(fitted[-1].coef_, every_copy.coef_, atol=1e-4)

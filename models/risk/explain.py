@@ -34,11 +34,16 @@ def attributions(estimator: Any, x: np.ndarray, medians: list[float], groups: li
     """Per row and group: score(row) - score(row with the group's features at their medians)."""
     base = estimator.predict_proba(x)[:, 1]
     effects = np.zeros((x.shape[0], len(groups)), dtype=float)
+    typical_values = np.asarray(medians, dtype=float)
     for g, columns in enumerate(groups):
-        typical = x.copy()
-        for j in columns:
-            typical[:, j] = medians[j]
-        effects[:, g] = base - estimator.predict_proba(typical)[:, 1]
+        # a row already at the typical values would be scored against itself: its effect is exactly 0, so
+        # only the other rows are re-scored (most people have no admissions, alerts or missed visits)
+        differs = (x[:, columns] != typical_values[columns]).any(axis=1)
+        if not differs.any():
+            continue
+        typical = x[differs]
+        typical[:, columns] = typical_values[columns]
+        effects[differs, g] = base[differs] - estimator.predict_proba(typical)[:, 1]
     return effects
 
 
@@ -65,6 +70,13 @@ def top_reasons(
     """For every row, its `top` groups with their direction, e.g. 'raises risk: 3 ED visits in the last
     6 months'; a group is said through its first feature that differs from typical (else its first)."""
     order = np.argsort(-np.abs(effects), axis=1, kind="stable")[:, :top]
+    unusual = ~np.isclose(x, np.asarray(medians, dtype=float))
+    # per row and group, the column that says it: the group's first unusual feature, else its first
+    said = np.empty((x.shape[0], len(groups)), dtype=int)
+    for g, columns in enumerate(groups):
+        first_unusual = np.argmax(unusual[:, columns], axis=1)
+        any_unusual = unusual[:, columns].any(axis=1)
+        said[:, g] = np.asarray(columns)[np.where(any_unusual, first_unusual, 0)]
     reasons: list[list[str]] = []
     for i in range(effects.shape[0]):  # only `top` strings per person: the arithmetic above is vectorized
         row = []
@@ -72,9 +84,7 @@ def top_reasons(
             effect = effects[i, g]
             if abs(effect) < MIN_EFFECT:
                 continue
-            columns = groups[g]
-            unusual = [j for j in columns if not np.isclose(x[i, j], medians[j])]
-            j = (unusual or columns)[0]
+            j = said[i, g]
             direction = "raises risk" if effect > 0 else "lowers risk"
             row.append(f"{direction}: {describe(features[j], float(x[i, j]))}")
         reasons.append(row)

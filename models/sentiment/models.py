@@ -3,6 +3,7 @@ positive) and a score in [-1, 1] for each text; texts that are not scorable get 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -37,6 +38,21 @@ def _scored(texts: pl.Series, labels: list[str | None], scores: list[float | Non
     )
 
 
+def per_distinct_text(texts: pl.Series, score: Callable[[pl.Series], pl.DataFrame]) -> pl.DataFrame:
+    """`score(texts)`, computed once per distinct text: a text's score depends on the text alone, and
+    messages repeat (stock replies, survey phrases, a generated corpus's sentences many times over)."""
+    distinct = texts.unique(maintain_order=True)
+    if len(distinct) == len(texts):
+        return score(texts)
+    scored = score(distinct).with_columns(distinct.alias("_text"))
+    return (
+        texts.alias("_text")
+        .to_frame()
+        .join(scored, on="_text", how="left", maintain_order="left", nulls_equal=True)
+        .drop("_text")
+    )
+
+
 @dataclass
 class LexiconModel:
     """VADER: the compound score is the score; ±0.05 separates the labels."""
@@ -45,6 +61,9 @@ class LexiconModel:
 
     def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
         """Label and score of every scorable text."""
+        return per_distinct_text(texts, self._score)
+
+    def _score(self, texts: pl.Series) -> pl.DataFrame:
         status = text_status(texts)
         analyzer = _vader()
         labels: list[str | None] = []
@@ -68,13 +87,16 @@ class LexiconModel:
 
 def text_classifier(seed: int) -> Pipeline:
     """TF-IDF of words (1-2 grams) and characters within words (2-5 grams), class-balanced logistic
-    regression: robust to typos and short texts, fast on a laptop."""
+    regression: robust to typos and short texts, fast on a laptop. Newton-CG reaches the same optimum as
+    L-BFGS in a handful of iterations on these few thousand sparse features (a third of the time)."""
     return make_pipeline(
         make_union(
             TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode"),
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
         ),
-        LogisticRegression(C=2.0, max_iter=3000, class_weight="balanced", random_state=seed),
+        LogisticRegression(
+            C=2.0, max_iter=3000, class_weight="balanced", solver="newton-cg", random_state=seed
+        ),
     )
 
 
@@ -87,6 +109,9 @@ class ClassifierModel:
 
     def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
         """Label and score of every scorable text (one batch prediction)."""
+        return per_distinct_text(texts, self._score)
+
+    def _score(self, texts: pl.Series) -> pl.DataFrame:
         status = text_status(texts)
         ok = (status == OK).to_numpy()
         labels: list[str | None] = [None] * len(texts)

@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.pipeline import Pipeline
 
 from models.sentiment.labelled import ANY_KIND, KINDS, rating_label
 from models.sentiment.models import LABELS, ClassifierModel, LexiconModel, RoutedModel, text_classifier
@@ -139,7 +140,7 @@ def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) 
             raise SentimentTrainingError(
                 f"the {role} texts have {by_label} per label; at least {MIN_PER_CLASS} of each are needed"
             )
-    pipeline = text_classifier(seed).fit(train["text"].to_list(), train["label"].to_list())
+    pipeline = fit_weighted(text_classifier(seed), train)
     models = {"vader": LexiconModel(), "tfidf_logistic_regression": ClassifierModel(pipeline)}
     metrics = {name: evaluate(model, held_out) for name, model in models.items()}
     chosen = max(metrics, key=lambda name: (metrics[name]["macro_f1"], name))
@@ -162,6 +163,25 @@ def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) 
         choice_by_kind.setdefault(kind, chosen if kind in learnt else "vader")
     rows = {"train": train.height, "held_out": held_out.height}
     return SentimentTraining(chosen, models, metrics, rows, counts, by_kind, choice_by_kind, held_out)
+
+
+def fit_weighted(pipeline: Pipeline, labelled: pl.DataFrame) -> Pipeline:
+    """Fit the classifier on each distinct (text, label) once, weighted by its copies.
+
+    Labelled texts repeat many times (survey phrases, stock chat sentences); the logistic regression's
+    loss over the distinct texts with their counts as weights is the loss over every copy, at a fraction
+    of the cost, and the vocabulary's document frequencies count distinct texts, so a phrase repeated a
+    thousand times is not a thousand documents. The classes are balanced by their weighted counts, as
+    `class_weight="balanced"` would balance every copy."""
+    distinct = labelled.group_by("text", "label", maintain_order=True).len("copies")
+    per_class = distinct.group_by("label").agg(pl.col("copies").sum().alias("n"))
+    total, classes = float(per_class["n"].sum()), per_class.height
+    balance = {label: total / (classes * n) for label, n in per_class.iter_rows()}
+    weights = distinct["copies"].to_numpy() * distinct["label"].replace_strict(balance).to_numpy()
+    pipeline.set_params(logisticregression__class_weight=None)
+    return pipeline.fit(
+        distinct["text"].to_list(), distinct["label"].to_list(), logisticregression__sample_weight=weights
+    )
 
 
 def fingerprint(*frames: pl.DataFrame) -> str:
