@@ -55,7 +55,9 @@ def choose_fields(
     """The survivorship rule over silver `patient` / `patient_telecom` rows of linked records."""
     key = ["source", "patient_id"]
     contact = (
-        telecom.sort(["rank", "use"], nulls_last=True)
+        # system and value break ties of rank and use: the same records give the same golden contact
+        # whatever order their buckets were read in
+        telecom.sort(["rank", "use", "system", "value"], nulls_last=True)
         .group_by(key, maintain_order=True)
         .agg(
             pl.col("value").filter(pl.col("system").is_in(["phone", "sms"])).first().alias("phone"),

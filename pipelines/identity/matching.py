@@ -5,6 +5,16 @@ Splink is the field's standard implementation of the Fellegi-Sunter model; it es
 u-probabilities by random sampling and its m-probabilities by expectation maximisation from the data
 itself (no labels), compares only pairs that share a blocking key (so cost grows near-linearly), and
 runs the same settings on Spark when the data outgrows one machine.
+
+The same records must always get the same pairs and probabilities, to the last bit: `person_link` and
+`clerical_review` store the probabilities, a pair near a threshold must not link in one run and not in
+the next, and an incremental run must leave the lake as a full run does. EM sums match probabilities
+over every blocked pair, and a multi-threaded DuckDB adds those floats in an order that depends on thread
+scheduling (its documented non-determinism, like the seeded sample for the u-probabilities): on 130,000
+records, three runs on two threads gave three sets of m-probabilities (1e-15 apart) and each time
+hundreds of pairs a different probability; 10,000 people's two full runs stored 1.0 for a pair in one
+and 0.9999999999999998 in the other. So the model runs on one DuckDB thread, over records in
+`unique_id` order (`_duckdb`, `probabilistic_pairs`).
 """
 
 from __future__ import annotations
@@ -203,7 +213,11 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
     from splink import Linker, SettingsCreator, block_on
     from splink.internals.exceptions import EMTrainingException
 
-    frame = records.with_columns(pl.col("phones").list.first().alias("phone_first")).to_pandas()
+    # one input order whatever order the caller read the records (buckets) in: the order of the blocked
+    # pairs, and so of EM's float sums, follows it
+    frame = (
+        records.sort("unique_id").with_columns(pl.col("phones").list.first().alias("phone_first")).to_pandas()
+    )
     settings = SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
@@ -239,20 +253,29 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
         pl.lit("probabilistic").alias("match_rule"),
         pl.col("match_probability").cast(pl.Float64),
         *[pl.col(f"gamma_{f}").cast(pl.Int64) for f in EVIDENCE_FIELDS if f"gamma_{f}" in pairs.columns],
-    )
+    ).sort("unique_id_l", "unique_id_r")
 
 
 @contextmanager
 def _duckdb() -> Iterator[Any]:
-    """Splink's DuckDB with a memory cap (`PATIENT_INSIGHTS_IDENTITY_MEMORY`, default 1GB): DuckDB's own
-    default is 80 % of the machine, and its buffer pool made identity the pipeline's memory peak (1.5 GiB
-    at 13,000 records, 1.2 GiB capped); past the cap it spills to a temporary folder, removed after."""
+    """Splink's DuckDB, on one thread and with a memory cap.
+
+    One thread: DuckDB guarantees neither a seeded sample (the u-probabilities) nor the last bits of a
+    float sum (every EM iteration) on more threads, and identity must give the same probabilities every
+    run (module docstring). It costs no measurable time on two cores: DuckDB ran the costliest step, the
+    u-probabilities' 2,000,000 random pairs, on one core anyway, and EM is many small queries (identity
+    at 13,000 records took 8.0 s single-threaded against 8.2 s, Splink at 130,000 records 27.5 s
+    against 28.2 s, CPU time the same).
+
+    Memory cap (`PATIENT_INSIGHTS_IDENTITY_MEMORY`, default 1GB): DuckDB's own default is 80 % of the
+    machine, and its buffer pool made identity the pipeline's memory peak (1.5 GiB at 13,000 records,
+    1.2 GiB capped); past the cap it spills to a temporary folder, removed after."""
     import duckdb
     from splink import DuckDBAPI
 
     limit = os.environ.get("PATIENT_INSIGHTS_IDENTITY_MEMORY", "1GB")
     with tempfile.TemporaryDirectory(prefix="identity-duckdb-") as spill:
-        connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill})
+        connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill, "threads": 1})
         try:
             yield DuckDBAPI(connection=connection)
         finally:
