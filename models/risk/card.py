@@ -57,6 +57,7 @@ def model_card(model: TrainedModel, data: TrainingSet, version: str) -> str:
         f"- Rows (positives): train {model.rows['train']} ({model.positives['train']}), validation "
         f"{model.rows['validation']} ({model.positives['validation']}), test {model.rows['test']} "
         f"({model.positives['test']}).",
+        *_sample_line(data.sample),
         "",
         "## Model",
         f"Chosen by validation AUROC: **{model.chosen}** (candidates: "
@@ -97,3 +98,16 @@ def model_card(model: TrainedModel, data: TrainingSet, version: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _sample_line(sample: dict[str, int]) -> list[str]:
+    """The training sample in words: whether the budget left persons out (models/risk/dataset.py)."""
+    if not sample:
+        return []
+    if sample["persons_sampled"] >= sample["persons"]:
+        return [f"- Every person with a training row is used ({sample['persons']})."]
+    return [
+        f"- Training sample: {sample['persons_sampled']} of {sample['persons']} persons, drawn by a keyed "
+        f"hash of the person id while their train rows fit in {sample['max_train_rows']} (the lake holds "
+        f"{sample['train_rows']}); their validation and test rows come with them."
+    ]

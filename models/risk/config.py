@@ -11,6 +11,18 @@ import yaml
 CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts" / "risk"
 
 
+PERSON_MAX_TRAIN_ROWS = 60_000
+"""Default of `person.max_train_rows`: the person model learns from the points of the first persons in
+hash order (models/risk/dataset.py) whose train points fit in this many rows; their validation and test
+points come along, so those are capped too, and stay a random sample of persons. Building point-in-time
+features costs time per person and fitting costs time per row, while test AUROC measured against rows on
+a 100,000-person lake stops rising well before all of them are used: a budget keeps the training step's
+cost bounded instead of growing with the population."""
+DISCHARGE_MAX_TRAIN_ROWS = 20_000
+"""Default of `discharge.max_train_rows`: the same budget for the discharge model, in training
+discharges (the persons sampled are those with a discharge, in the same hash order)."""
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     """Training, tiering and drift settings (see model.yaml for what each means)."""
@@ -26,6 +38,8 @@ class RiskConfig:
     tier_medium: float
     psi_warning: float
     top_factors: int
+    person_max_train_rows: int = PERSON_MAX_TRAIN_ROWS
+    discharge_max_train_rows: int = DISCHARGE_MAX_TRAIN_ROWS
 
 
 @cache
@@ -41,6 +55,8 @@ def risk_config(path: Path = CONTRACTS / "model.yaml") -> RiskConfig:
             discharge_horizon_days=int(data["discharge"]["horizon_days"]),
             discharge_test_days=int(data["discharge"]["test_days"]),
             discharge_validation_days=int(data["discharge"]["validation_days"]),
+            person_max_train_rows=int(data["person"].get("max_train_rows", PERSON_MAX_TRAIN_ROWS)),
+            discharge_max_train_rows=int(data["discharge"].get("max_train_rows", DISCHARGE_MAX_TRAIN_ROWS)),
             tier_high=float(data["tiers"]["high"]),
             tier_medium=float(data["tiers"]["medium"]),
             psi_warning=float(data["drift"]["psi_warning"]),
@@ -52,4 +68,8 @@ def risk_config(path: Path = CONTRACTS / "model.yaml") -> RiskConfig:
         raise ValueError(f"{path.name}: tiers must be shares with 0 < high and high + medium <= 1")
     if config.train_points < 1:
         raise ValueError(f"{path.name}: person.train_points must be at least 1")
+    if min(config.person_max_train_rows, config.discharge_max_train_rows) < 1:
+        raise ValueError(
+            f"{path.name}: person.max_train_rows and discharge.max_train_rows must be at least 1"
+        )
     return config

@@ -16,11 +16,13 @@ from datetime import date, datetime, time, timedelta
 import polars as pl
 
 from models.risk.baselines import charlson_category_flags, charlson_index
+from pipelines.devices.build import DEVICE_READING
 from pipelines.fhir.times import fhir_timestamp
 from pipelines.gold.patient_360 import clinical_codes, result_values
 from pipelines.gold.records import PersonRecords
-from pipelines.measures.build import evaluate_care_gaps
-from pipelines.measures.engine import PERSON_SCHEMA
+from pipelines.measures.definitions import Measure, load_measures, value_sets
+from pipelines.measures.engine import PERSON_SCHEMA, evaluate_measure
+from pipelines.measures.events import _SOURCES as _EVENT_SOURCES  # what person_events reads
 from pipelines.measures.events import person_events
 from pipelines.segments.triggers import NEGATIVE_RATING
 
@@ -156,6 +158,17 @@ def point_in_time_features(
         parts.append(_open_care_gaps(records, points))
     for part in parts:
         frame = frame.join(part, on=POINT, how="left")
+    return _filled(frame).sort(POINT)
+
+
+def with_open_care_gaps(features: pl.DataFrame, gaps: pl.DataFrame) -> pl.DataFrame:
+    """Features built without care gaps (`with_care_gaps=False`) with `open_care_gaps` (of `open_care_gaps`)
+    added, as `point_in_time_features` adds them."""
+    return _filled(features.join(gaps, on=POINT, how="left")).sort(POINT)
+
+
+def _filled(frame: pl.DataFrame) -> pl.DataFrame:
+    """Counts without a record are 0 (as floats), flags without a record false."""
     counts = [
         f.name
         for f in PERSON_FEATURES
@@ -165,7 +178,7 @@ def point_in_time_features(
     return frame.with_columns(
         *[pl.col(c).fill_null(0).cast(pl.Float64) for c in counts if c in frame.columns],
         *[pl.col(c).fill_null(False) for c in flags],
-    ).sort(POINT)
+    )
 
 
 def _demographics(persons: pl.DataFrame) -> pl.DataFrame:
@@ -198,9 +211,22 @@ def _empty(**columns: pl.DataType) -> pl.DataFrame:
     return pl.DataFrame(schema={"person_id": pl.String, "as_of": pl.Date, **columns})
 
 
+ENCOUNTER_COLUMNS = ("person_id", "id", "class_code", "admit_source_code", "period_start", "period_end")
+"""The encounter columns `encounter_times_of` reads."""
+
+
 def encounter_times(records: PersonRecords) -> pl.DataFrame:
     """Encounters with parsed start and end instants (`_start`, `_end`) and class."""
-    encounters = records.table("encounter")
+    # kept with the records' tables: utilization, both outcomes and the discharge points all need them,
+    # and parsing FHIR times is most of what they cost
+    key = ("risk", "encounter_times")
+    if key not in records._tables:
+        records._tables[key] = encounter_times_of(records.table("encounter"))
+    return records._tables[key]
+
+
+def encounter_times_of(encounters: pl.DataFrame) -> pl.DataFrame:
+    """`encounter_times` of encounter rows with `person_id` (only ENCOUNTER_COLUMNS are read)."""
     if not encounters.height or "class_code" not in encounters.columns:
         return pl.DataFrame(
             schema={
@@ -332,17 +358,38 @@ def _results(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
     names = {"hba1c": "last_hba1c", "systolic_bp": "last_systolic_bp", "bmi": "last_bmi", "ldl": "last_ldl"}
     changes = {"hba1c": "hba1c_change", "systolic_bp": "systolic_bp_change", "weight": "weight_change"}
     out = _empty(**{c: pl.Float64 for c in [*names.values(), *changes.values()]})
-    values = _known(
-        result_values(records).filter(pl.col("result").is_in(list(_RESULTS))).rename({"at": "_at"}),
-        points,
-        "_at",
+    # each value with the one before it (same person and result); values at the same instant are ordered
+    # by value, so which is "last" never depends on the order the records were read in (a value recorded
+    # twice, by two sources, is last once and the one before it once)
+    values = (
+        result_values(_with_result_codes_only(records))
+        .filter(pl.col("result").is_in(list(_RESULTS)))
+        .sort("person_id", "result", "at", "value")
+        .with_columns(
+            pl.col("value").shift(1).over("person_id", "result").alias("_before"),
+            pl.int_range(pl.len()).alias("_order"),
+        )
+        .sort("at", "_order")
+    )
+    # per point and result, the last value strictly before the cutoff: an as-of join, rather than every
+    # value joined to every point of its person and sorted
+    wanted = (
+        points.select(*POINT, "cutoff")
+        .join(pl.DataFrame({"result": list(_RESULTS)}), how="cross")
+        .sort("cutoff")
     )
     latest = (
-        values.sort(["person_id", "as_of", "result", "_at"], descending=[False, False, False, True])
-        .group_by([*POINT, "result"], maintain_order=True)
-        .agg(
-            pl.col("value").first().alias("_last"), pl.col("value").get(1, null_on_oob=True).alias("_before")
+        wanted.join_asof(
+            values,
+            left_on="cutoff",
+            right_on="at",
+            by=["person_id", "result"],
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,  # both sides are sorted on their key above (unverifiable per group)
         )
+        .filter(pl.col("value").is_not_null())
+        .select(*POINT, "result", pl.col("value").alias("_last"), "_before")
     )
     wide = out.select(POINT).join(latest.select(POINT).unique(), on=POINT, how="full", coalesce=True)
     for result, column in names.items():
@@ -354,6 +401,20 @@ def _results(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
         )
         wide = wide.join(part, on=POINT, how="left")
     return wide
+
+
+def _with_result_codes_only(records: PersonRecords) -> PersonRecords:
+    """`records` with only the observations (and components) of the results the features use:
+    `result_values` parses every row's time before it keeps the rows of its codes, and most observations
+    are of other codes."""
+    codes = clinical_codes()["latest_results"]
+    wanted = sorted({code for result in _RESULTS for code in codes[result]})
+    results = PersonRecords(records.lake, records.persons, records.links, records.bucket, records.buckets)
+    for table in ("observation", "observation_component"):
+        rows = records.table(table)
+        kept = rows.filter(pl.col("code").is_in(wanted)) if "code" in rows.columns else rows
+        results._tables[("silver", table)] = kept
+    return results
 
 
 def _appointments_and_surveys(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
@@ -454,27 +515,144 @@ _MEASURE_EVENT_TIMES = {
 }
 
 
-def _open_care_gaps(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
-    """Open gaps of every measure on each distinct as-of day, from the records as they stood then."""
-    persons = records.persons.select(
-        "person_id",
-        pl.col("gender").alias("sex"),
-        "birth_date",
-        pl.lit(False).alias("deceased"),  # points only hold persons alive at their cutoff
-        pl.lit(None, pl.String).alias("pcp_practitioner_id"),
-    ).select([pl.col(n).cast(t) for n, t in PERSON_SCHEMA.items()])
+@dataclass(frozen=True)
+class CareGapInputs:
+    """What `open_care_gaps` needs of some persons: their measure-engine person rows (PERSON_SCHEMA) and,
+    per measure, the events its value sets match whatever their date, with `_abated` (the abatement
+    instant of a condition event). Small next to the records: the inputs of several chunks of persons can
+    be put together and evaluated at once, paying the engine's fixed cost per day once."""
+
+    persons: pl.DataFrame
+    events: dict[str, pl.DataFrame]  # measure id -> events
+
+    @classmethod
+    def of(cls, records: PersonRecords) -> CareGapInputs:
+        """The inputs of every person of `records`."""
+        persons = records.persons.select(
+            "person_id",
+            pl.col("gender").alias("sex"),
+            "birth_date",
+            pl.lit(False).alias("deceased"),  # points only hold persons alive at their cutoff
+            pl.lit(None, pl.String).alias("pcp_practitioner_id"),
+        ).select([pl.col(n).cast(t) for n, t in PERSON_SCHEMA.items()])
+        events = _measure_events(records)
+        codes = events.select("system", "code").unique()
+        return cls(
+            persons,
+            {
+                m.id: events.join(
+                    _matching_codes(codes, m), on=["system", "code"], how="semi", maintain_order="left"
+                )
+                for m in load_measures()
+            },
+        )
+
+    @classmethod
+    def concat(cls, parts: list[CareGapInputs]) -> CareGapInputs:
+        """The inputs of disjoint sets of persons, together."""
+        return cls(
+            pl.concat([p.persons for p in parts]),
+            {m.id: pl.concat([p.events[m.id] for p in parts]) for m in load_measures()},
+        )
+
+
+def open_care_gaps(inputs: CareGapInputs, points: pl.DataFrame) -> pl.DataFrame:
+    """Open gaps of every measure at each point (`person_id`, `as_of`, `open_care_gaps`), from the records
+    as they stood at the end of its as-of day.
+
+    Equal to `evaluate_care_gaps` on `known_at(records, end_of_day(day))` for every day (tested), at a
+    fraction of the cost: the events are built once rather than once per day, and each measure sees only
+    the events its own value sets can match. The engine ignores events dated after its as-of day, and an
+    event's date is the UTC day of the very instant `known_at` compares with the cutoff, so all a day
+    changes is whether a condition that abated later still counts as active; and the engine reads events
+    only through value sets, so the events of other value sets change none of a measure's statuses."""
+    days = points["as_of"].unique().sort().to_list()
+    if not days:
+        return _empty(open_care_gaps=pl.UInt32)
     frames = []
-    for day in points["as_of"].unique().sort().to_list():
-        mine = persons.join(
+    for day in days:
+        cutoff = pl.lit(end_of_day(day)).dt.replace_time_zone("UTC")
+        active = pl.when(pl.col("_abated") >= cutoff).then(True).otherwise(pl.col("active")).alias("active")
+        mine = inputs.persons.join(
             points.filter(pl.col("as_of") == day).select("person_id"), on="person_id", how="semi"
         )
-        events = person_events(known_at(records, end_of_day(day)))
-        gaps = evaluate_care_gaps(mine, events, day)
+        gaps = pl.concat(
+            [
+                evaluate_measure(
+                    measure,
+                    mine,
+                    inputs.events[measure.id]
+                    .filter(pl.col("date") <= day)
+                    .with_columns(active)
+                    .drop("_abated"),
+                    day,
+                ).select("person_id", "status")
+                for measure in load_measures()
+            ]
+        )
         frames.append(
             gaps.group_by("person_id")
             .agg((pl.col("status") == "open-gap").sum().alias("open_care_gaps"))
             .with_columns(pl.lit(day).alias("as_of"))
         )
-    if not frames:
-        return _empty(open_care_gaps=pl.UInt32)
     return pl.concat(frames).select(*POINT, "open_care_gaps")
+
+
+def _open_care_gaps(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
+    """Open gaps of every measure on each distinct as-of day, from the records as they stood then."""
+    if not points.height:
+        return _empty(open_care_gaps=pl.UInt32)
+    return open_care_gaps(CareGapInputs.of(records), points)
+
+
+def _matching_codes(codes: pl.DataFrame, measure: Measure) -> pl.DataFrame:
+    """The `system`, `code` pairs of `codes` that a value set of `measure` matches, as the engine's
+    `matching` does (ICD-10-CM codes by prefix): every value set it reads events through, for
+    eligibility, exclusions and the numerator."""
+    names = {value_set for value_set, _ in measure.diagnoses} | {m.value_set for m in measure.modalities}
+    for exclusion in measure.exclusions:
+        names |= {exclusion.value_set, exclusion.also_value_set} - {None}
+    own = value_sets().filter(pl.col("value_set").is_in(sorted(names)))
+    by_prefix = pl.lit(False)
+    for system, code in own.filter(pl.col("prefix")).select("system", "code").unique().sort("*").iter_rows():
+        by_prefix = by_prefix | ((pl.col("system") == system) & pl.col("code").str.starts_with(code))
+    exact = codes.join(own.filter(~pl.col("prefix")).select("system", "code"), on=["system", "code"])
+    return pl.concat([exact, codes.filter(by_prefix)]).unique()
+
+
+def _measure_events(records: PersonRecords) -> pl.DataFrame:
+    """The measure engine's events of `records`, whatever their date, with `_abated`: the abatement
+    instant of a condition event (null for other events)."""
+    tagged = PersonRecords(records.lake, records.persons, records.links, records.bucket, records.buckets)
+    tagged._tables = {key: rows for key, rows in records._tables.items() if key[0] != "silver"}
+    # rows whose code no value set holds make no event a measure reads: dropped before their times are
+    # parsed (an ICD-10-CM code may match by prefix, so rows of that system stay)
+    codes = value_sets()
+    exact = codes.filter(~pl.col("prefix"))["code"].unique().implode()
+    by_prefix = codes.filter(pl.col("prefix"))["system"].unique().implode()
+    for table, code, system, *_ in _EVENT_SOURCES:
+        rows = records.table(table)
+        if rows.height and code in rows.columns and system in rows.columns:
+            rows = rows.filter(pl.col(code).is_in(exact) | pl.col(system).is_in(by_prefix))
+        tagged._tables[("silver", table)] = rows
+    tagged._tables[("silver", DEVICE_READING)] = records.table(DEVICE_READING)
+    conditions = tagged.table("condition")
+    abatement = pl.DataFrame(
+        schema={"_row": pl.String, "_record": pl.String, "_abated": POINT_SCHEMA["cutoff"]}
+    )
+    if conditions.height and "id" in conditions.columns and "abatement_date_time" in conditions.columns:
+        # a condition id may repeat (one resource sent by two sources): the row number tells them apart
+        # while the events are built, then the real record id comes back
+        indexed = conditions.with_row_index("_row").with_columns(pl.col("_row").cast(pl.String))
+        tagged._tables[("silver", "condition")] = indexed.with_columns(pl.col("_row").alias("id"))
+        abatement = indexed.select(
+            pl.format("Condition/{}", "_row").alias("_row"),
+            pl.format("Condition/{}", "id").alias("_record"),
+            fhir_timestamp(pl.col("abatement_date_time")).alias("_abated"),
+        )
+    return (
+        person_events(tagged)
+        .join(abatement, left_on="record", right_on="_row", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_record", "record").alias("record"))
+        .drop("_record")
+    )

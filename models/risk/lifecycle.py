@@ -23,7 +23,7 @@ from upath import UPath
 from models.registry import RegistryError, deploy, deployment, has_version, read_metadata, registry_of
 from models.risk.card import model_card
 from models.risk.config import RiskConfig
-from models.risk.dataset import TrainingSet, discharge_training_set, person_training_set
+from models.risk.dataset import TrainingSet, discharge_training_set, person_training_set, training_sets
 from models.risk.evaluate import calibration_table, fairness_slices, probability_metrics, ranking_metrics
 from models.risk.registry import RegisteredModel, deployed_risk_version, load_model, register, version_id
 from models.risk.train import TrainingError, matrix, train_model
@@ -100,8 +100,10 @@ def train_and_deploy(
 ) -> list[TrainingOutcome]:
     """Train (or reuse) each named risk model on data up to `as_of` and deploy it when it earns it."""
     outcomes = []
+    names = list(names)
+    sets = training_sets(lake, buckets, as_of, config, names)  # the records are read once for all
     for name in names:
-        data = BUILDERS[name](lake, buckets, as_of, config)
+        data = sets[name]
         version = version_id(data, config.seed)
         if has_version(registry_of(lake), name, version):
             metadata = read_metadata(registry_of(lake), name, version)

@@ -48,13 +48,11 @@ def person_outcomes(records: PersonRecords, points: pl.DataFrame, horizon_days: 
     return points.join(hits, on=POINT, how="left").with_columns(pl.col("outcome").fill_null(False))
 
 
-def discharge_points(records: PersonRecords, last_cutoff: datetime, horizon_days: int) -> pl.DataFrame:
-    """Every inpatient discharge whose outcome window ends by `last_cutoff` (UTC, naive), with its LACE
-    inputs and index and its outcome: `person_id`, `as_of` (discharge day), `cutoff` (discharge instant),
-    `encounter_id`, `length_of_stay_days`, `emergent_admission`, `ed_visits_before_6m`, `charlson_index`,
-    `lace_index`, `outcome`."""
-    encounters = encounter_times(records)
-    stays = encounters.filter(
+def inpatient_stays(encounters: pl.DataFrame, last_cutoff: datetime, horizon_days: int) -> pl.DataFrame:
+    """The inpatient stays of `encounter_times` whose outcome window ends by `last_cutoff` (UTC, naive):
+    `person_id`, `encounter_id`, `_admitted`, `cutoff` (discharge instant), `as_of` (its day),
+    `length_of_stay_days`, `admit_source_code`. The discharge points, and what the training sample counts."""
+    return encounters.filter(
         (pl.col("class_code") == "IMP")
         & pl.col("_end").is_not_null()
         & (pl.col("_end") + pl.duration(days=horizon_days) <= pl.lit(last_cutoff).dt.replace_time_zone("UTC"))
@@ -67,6 +65,15 @@ def discharge_points(records: PersonRecords, last_cutoff: datetime, horizon_days
         (pl.col("_end") - pl.col("_start")).dt.total_days().cast(pl.Float64).alias("length_of_stay_days"),
         pl.col("admit_source_code"),
     )
+
+
+def discharge_points(records: PersonRecords, last_cutoff: datetime, horizon_days: int) -> pl.DataFrame:
+    """Every inpatient discharge whose outcome window ends by `last_cutoff` (UTC, naive), with its LACE
+    inputs and index and its outcome: `person_id`, `as_of` (discharge day), `cutoff` (discharge instant),
+    `encounter_id`, `length_of_stay_days`, `emergent_admission`, `ed_visits_before_6m`, `charlson_index`,
+    `lace_index`, `outcome`."""
+    encounters = encounter_times(records)
+    stays = inpatient_stays(encounters, last_cutoff, horizon_days)
     if not stays.height:
         return pl.DataFrame(schema=_DISCHARGE_SCHEMA)
     ed = encounters.filter(pl.col("class_code") == "EMER").select(

@@ -84,6 +84,7 @@ def metadata_of(model: TrainedModel, data: TrainingSet, version: str, seed: int)
         "as_of_days": data.as_of_days,
         "rows": model.rows,
         "positives": model.positives,
+        "sample": data.sample,
         "features": [{"name": f, "dtype": "float64"} for f in model.features],
         "chosen": model.chosen,
         "candidates_validation_auroc": model.candidates,
