@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines.measures.build import evaluate_care_gaps
 from pipelines.measures.definitions import DefinitionError, load_measure, load_measures, value_sets
 from pipelines.measures.engine import EVENT_SCHEMA, PERSON_SCHEMA, evaluate_measure, months_before
 
@@ -421,3 +422,38 @@ def test_frailty_with_advanced_illness_excludes_from_66(
 ) -> None:
     row = status("BCS", person(birth), events(*[(s, c, d, None) for s, c, d in found]))
     assert (row["exclusion_reason"] == "frailty_and_advanced_illness") is excluded
+
+
+def test_cis_lists_every_series_for_a_child_without_any_record() -> None:
+    row = status("CIS", person(CHILD_BIRTH.isoformat()), NO_EVENTS)
+    assert row["status"] == "open-gap"
+    assert row["evidence_code"].startswith("missing: DTaP (4), HepA (1)")
+
+
+def test_each_measure_reads_only_its_own_codes_and_unrelated_records_change_nothing() -> None:
+    """`evaluate_care_gaps` hands each measure only the events of its value sets: the rows equal those of
+    every measure evaluated over all events, and records no value set holds change none of them."""
+    people = pl.concat(
+        [
+            person("1960-05-01").with_columns(pl.lit("adult").alias("person_id")),
+            person(CHILD_BIRTH.isoformat(), sex="male").with_columns(pl.lit("child").alias("person_id")),
+            person("1990-01-01", sex="male").with_columns(pl.lit("nobody").alias("person_id")),
+        ]
+    )
+    relevant = pl.concat(
+        [
+            events(
+                (SNOMED, "24623002", date(2025, 10, 1), None), (ICD, "E11.9", date(2025, 2, 1), None)
+            ).with_columns(pl.lit("adult").alias("person_id")),
+            _child_doses(CHILD_BIRTH, skip="MMR").with_columns(pl.lit("child").alias("person_id")),
+        ]
+    )
+    unrelated = events(
+        (LOINC, "8867-4", date(2026, 1, 5), 71.0), (SNOMED, "271737000", date(2026, 2, 1), None)
+    ).with_columns(pl.lit("nobody").alias("person_id"), pl.format("U/{}", "record").alias("record"))
+    assert unrelated.join(value_sets(), on=["system", "code"]).is_empty()  # heart rate, anaemia
+    everything = pl.concat([relevant, unrelated])
+    direct = pl.concat([evaluate_measure(m, people, everything, AS_OF) for m in load_measures()])
+    assert evaluate_care_gaps(people, everything, AS_OF).equals(direct)
+    assert evaluate_care_gaps(people, relevant, AS_OF).equals(direct)
+    assert direct.filter(pl.col("status") == "open-gap").height > 0

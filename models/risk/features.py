@@ -20,8 +20,8 @@ from pipelines.devices.build import DEVICE_READING
 from pipelines.fhir.times import fhir_timestamp
 from pipelines.gold.patient_360 import clinical_codes, result_values
 from pipelines.gold.records import PersonRecords
-from pipelines.measures.definitions import Measure, load_measures, value_sets
-from pipelines.measures.engine import PERSON_SCHEMA, evaluate_measure
+from pipelines.measures.definitions import load_measures, value_sets
+from pipelines.measures.engine import PERSON_SCHEMA, evaluate_measure, events_of
 from pipelines.measures.events import _SOURCES as _EVENT_SOURCES  # what person_events reads
 from pipelines.measures.events import person_events
 from pipelines.segments.triggers import NEGATIVE_RATING
@@ -537,15 +537,7 @@ class CareGapInputs:
         ).select([pl.col(n).cast(t) for n, t in PERSON_SCHEMA.items()])
         events = _measure_events(records)
         codes = events.select("system", "code").unique()
-        return cls(
-            persons,
-            {
-                m.id: events.join(
-                    _matching_codes(codes, m), on=["system", "code"], how="semi", maintain_order="left"
-                )
-                for m in load_measures()
-            },
-        )
+        return cls(persons, {m.id: events_of(m, events, codes) for m in load_measures()})
 
     @classmethod
     def concat(cls, parts: list[CareGapInputs]) -> CareGapInputs:
@@ -603,21 +595,6 @@ def _open_care_gaps(records: PersonRecords, points: pl.DataFrame) -> pl.DataFram
     if not points.height:
         return _empty(open_care_gaps=pl.UInt32)
     return open_care_gaps(CareGapInputs.of(records), points)
-
-
-def _matching_codes(codes: pl.DataFrame, measure: Measure) -> pl.DataFrame:
-    """The `system`, `code` pairs of `codes` that a value set of `measure` matches, as the engine's
-    `matching` does (ICD-10-CM codes by prefix): every value set it reads events through, for
-    eligibility, exclusions and the numerator."""
-    names = {value_set for value_set, _ in measure.diagnoses} | {m.value_set for m in measure.modalities}
-    for exclusion in measure.exclusions:
-        names |= {exclusion.value_set, exclusion.also_value_set} - {None}
-    own = value_sets().filter(pl.col("value_set").is_in(sorted(names)))
-    by_prefix = pl.lit(False)
-    for system, code in own.filter(pl.col("prefix")).select("system", "code").unique().sort("*").iter_rows():
-        by_prefix = by_prefix | ((pl.col("system") == system) & pl.col("code").str.starts_with(code))
-    exact = codes.join(own.filter(~pl.col("prefix")).select("system", "code"), on=["system", "code"])
-    return pl.concat([exact, codes.filter(by_prefix)]).unique()
 
 
 def _measure_events(records: PersonRecords) -> pl.DataFrame:

@@ -92,6 +92,32 @@ def matching(events: pl.DataFrame, value_set: str) -> pl.DataFrame:
     return pl.concat([exact, events.filter(pl.any_horizontal(by_prefix))]).unique(maintain_order=True)
 
 
+def measure_codes(codes: pl.DataFrame, measure: Measure) -> pl.DataFrame:
+    """The `system`, `code` pairs of `codes` that a value set of `measure` matches, as `matching` does
+    (ICD-10-CM codes by prefix): every value set the measure reads events through, for eligibility,
+    exclusions and the numerator. `evaluate_measure` reads events only through those value sets, so the
+    events of other codes change none of its rows: a caller evaluating many measures over the same
+    events gives each only its own (`events_of`)."""
+    names = {value_set for value_set, _ in measure.diagnoses} | {m.value_set for m in measure.modalities}
+    for exclusion in measure.exclusions:
+        names |= {exclusion.value_set, exclusion.also_value_set} - {None}
+    own = value_sets().filter(pl.col("value_set").is_in(sorted(names)))
+    by_prefix = pl.lit(False)
+    for system, code in own.filter(pl.col("prefix")).select("system", "code").unique().sort("*").iter_rows():
+        by_prefix = by_prefix | ((pl.col("system") == system) & pl.col("code").str.starts_with(code))
+    exact = codes.join(own.filter(~pl.col("prefix")).select("system", "code"), on=["system", "code"])
+    return pl.concat([exact, codes.filter(by_prefix)]).unique()
+
+
+def events_of(measure: Measure, events: pl.DataFrame, codes: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The events `measure` can read (`measure_codes`), in their order. `codes`: the distinct `system`,
+    `code` pairs of `events`, when the caller has them already."""
+    if codes is None:
+        codes = events.select("system", "code").unique()
+    wanted = measure_codes(codes, measure)
+    return events.join(wanted, on=["system", "code"], how="semi", maintain_order="left")
+
+
 def evaluate_measure(
     measure: Measure, persons: pl.DataFrame, events: pl.DataFrame, as_of: date
 ) -> pl.DataFrame:
@@ -147,7 +173,7 @@ def evaluate_measure(
             .alias("exclusion_reason")
         )
     births = persons.select("person_id", born.alias("_born"))
-    evidence = _numerator(measure, known.join(births, on="person_id", how="left"), period, as_of)
+    evidence = _numerator(measure, known.join(births, on="person_id", how="left"), period, as_of, births)
     scored = rows.join(evidence, on="person_id", how="left")
     status = (
         pl.when(~pl.col("_eligible"))
@@ -204,8 +230,11 @@ def evaluate_measure(
     ).sort("person_id")
 
 
-def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: date) -> pl.DataFrame:
-    """Per person: `_closed`, `_expires` (when the evidence stops counting), `_due` and the evidence."""
+def _numerator(
+    measure: Measure, events: pl.DataFrame, period: Period, as_of: date, births: pl.DataFrame
+) -> pl.DataFrame:
+    """Per person: `_closed`, `_expires` (when the evidence stops counting), `_due` and the evidence.
+    `births`: every person evaluated (`person_id`, `_born`)."""
     empty = pl.DataFrame(
         schema={"person_id": pl.String, "_closed": pl.Boolean, "_expires": pl.Date, "_due": pl.Date}
     )
@@ -263,7 +292,7 @@ def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: da
         )
         return pl.concat([closed, lapsed], how="vertical_relaxed")
     if measure.numerator_type == "vaccine_doses":
-        return _vaccine_doses(measure, events)
+        return _vaccine_doses(measure, events, births)
     since = months_before(period.end, measure.modalities[0].window.months)
     if measure.numerator_type == "last_value_at_most":
         modality = measure.modalities[0]
@@ -312,7 +341,7 @@ def _numerator(measure: Measure, events: pl.DataFrame, period: Period, as_of: da
     )
 
 
-def _vaccine_doses(measure: Measure, events: pl.DataFrame) -> pl.DataFrame:
+def _vaccine_doses(measure: Measure, events: pl.DataFrame, births: pl.DataFrame) -> pl.DataFrame:
     """Every series complete by the second birthday: distinct dose days, each on or after the series'
     minimum age. A series with alternatives (rotavirus 2- or 3-dose) is complete when one of them is."""
     second_birthday = pl.col("_born").dt.offset_by("2y")
@@ -349,7 +378,8 @@ def _vaccine_doses(measure: Measure, events: pl.DataFrame) -> pl.DataFrame:
         separator=", ",
         ignore_nulls=True,
     )
-    persons = events.select("person_id").unique().join(done, on="person_id", how="left")
+    # every person, not only those with some event: what is missing must not depend on unrelated records
+    persons = births.select("person_id").join(done, on="person_id", how="left")
     return persons.select(
         "person_id",
         (pl.col("_complete").list.len().fill_null(0) == len(series)).alias("_closed"),
