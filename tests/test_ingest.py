@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import orjson
@@ -202,3 +204,77 @@ def test_a_reader_failure_quarantines_the_file_and_the_run_goes_on(
     original = Path(landing) / "service_center" / "conversations.000.ndjson"
     assert quarantine["raw"][0] == original.read_bytes()  # the whole file, byte for byte
     assert accounting_discrepancies(lake).is_empty()
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the landing files the readers are given (the reads still happen)."""
+    import pipelines.bronze.ingest as ingest_module
+
+    seen: list[str] = []
+    real = ingest_module.read_unit
+
+    def counting(unit, known, ingested):
+        seen.extend(f.relative for f in unit)
+        return real(unit, known, ingested)
+
+    monkeypatch.setattr(ingest_module, "read_unit", counting)
+    return seen
+
+
+def test_unchanged_files_are_not_read_again(
+    landing: UPath, lake: UPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    before = bronze_snapshot(lake)
+    reads = _count_reads(monkeypatch)
+    again = ingest_landing(landing, lake, buckets=8)
+    assert reads == [] and again.files_skipped_duplicate == 6 and again.files_ingested == 0
+    for table, frame in bronze_snapshot(lake).items():
+        assert frame.equals(before[table]), table
+
+
+def test_a_file_changed_in_place_or_touched_is_read_again(
+    landing: UPath, lake: UPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    reads = _count_reads(monkeypatch)
+    practitioner = Path(landing) / "ehr_a" / "Practitioner.000.ndjson"
+    stat = practitioner.stat()
+    # same size, same modification time as recorded: what the quick check trusts (documented)
+    practitioner.write_bytes(practitioner.read_bytes().replace(b"dr1", b"dr2"))
+    os.utime(practitioner, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert ingest_landing(landing, lake, buckets=8).files_ingested == 0 and reads == []
+    # a later modification time: read and hashed again, and its new content ingested
+    os.utime(practitioner, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = ingest_landing(landing, lake, buckets=8)
+    assert reads == ["ehr_a/Practitioner.000.ndjson"] and changed.files_ingested == 1
+    # touched without a change of content: read, hashed, and skipped as already ingested
+    reads.clear()
+    patients = Path(landing) / "ehr_a" / "Patient.000.ndjson"
+    os.utime(patients, ns=(patients.stat().st_atime_ns, patients.stat().st_mtime_ns + 1_000_000_000))
+    touched = ingest_landing(landing, lake, buckets=8)
+    assert reads == ["ehr_a/Patient.000.ndjson"] and touched.files_ingested == 0
+    assert touched.files_skipped_duplicate == 6
+    assert accounting_discrepancies(lake).is_empty() and duplicate_ingests(lake) == 0
+
+
+def test_files_whose_content_bronze_lost_are_read_again_and_a_damaged_index_costs_only_reads(
+    landing: UPath, lake: UPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_landing(Path(landing))
+    ingest_landing(landing, lake, buckets=8)
+    before = bronze_snapshot(lake)
+    index = Path(lake) / "meta" / "landing_index.parquet"
+    assert pl.read_parquet(index).height == 6
+    shutil.rmtree(Path(lake) / "bronze")  # the index stays, but no ingest log vouches for its keys
+    rebuilt = ingest_landing(landing, lake, buckets=8)
+    assert rebuilt.files_ingested == 6
+    for table, frame in bronze_snapshot(lake).items():
+        assert frame.equals(before[table]), table
+    index.write_bytes(b"not parquet")
+    reads = _count_reads(monkeypatch)
+    report = ingest_landing(landing, lake, buckets=8)
+    assert len(reads) == 6 and report.files_ingested == 0 and report.files_skipped_duplicate == 6
+    assert pl.read_parquet(index).height == 6  # rewritten whole

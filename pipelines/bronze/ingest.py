@@ -1,7 +1,8 @@
 """Landing → bronze, with exact per-file accounting and crash-safe, idempotent writes.
 
 Discovery plans which landing files to read; each file not ingested before (by its ingest key: the
-SHA-256 of its content as delivered) goes to the reader of its format (a `.gz` file decompressed first,
+SHA-256 of its content as delivered; a file unchanged since it was read is not even hashed again, see
+`landing_index`) goes to the reader of its format (a `.gz` file decompressed first,
 within limits), which returns bronze rows and quarantine rows; `writer.BatchWriter` writes them in
 crash-safe batches with one `ingest_log` row per file.
 """
@@ -45,6 +46,7 @@ from pipelines.bronze.feedback_reader import read_conversations_ndjson
 from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
 from pipelines.bronze.fhir_reader import read_fhir_ndjson
 from pipelines.bronze.json_records import whole_file_quarantine
+from pipelines.bronze.landing_index import LandingIndex, look
 from pipelines.bronze.outreach_reader import read_outreach_events_csv, read_outreach_events_ndjson
 from pipelines.bronze.tables import (
     BRONZE,
@@ -145,17 +147,22 @@ def ingest_landing(
     for issue in plan.manifest_issues:
         issues_by_manifest.setdefault(issue.manifest, []).append(issue)
     threads = max(1, workers or os.cpu_count() or 1)
+    index = LandingIndex.load(lake)
+    looks = {f.relative: _look(f) for f in plan.files}  # before any file is read
+    to_read = [f for f in plan.files if not index.unchanged(f, looks[f.relative], already_ingested)]
+    report.files_skipped_duplicate += len(plan.files) - len(to_read)
 
     def read(unit: list[d.LandingFile], known_patients: pl.Series) -> list[_FileRead]:
         return read_unit(unit, known_patients, already_ingested)
 
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(threads) as pool:
-        task = bar.add_task("ingesting landing files", total=len(plan.files))
-        for (source, later), phase in groupby(plan.files, key=lambda f: (f.source, f.order > 0)):
+        task = bar.add_task("ingesting landing files", total=len(to_read))
+        for (source, later), phase in groupby(to_read, key=lambda f: (f.source, f.order > 0)):
             snapshot = known.for_source(source)
             calls = [partial(read, unit, snapshot) for unit in read_units(list(phase))]
             for done in (f for unit in _in_order(pool, calls, threads) for f in unit):
                 bar.advance(task)
+                index.saw(done.landing_file, looks[done.landing_file.relative], done.key)
                 if done.result is None or done.key in ingested:
                     report.files_skipped_duplicate += 1
                     continue
@@ -166,6 +173,7 @@ def ingest_landing(
                 _count(report, done.landing_file, done.result, done.size)
                 writer.add(done.landing_file, done.sha, done.key, done.result, log_row)
         writer.flush()
+    index.write()  # after the last commit: it vouches only for files whose content bronze holds
     report.touched = writer.touched
     report.seconds = time.perf_counter() - started
     return report
@@ -235,6 +243,15 @@ def read_unit(
     return [
         _FileRead(f, shas[i], keys[i], len(contents[i]), results.get(i), started) for i, f in enumerate(unit)
     ]
+
+
+def _look(landing_file: d.LandingFile) -> tuple[int, int]:
+    """`landing_index.look`, or a look no index entry matches when the file cannot be examined (its
+    reader then reports why)."""
+    try:
+        return look(landing_file)
+    except OSError:
+        return (-1, -1)
 
 
 def _in_order(
