@@ -8,6 +8,7 @@ summarizes the run from its events.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -79,6 +80,11 @@ def _run(settings: Settings, incremental: bool, retrain: bool, console: Console 
     started_at = datetime.now(UTC).replace(microsecond=0)
     instance = instance_for_runs()
     job = build_definitions(lake_resource_for(settings)).resolve_job_def(PIPELINE_JOB)
+    # The modules and definitions loaded so far live as long as the run: out of the collector's sight,
+    # every full collection no longer walks them. Steps that build many Python objects (a Bundle decoded
+    # whole, Dagster's events) triggered collections that did: decoding 79 Synthea Bundles took 1.26 s
+    # with Dagster loaded and 0.30 s with this.
+    gc.freeze()
     tags = {MODE_TAG: INCREMENTAL if incremental else FULL}
     if retrain:
         tags[RETRAIN_TAG] = "true"

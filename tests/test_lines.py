@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 
 import orjson
+import polars as pl
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.bronze.lines import parse_json_lines, split_lines
+from pipelines.bronze.lines import (
+    MAX_JSON_DEPTH,
+    NESTED_TOO_DEEPLY,
+    json_depth,
+    json_depths,
+    parse_json_lines,
+    split_lines,
+)
 
 SCHEMA = pa.schema([("id", pa.string())])
 
@@ -98,3 +106,29 @@ def test_null_lines_are_rejected_without_reaching_pyarrow() -> None:
     parsed = parse_json_lines(split.lines["raw"], SCHEMA)
     assert parsed.parsed["id"].to_list() == ["a"]
     assert parsed.rejected["_row"].to_list() == [0, 2, 3]
+
+
+_JSON = st.recursive(
+    st.none() | st.integers(-(2**53), 2**53) | st.text(alphabet='[]{}"\\ab', max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="[{k", max_size=3), inner, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+@given(st.lists(_JSON, max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_depths_measured_together_equal_each_measured_alone(values: list) -> None:
+    texts = [orjson.dumps(v).decode() for v in values]
+    assert json_depths(pl.Series(texts, dtype=pl.String)).tolist() == [json_depth(t.encode()) for t in texts]
+
+
+def test_lines_nested_too_deeply_are_set_aside_and_the_others_parse() -> None:
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    shallow_but_busy = orjson.dumps({"id": "b", "x": [[1]] * MAX_JSON_DEPTH, "s": "[" * 300}).decode()
+    raw = pl.Series([f'{{"id":"a","d":{deep}}}', shallow_but_busy, '{"id":"c","v":NaN}', '{"id":"NaN"}'])
+    parsed = parse_json_lines(raw, SCHEMA)
+    assert parsed.parsed["id"].to_list() == ["b", "NaN"]
+    assert parsed.rejected["_row"].to_list() == [0, 2]
+    assert parsed.rejected["error"].to_list() == [NESTED_TOO_DEEPLY, "NaN or Infinity is not a JSON number"]
