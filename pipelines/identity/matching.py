@@ -40,6 +40,11 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
     "match_rule": pl.String(),  # identifier:<system> | probabilistic
     "match_probability": pl.Float64(),
 }
+U_SAMPLE_PAIRS = 1_000_000
+"""Random record pairs the u-probabilities are estimated from (Splink's default). On one thread they were
+most of identity's time, whatever the population: 10,000 generated people with 2,000,000 pairs took 6.9 s
+and with 1,000,000 3.9 s, with the same persons, the same 3,028 linked pairs (precision 1.000, recall
+0.999) and the same clerical review; match probabilities moved by at most 0.001."""
 EVIDENCE_FIELDS = (
     "given",
     "family",
@@ -233,7 +238,7 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
         linker.training.estimate_probability_two_random_records_match(
             [block_on("ssn"), block_on("given", "family", "birth_date")], recall=0.8
         )
-        linker.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
+        linker.training.estimate_u_using_random_sampling(max_pairs=U_SAMPLE_PAIRS, seed=seed)
         trained = 0
         for rule in (block_on("birth_date"), block_on("family", "given_canonical"), block_on("postal_code")):
             try:
@@ -263,7 +268,7 @@ def _duckdb() -> Iterator[Any]:
     One thread: DuckDB guarantees neither a seeded sample (the u-probabilities) nor the last bits of a
     float sum (every EM iteration) on more threads, and identity must give the same probabilities every
     run (module docstring). It costs no measurable time on two cores: DuckDB ran the costliest step, the
-    u-probabilities' 2,000,000 random pairs, on one core anyway, and EM is many small queries (identity
+    u-probabilities' random pairs, on one core anyway, and EM is many small queries (identity
     at 13,000 records took 8.0 s single-threaded against 8.2 s, Splink at 130,000 records 27.5 s
     against 28.2 s, CPU time the same).
 
