@@ -26,6 +26,7 @@ from pipelines.gold.sentiment import (
     SURVEY_SCORES,
 )
 from pipelines.lake import parquet_files, read_parquet, read_table, table_path, write_bytes_atomic
+from pipelines.reports.inline_html import inline_html
 
 REPORTS = "sentiment_reports"
 TREND_WEEKS = 12
@@ -122,7 +123,7 @@ def render_sentiment_report(lake: UPath, exports: UPath, week: date | None = Non
         _trend(agents.filter(recent & pl.col("enough_volume")), "agent_id", "Agents with enough volume"),
         _nps(surveys.filter(recent)),
     )
-    page = chart.to_html(inline=True)
+    page = inline_html(chart)
     this_week = departments.filter(pl.col("week") == week).select(
         "department", "volume", "mean_score", "negative_share", "enough_volume"
     )
