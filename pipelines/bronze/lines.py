@@ -80,7 +80,7 @@ def split_lines(data: bytes) -> SplitLines:
     raw = raw.str.strip_suffix("\n")
     if b"\r" in clean:
         raw = raw.str.strip_suffix("\r")
-    if UTF8_BOM in clean:  # files concatenated with their BOMs: a BOM starts a line, not a record
+    if raw.str.starts_with("\ufeff").any():  # files concatenated with their BOMs: a BOM starts a line
         raw = raw.str.strip_prefix("\ufeff")
     all_lines = (
         raw.alias("raw")
@@ -90,8 +90,9 @@ def split_lines(data: bytes) -> SplitLines:
     )
     is_blank = pl.col("raw").str.contains(r"^\s*$")
     lines = all_lines.filter(~is_blank)
-    # counted on the file itself: a last line without a newline vanishes from `clean` once emptied
-    physical = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    # `clean` keeps every newline of the file, but a last line without one vanishes from it once emptied:
+    # that line is counted from the file itself
+    physical = len(newlines) + (1 if data and not data.endswith(b"\n") else 0)
     blank = physical - lines.height - invalid.height
     return SplitLines(lines=lines, invalid_utf8=invalid, blank_lines=blank, payload=clean)
 
@@ -101,6 +102,8 @@ def _blank_undecodable_lines(data: bytes) -> tuple[bytes, list[tuple[int, int]]]
 
     Iterates once per *bad line* (not per record): each failed decode reports where the bad byte is.
     """
+    if _valid_utf8(data):  # the rule: Arrow validates without holding Python's lock, 3x faster
+        return data, []
     view = memoryview(data)
     spans: list[tuple[int, int]] = []
     pos = 0
@@ -124,6 +127,17 @@ def _blank_undecodable_lines(data: bytes) -> tuple[bytes, list[tuple[int, int]]]
         previous = end
     kept.append(view[previous:])
     return b"".join(kept), spans
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8 (an Arrow string over the bytes, validated; no copy)."""
+    offsets = np.array([0, len(data)], dtype=np.int64)
+    array = pa.LargeStringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(data))
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def parse_json_lines(raw: pl.Series, schema: pa.Schema, payload: bytes | None = None) -> ParsedLines:
