@@ -266,9 +266,12 @@ def test_files_whose_content_bronze_lost_are_read_again_and_a_damaged_index_cost
     build_landing(Path(landing))
     ingest_landing(landing, lake, buckets=8)
     before = bronze_snapshot(lake)
-    index = Path(lake) / "meta" / "landing_index.parquet"
+    index = Path(lake) / "bronze" / "_landing_index.parquet"
     assert pl.read_parquet(index).height == 6
-    shutil.rmtree(Path(lake) / "bronze")  # the index stays, but no ingest log vouches for its keys
+    saved = index.read_bytes()
+    shutil.rmtree(Path(lake) / "bronze")  # bronze lost, the index restored: no ingest log vouches for it
+    index.parent.mkdir(parents=True)
+    index.write_bytes(saved)
     rebuilt = ingest_landing(landing, lake, buckets=8)
     assert rebuilt.files_ingested == 6
     for table, frame in bronze_snapshot(lake).items():

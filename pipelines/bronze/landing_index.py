@@ -9,9 +9,11 @@ rebuilt from scratch, sends its files back to the readers). A file changed in pl
 modification time nor, almost always, its size; one rewritten with both forged to their old values would
 be missed, which is why the index records only what a reader saw and never replaces the content hash.
 
-The index lives in `<lake>/meta/landing_index.parquet`: one row per landing file seen by the last ingest
+The index lives in `<lake>/bronze/_landing_index.parquet`: one row per landing file seen by the last ingest
 (read, or skipped because its content was already in bronze), rewritten whole and atomically at the end
-of each ingest, after bronze's last batch is committed.
+of each ingest, after bronze's last batch is committed. It sits with bronze, not with the run records in
+`meta/`: file paths name vendor user folders (device identifiers), which only the data layers may hold,
+as the ingest log already does; the leading underscore keeps it out of bronze's tables.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from upath import UPath
 from pipelines.bronze import discovery as d
 from pipelines.lake import read_parquet, write_parquet_atomic
 
-INDEX_FILE = ("meta", "landing_index.parquet")
+INDEX_FILE = ("bronze", "_landing_index.parquet")
 INDEX_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "file": pl.String(),  # POSIX path relative to the landing root
