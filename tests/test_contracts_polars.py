@@ -557,6 +557,31 @@ def test_uniqueness_with_nulls() -> None:
         agree(frame, expect("compound_columns_to_be_unique", column_list=["s", "i"], ignore_row_if=ignore))
 
 
+def test_uniqueness_over_a_scan_of_several_files(tmp_path: Path) -> None:
+    # a key repeated in two files of one scan is a duplicate: the distinct hashes are counted over the scan
+    pl.DataFrame({"k": ["a", "b", "c"], "n": [1.0, 2.0, 3.0]}).write_parquet(tmp_path / "1.parquet")
+    pl.DataFrame({"k": ["c", "d", None], "n": [3.0, -0.0, 0.0]}).write_parquet(tmp_path / "2.parquet")
+    scan = pl.scan_parquet(tmp_path / "*.parquet")
+    one = expect("column_values_to_be_unique", column="k")
+    both = expect("compound_columns_to_be_unique", column_list=["k", "n"])
+    numbers = expect("column_values_to_be_unique", column="n")
+    ours = check_table("edge", scan, suite(one, both, numbers))
+    found = {label(e): result(ours, e) for e in (one, both, numbers)}
+    assert list(found.values()) == ["2", "2", "4"]  # c twice; (c, 3.0) twice; 3.0 twice and ±0.0
+    assert agree(scan.collect(), one, both, numbers) == found  # as for the frame, and as GE counts
+
+
+def test_a_hash_collision_is_settled_on_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # fewer distinct hashes than rows is only a hint (two keys may share a hash): the keys decide
+    import pipelines.silver.expectations as expectations
+
+    monkeypatch.setattr(expectations, "_distinct_hashes", lambda frame, check: 1)
+    unique = expect("column_values_to_be_unique", column="k")
+    assert check_table("edge", pl.DataFrame({"k": ["a", "b", "c"]}), suite(unique)).success
+    repeated = check_table("edge", pl.DataFrame({"k": ["a", "b", "a"]}), suite(unique))
+    assert result(repeated, unique) == "2"
+
+
 def test_pair_greater_honours_ignore_row_if() -> None:
     frame = pl.DataFrame(
         {

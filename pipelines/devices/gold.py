@@ -64,14 +64,32 @@ def build_device_gold(lake: UPath, partition: str, buckets: int, as_of: date) ->
     )
 
 
+DERIVED_READING_COLUMNS = (
+    "reading_id",
+    "patient_source",
+    "patient_id",
+    "metric",
+    "unit",
+    "value",
+    "effective_start",
+    "effective_end",
+    "time_zone",
+    "statistic",
+    "group_id",
+    "plausible",
+)
+"""The `device_reading` columns the derived tables read: a bucket holds only these (the provenance and
+original values are more than half of a reading's bytes, and the sorts and filters carry every column)."""
+
+
 def _readings_of_bucket(lake: UPath, partition: str) -> pl.DataFrame:
     if not parquet_files(table_path(lake, SILVER, DEVICE_READING)):
-        return pl.DataFrame(schema=DEVICE_READING_SCHEMA)
+        return pl.DataFrame(schema=DEVICE_READING_SCHEMA).select(DERIVED_READING_COLUMNS)
     # every silver partition may hold readings of this patient bucket; files are sorted by it
     return (
         scan_table(lake, SILVER, DEVICE_READING)
         .filter(pl.col("patient_bucket") == partition)
-        .drop("bucket")
+        .select(DERIVED_READING_COLUMNS)
         .collect()
     )
 
