@@ -117,6 +117,10 @@ def build_timeline(records: PersonRecords, as_of: date) -> pl.DataFrame:
     if not frames:
         return pl.DataFrame(schema=TIMELINE_SCHEMA)
     events = pl.concat([f.select([pl.col(n).cast(t) for n, t in TIMELINE_SCHEMA.items()]) for f in frames])
+    # every column in the order: rows that tie on person, time, kind and record (one record sent by two
+    # sources) would otherwise come out in the order the records were read, which differs between a full
+    # and an incremental run (100,000 people: one bucket's timeline differed)
+    keys = ["person_id", "time", "kind", "record", "source", "code", "display"]
     return events.filter(pl.col("time").is_not_null() & (pl.col("time") <= end)).sort(
-        ["person_id", "time", "kind", "record"], descending=[False, True, False, False]
+        keys, descending=[key == "time" for key in keys]
     )
