@@ -876,7 +876,9 @@ class E2E:
         full_m.met = run.seconds <= target if target else None
         self._stamp(full_m, [run])
         rss_m.value = f"{run.peak_rss_mib:,.0f} MiB (tree sum {run.tree_rss_mib:,.0f} MiB)"
-        rss_m.met = run.peak_rss_mib <= TARGET_RSS_MIB
+        # the run is all its processes: the bucket workers' memory counts as much as the main process's
+        # (the tree sum counts shared library pages once per process, so it errs on the high side)
+        rss_m.met = max(run.peak_rss_mib, run.tree_rss_mib) <= TARGET_RSS_MIB
         self._stamp(rss_m, [run])
         self.write()
         self._incremental(patients, folder, landing, home, run, inc_m, lines)
