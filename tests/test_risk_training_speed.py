@@ -5,15 +5,16 @@ persons equals the per-day definition. No timing: these check what the speed res
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 import pytest
 
 from models.risk.config import risk_config
 from models.risk.dataset import DISCHARGE_MODEL, PERSON_MODEL, sample_order, training_sets
-from models.risk.features import _open_care_gaps, end_of_day, known_at, person_points
+from models.risk.features import _open_care_gaps, end_of_day, person_points
 from models.risk.registry import version_id
+from pipelines.fhir.times import fhir_timestamp
 from pipelines.gold.records import PersonRecords
 from pipelines.identity.build import IDENTITY, PERSON
 from pipelines.lake import read_table
@@ -119,3 +120,46 @@ def test_open_care_gaps_equal_the_measures_on_the_records_as_they_stood_each_day
         got = fast.filter(pl.col("as_of") == day).select("person_id", "open_care_gaps")
         assert expected["open_care_gaps"].sum() > 0
         assert got.sort("person_id").equals(expected.sort("person_id")), day
+
+
+def known_at(records: PersonRecords, cutoff: datetime) -> PersonRecords:
+    """The reference definition of the care-gap feature's inputs: `records` as they stood at `cutoff`
+    (naive UTC), events after it removed, conditions that abated after it still active."""
+    at = pl.lit(cutoff).dt.replace_time_zone("UTC")
+    known = PersonRecords(records.lake, records.persons, records.links, records.bucket, records.buckets)
+    for table, columns in _MEASURE_EVENT_TIMES.items():
+        rows = records.table(table)
+        present = [c for c in columns if c in rows.columns]
+        if not rows.height or not present:
+            known._tables[("silver", table)] = rows
+            continue
+        when = pl.coalesce(
+            [fhir_timestamp(pl.col(c)) if rows[c].dtype == pl.String else pl.col(c) for c in present]
+        )
+        rows = rows.filter(when < at)
+        if table == "condition":
+            abated_later = fhir_timestamp(pl.col("abatement_date_time")) >= at
+            rows = rows.with_columns(
+                pl.when(abated_later)
+                .then(pl.lit("active"))
+                .otherwise(pl.col("clinical_status"))
+                .alias("clinical_status"),
+                pl.when(abated_later)
+                .then(None)
+                .otherwise(pl.col("abatement_date_time"))
+                .alias("abatement_date_time"),
+            )
+        known._tables[("silver", table)] = rows
+    return known
+
+
+_MEASURE_EVENT_TIMES = {
+    "condition": ("onset_date_time", "recorded_date"),
+    "procedure": ("performed_date_time", "performed_start"),
+    "observation": ("effective_date_time",),
+    "observation_component": ("effective_date_time",),
+    "immunization": ("occurrence_date_time",),
+    "medication_request": ("authored_on",),
+    "encounter": ("period_start",),
+    "device_reading": ("effective_start",),
+}
