@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import polars as pl
+import pytest
 from upath import UPath
 
 from pipelines.csv_cells import FORMULA_TRIGGERS, csv_bytes, neutralize_formulas, restore_formula_text
@@ -103,3 +104,78 @@ def test_every_csv_of_a_campaign_run_is_neutralized_and_parquet_and_group_keep_t
         f"Patient/{p}" for p in stored["person_id"]
     ]
     assert verify_export(run) == [] and verify_export(campaign_runs(UPath(tmp_path), CAMPAIGN.id)[1]) == []
+
+
+# --- acceptance: a whole pipeline run on a landing with hostile patients ------------------------------------
+ACCEPTANCE_PEOPLE = 60
+
+
+def _hostile_patient(resource: dict) -> None:
+    """Puts a formula in front of the patient's family and given names, e-mail addresses and address lines;
+    the choice follows the family name, so that one person gets the same texts in every source."""
+    names = resource.get("name") or [{}]
+    index = sum(map(ord, str(names[0].get("family", "")))) % len(HOSTILE)
+    text, trigger = HOSTILE[index], FORMULA_TRIGGERS[index]
+    for name in names:
+        if name.get("family"):
+            name["family"] = text + name["family"]
+        name["given"] = [text + given for given in name.get("given") or []]
+    for telecom in resource.get("telecom") or []:
+        if telecom.get("system") == "email" and telecom.get("value"):
+            telecom["value"] = trigger + telecom["value"]  # a single trigger keeps it a valid address
+    for address in resource.get("address") or []:
+        address["line"] = [text + line for line in address.get("line") or []]
+
+
+def hostile_landing(landing: Path) -> None:
+    """Every Patient resource of the generated FHIR sources (NDJSON lines and Bundle entries) made hostile."""
+    for path in sorted(landing.rglob("*")):
+        if path.suffix == ".ndjson":
+            lines = path.read_bytes().splitlines()
+            out = []
+            for line in lines:
+                resource = orjson.loads(line) if line.strip() else None
+                if isinstance(resource, dict) and resource.get("resourceType") == "Patient":
+                    _hostile_patient(resource)
+                    line = orjson.dumps(resource)
+                out.append(line)
+            path.write_bytes(b"\n".join(out) + b"\n")
+        elif path.suffix == ".json":
+            bundle = orjson.loads(path.read_bytes())
+            if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle":
+                for entry in bundle.get("entry") or []:
+                    if (entry.get("resource") or {}).get("resourceType") == "Patient":
+                        _hostile_patient(entry["resource"])
+                path.write_bytes(orjson.dumps(bundle))
+
+
+@pytest.mark.slow
+def test_no_csv_of_a_pipeline_run_on_hostile_patients_holds_a_formula(tmp_path: Path) -> None:
+    """The issue's acceptance: every CSV under the exports folder (found by walking it) is parsed, and no
+    cell starts with `=`, `+`, `-`, `@`, tab or CR unless neutralized; the Parquet lists hold the text."""
+    from pipelines.config import Settings
+    from pipelines.generate import generate_landing
+    from pipelines.run import run_pipeline
+
+    landing, lake, exports = (tmp_path / n for n in ("landing", "lake", "exports"))
+    generate_landing(landing, ACCEPTANCE_PEOPLE, seed=7, as_of=date(2026, 6, 30))
+    hostile_landing(landing)
+    run = run_pipeline(Settings(UPath(landing), UPath(lake), UPath(exports), 2, date(2026, 6, 30)), workers=1)
+    assert run.success, (run.failed_checks, run.warnings)
+    csvs = sorted(p for p in exports.rglob("*") if p.is_file() and p.suffix == ".csv")
+    assert csvs and any(p.name == "list.csv" for p in csvs)
+    for path in csvs:
+        assert unsafe_cells(path.read_bytes()) == [], path.relative_to(exports)
+    lists = [pl.read_parquet(p) for p in exports.rglob("list.parquet")]
+    stored = pl.concat(lists)
+    written = pl.concat(
+        [pl.read_csv(p, infer_schema=False) for p in exports.rglob("list.csv") if p.stat().st_size > 0],
+        how="diagonal",
+    )
+    # the hostile text really reached the lists: as it is in Parquet, neutralized in CSV
+    starts = tuple(FORMULA_TRIGGERS)
+    assert stored.height and stored["family"].str.starts_with(starts[0]).any()
+    assert all(stored["family"].str.slice(0, 1).is_in(list(starts)))
+    assert all(written["family"].str.starts_with("'"))
+    restored = written.select(restore_formula_text(pl.col("family")))["family"]
+    assert sorted(restored) == sorted(stored["family"])
