@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipelines.bronze.outreach_reader import read_outreach_events_csv
 from pipelines.outreach.assignment import ASSIGNMENT_SCHEMA
 from pipelines.outreach.campaigns import Campaign, Holdout
 from pipelines.outreach.effect import (
@@ -26,6 +27,7 @@ from pipelines.outreach.responses import (
     resolve_events,
 )
 from pipelines.outreach.selection import LIST_SCHEMA
+from tests.corpus.cases import CORPUS
 
 RUN_DAY = date(2026, 3, 31)
 AS_OF = date(2026, 6, 30)
@@ -334,6 +336,27 @@ def test_a_start_from_the_future_does_not_cancel_a_real_stop_and_one_within_the_
     )
     events, rejects = resolve_events(within, ["col"], assignments, persons, identifiers, as_of=AS_OF)
     assert rejects["line"].to_list() == [5] and current_opt_outs(events).is_empty()
+
+
+def test_the_corpus_file_of_future_replies_keeps_the_real_stop() -> None:
+    """tests/corpus/outreach_events/future_start.csv through the bronze reader and gold: P1's STOP stands
+    against a START dated 2030; P2's START the evening after the as-of day (UTC-2) counts."""
+    read = read_outreach_events_csv((CORPUS / "outreach_events" / "future_start.csv").read_bytes())
+    bronze = read.bronze.with_columns(
+        pl.lit("vendor").alias("source"), pl.lit("future_start.csv").alias("file")
+    )
+    assert bronze.height == 5 and read.quarantine.is_empty()  # bronze keeps what was delivered
+    assignments = _assignments({"P1": "contacted", "P2": "contacted"})
+    persons, identifiers = (
+        pl.Series(["P1", "P2"]),
+        pl.DataFrame(schema={"identifier": pl.String, "person_id": pl.String}),
+    )
+    events, rejects = resolve_events(bronze, ["col"], assignments, persons, identifiers, as_of=AS_OF)
+    assert rejects.select("event_id", "reason_code").rows() == [
+        ("ev-2", "future_date"),
+        ("ev-5", "future_date"),
+    ]
+    assert current_opt_outs(events)["person_id"].to_list() == ["P1"]
 
 
 def test_the_funnel_counts_each_stage_and_the_bounce_rate() -> None:
