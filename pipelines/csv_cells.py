@@ -29,8 +29,8 @@ _TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum)
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with every text cell that starts with a formula trigger prefixed by `'` (other cells and
-    non-text columns unchanged).
+    """`frame` with every text cell that starts with a formula trigger, or with quotes and then one, prefixed
+    by `'` (other cells and non-text columns unchanged).
 
     Numeric, boolean and date columns are left as they are, on purpose: they are rendered by Polars from a
     typed value (digits, a sign, a point, an exponent, `inf`, `NaN`, an ISO date), which no spreadsheet
