@@ -83,6 +83,7 @@ def sentiment_score(
     from models.sentiment.labelled import LabelledFileError, read_table_file
     from models.sentiment.registry import load_sentiment_model
     from pipelines.config import Settings
+    from pipelines.csv_cells import csv_bytes
     from pipelines.lake import write_bytes_atomic
 
     try:
@@ -111,7 +112,7 @@ def sentiment_score(
         scored["sentiment_score"],
         scored["text_status"].alias("sentiment_text_status"),
     )
-    write_bytes_atomic(result.write_csv().encode(), UPath(output))
+    write_bytes_atomic(csv_bytes(result), UPath(output))  # formula-leading text neutralized
     counts = dict(scored.group_by("text_status").len().iter_rows())
     console.print(f"{frame.height:,} rows scored with {version} → {output}; by text status: {counts}")
 

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipelines.bronze.outreach_reader import read_outreach_events_csv
 from pipelines.outreach.assignment import ASSIGNMENT_SCHEMA
 from pipelines.outreach.campaigns import Campaign, Holdout
 from pipelines.outreach.effect import (
@@ -26,8 +27,10 @@ from pipelines.outreach.responses import (
     resolve_events,
 )
 from pipelines.outreach.selection import LIST_SCHEMA
+from tests.corpus.cases import CORPUS
 
 RUN_DAY = date(2026, 3, 31)
+AS_OF = date(2026, 6, 30)
 CAMPAIGN = Campaign(
     id="col",
     title="COL",
@@ -209,7 +212,10 @@ def _bronze(rows: list[dict]) -> pl.DataFrame:
     records = [{**base, **row, "line": index + 2} for index, row in enumerate(rows)]
     for index, record in enumerate(records):
         record["event_id"] = record["event_id"] or f"e{index}"
-    return pl.DataFrame(records).with_columns(pl.col("occurred_at").cast(pl.Datetime("us", "UTC")))
+    return pl.DataFrame(records).with_columns(
+        pl.col("occurred_at").cast(pl.Datetime("us", "UTC")),
+        pl.col("source_identifier", "person_id", "reply_keyword").cast(pl.String),
+    )
 
 
 def test_events_resolve_or_are_quarantined_with_a_reason() -> None:
@@ -236,10 +242,11 @@ def test_events_resolve_or_are_quarantined_with_a_reason() -> None:
             {"person_id": "ghost"},
             {"person_id": "p3"},
             {"person_id": "p4"},
+            {"person_id": "p2", "occurred_at": datetime(2030, 1, 1, tzinfo=UTC)},  # from the future
         ]
     )
     persons = pl.Series(["p1", "p2", "p3", "p4"])
-    events, rejects = resolve_events(bronze, ["col"], assignments, persons, identifiers)
+    events, rejects = resolve_events(bronze, ["col"], assignments, persons, identifiers, as_of=AS_OF)
     assert events.height + rejects.height == bronze.height
     assert events.select("person_id", "contact").rows() == [("p1", "+15550001"), ("p2", "+15550001")]
     assert dict(zip(rejects["line"], rejects["reason_code"], strict=True)) == {
@@ -251,8 +258,12 @@ def test_events_resolve_or_are_quarantined_with_a_reason() -> None:
         9: "unknown_person",
         10: "holdout_person",
         11: "not_in_run",
+        12: "future_date",
     }
     assert rejects["reason"].null_count() == 0
+    assert rejects.filter(pl.col("line") == 12)["reason"].item() == (
+        "dated more than 1 day after the as-of day 2026-06-30"
+    )
 
 
 def test_stop_opts_out_of_the_channel_start_opts_back_in_and_bounces_mark_contact_points() -> None:
@@ -286,6 +297,66 @@ def test_stop_opts_out_of_the_channel_start_opts_back_in_and_bounces_mark_contac
     assert opt_outs.select("file", "line").rows() == [("vendor/events.csv", 2), ("vendor/events.csv", 5)]
     invalid = invalid_contact_points(events)
     assert invalid.select("person_id", "channel", "contact").rows() == [("p5", "email", "old@x.org")]
+
+
+def test_a_start_from_the_future_does_not_cancel_a_real_stop_and_one_within_the_tolerance_does() -> None:
+    """Issue 25: a START reply dated 2030 cancelled a real, earlier STOP; a future delivery cleared a
+    bounce."""
+    assignments = _assignments({"p1": "contacted", "p2": "contacted"}).with_columns(
+        pl.lit("sms").alias("channel"), pl.lit("+15550001").alias("contact")
+    )
+    stop = {"event": "replied", "reply_keyword": "STOP", "occurred_at": datetime(2026, 4, 2, tzinfo=UTC)}
+    start = {"event": "replied", "reply_keyword": "START"}
+    bounce = {"person_id": "p2", "event": "bounced", "occurred_at": datetime(2026, 4, 2, tzinfo=UTC)}
+    bronze = _bronze(
+        [
+            {"person_id": "p1", **stop},
+            {"person_id": "p1", **start, "occurred_at": datetime(2030, 1, 1, 9, tzinfo=UTC)},
+            bounce,
+            {"person_id": "p2", "event": "delivered", "occurred_at": datetime(2031, 5, 1, tzinfo=UTC)},
+        ]
+    )
+    persons, identifiers = (
+        pl.Series(["p1", "p2"]),
+        pl.DataFrame(schema={"identifier": pl.String, "person_id": pl.String}),
+    )
+    events, rejects = resolve_events(bronze, ["col"], assignments, persons, identifiers, as_of=AS_OF)
+    assert rejects.select("line", "reason_code").rows() == [(3, "future_date"), (5, "future_date")]
+    assert events.height + rejects.height == bronze.height  # left out, not lost
+    assert current_opt_outs(events).select("person_id", "channel", "how").rows() == [
+        ("p1", "sms", "reply STOP")
+    ]
+    assert invalid_contact_points(events)["person_id"].to_list() == ["p2"]
+    # a START late on the day after the as-of day is within the tolerance (time zones): it counts
+    within = bronze.with_columns(
+        pl.when(pl.col("line") == 3)
+        .then(pl.lit(datetime(2026, 7, 1, 23, 30, tzinfo=UTC)))
+        .otherwise(pl.col("occurred_at"))
+        .alias("occurred_at")
+    )
+    events, rejects = resolve_events(within, ["col"], assignments, persons, identifiers, as_of=AS_OF)
+    assert rejects["line"].to_list() == [5] and current_opt_outs(events).is_empty()
+
+
+def test_the_corpus_file_of_future_replies_keeps_the_real_stop() -> None:
+    """tests/corpus/outreach_events/future_start.csv through the bronze reader and gold: P1's STOP stands
+    against a START dated 2030; P2's START the evening after the as-of day (UTC-2) counts."""
+    read = read_outreach_events_csv((CORPUS / "outreach_events" / "future_start.csv").read_bytes())
+    bronze = read.bronze.with_columns(
+        pl.lit("vendor").alias("source"), pl.lit("future_start.csv").alias("file")
+    )
+    assert bronze.height == 5 and read.quarantine.is_empty()  # bronze keeps what was delivered
+    assignments = _assignments({"P1": "contacted", "P2": "contacted"})
+    persons, identifiers = (
+        pl.Series(["P1", "P2"]),
+        pl.DataFrame(schema={"identifier": pl.String, "person_id": pl.String}),
+    )
+    events, rejects = resolve_events(bronze, ["col"], assignments, persons, identifiers, as_of=AS_OF)
+    assert rejects.select("event_id", "reason_code").rows() == [
+        ("ev-2", "future_date"),
+        ("ev-5", "future_date"),
+    ]
+    assert current_opt_outs(events)["person_id"].to_list() == ["P1"]
 
 
 def test_the_funnel_counts_each_stage_and_the_bounce_rate() -> None:

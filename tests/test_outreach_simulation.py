@@ -426,7 +426,9 @@ def test_defective_rows_are_listed_with_their_expected_reason(world, simulated) 
         {"identifier": [f"{MRN}|{i:08d}" for i in range(PERSONS + 200)], "person_id": persons}
     )
     assignments = campaign_assignments(UPath(world["exports"]), [BCS, COL])
-    resolved, rejected = resolve_events(pl.concat(bronze), [BCS, COL], assignments, persons, identifiers)
+    resolved, rejected = resolve_events(
+        pl.concat(bronze), [BCS, COL], assignments, persons, identifiers, as_of=EVAL_DAY
+    )
     gold = defects.filter(pl.col("expected_reason").is_in(["unknown_campaign", "unknown_person"]))
     assert rejected.select("file", "line", "reason_code").sort("file", "line").rows() == (
         gold.select("file", "line", "expected_reason").sort("file", "line").rows()

@@ -169,7 +169,10 @@ def test_the_registry_deploys_the_better_model_and_the_cli_scores_a_csv(tmp_path
     assert "macro-F1" in card and training.chosen in card
     source = tmp_path / "in.csv"
     pl.DataFrame(
-        {"id": ["1", "2", "3"], "comment": ["Awful, nobody called me back.", "", "Thank you so much!"]}
+        {
+            "id": ["1", "2", "3", "-4"],
+            "comment": ["Awful, nobody called me back.", "", "Thank you so much!", '=HYPERLINK("http://x")'],
+        }
     ).write_csv(source)
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(
@@ -190,8 +193,11 @@ def test_the_registry_deploys_the_better_model_and_the_cli_scores_a_csv(tmp_path
     assert result.exit_code == 0, result.output
     written = pl.read_csv(out)
     assert written.columns == ["id", "comment", "sentiment_label", "sentiment_score", "sentiment_text_status"]
-    assert written["sentiment_text_status"].to_list() == ["ok", "empty", "ok"]
+    assert written["sentiment_text_status"].to_list()[:3] == ["ok", "empty", "ok"]
     assert written["sentiment_label"][0] == "negative" and written["sentiment_label"][1] is None
+    # a text column a spreadsheet would run is neutralized (pipelines/csv_cells.py); the scores stay numbers
+    assert written["comment"][3] == '\'=HYPERLINK("http://x")' and written["id"][3] == "'-4"
+    assert written["sentiment_score"].dtype == pl.Float64
     missing = CliRunner().invoke(
         app,
         [

@@ -41,7 +41,8 @@ _DESCRIPTIONS = {
     OUTREACH_EVENTS: "Outcome events of our campaign runs (sent, delivered, bounced, opened, clicked, "
     "replied, opted-out, called-no-answer, booked) resolved to persons, runs and the contact point used.",
     OUTREACH_EVENTS_QUARANTINE: "Outcome events that could not be used, each with a reason (unknown "
-    "campaign, run or person, duplicate, a held-out person, not on the run's list).",
+    "campaign, run or person, duplicate, a held-out person, not on the run's list, dated after the "
+    "as-of day).",
     COMMUNICATION_OPT_OUT: "Per person and channel, an opt-out in force received from an outreach system "
     "(STOP reply or opted-out event) with its source, file, line and time; every later export honours it.",
     INVALID_CONTACT_POINT: "Contact points whose latest news is a bounce: channel choice skips them.",
@@ -98,14 +99,15 @@ def _contracts(lake, tables: tuple[str, ...]):
 )
 def outreach_responses(context: dg.AssetExecutionContext, lake: LakeResource):
     """Resolve the outcome events outreach systems delivered against our campaigns, runs (the exports
-    written so far) and persons; derive the per-channel opt-outs and the contact points that bounced, which
-    the day's campaign runs then honour."""
+    written so far) and persons (events dated after the as-of day are quarantined); derive the
+    per-channel opt-outs and the contact points that bounced, which the day's campaign runs then honour."""
     settings = lake.settings()
     plan = plan_whole_step(context, lake)
     if not plan.todo:
         yield from unchanged_results(context)
         return
-    tables = build_outreach_responses(settings.lake, settings.exports, shipped_campaigns())
+    as_of = resolve_as_of(settings.as_of, settings.lake)  # events after it are never trusted
+    tables = build_outreach_responses(settings.lake, settings.exports, shipped_campaigns(), as_of)
     bronze_rows = int(tables["bronze_rows"]["rows"][0])
     rejects = tables[OUTREACH_EVENTS_QUARANTINE]
     yield dg.MaterializeResult(

@@ -89,10 +89,11 @@ def _identifiers(lake: UPath) -> pl.DataFrame:
 
 
 def build_outreach_responses(
-    lake: UPath, exports: UPath, campaigns: list[Campaign]
+    lake: UPath, exports: UPath, campaigns: list[Campaign], as_of: date
 ) -> dict[str, pl.DataFrame]:
     """Resolve every bronze outreach event, derive opt-outs and bounced contact points, write the four
-    tables and return them (with `bronze_rows`: how many events bronze holds)."""
+    tables and return them (with `bronze_rows`: how many events bronze holds). Events dated after `as_of`
+    (beyond the tolerance of `pipelines/future_dates.py`) are quarantined, never trusted."""
     bronze = _scan(lake, BRONZE, BRONZE_OUTREACH_EVENTS)
     ids = known_campaign_ids(exports, campaigns)
     persons = _scan(lake, IDENTITY, PERSON)
@@ -110,6 +111,7 @@ def build_outreach_responses(
             if persons is not None
             else pl.Series([], dtype=pl.String),
             _identifiers(lake),
+            as_of=as_of,
         )
     tables = {
         OUTREACH_EVENTS: events,

@@ -34,6 +34,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
+from pipelines.csv_cells import csv_bytes
 from pipelines.lake import is_local
 from pipelines.outreach.campaigns import Campaign
 from pipelines.outreach.holdout import HOLDOUT_SCHEMA
@@ -50,8 +51,9 @@ _RUN_ID = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.(\d+))?$")
 _CHANGE_COLUMNS = ("channel", "contact", "recipient", "language", "template")
 """A listed person whose row differs in one of these since the previous run is in `changed.csv`."""
 DIR_MODE, FILE_MODE = 0o700, 0o600
-MANIFEST_VERSION = 2
-"""2: randomized hold-outs (`holdout`, `holdout.csv`); data_contracts/schemas/README.md says what changed."""
+MANIFEST_VERSION = 3
+"""2: randomized hold-outs (`holdout`, `holdout.csv`); 3: formula-leading text in the CSV files is prefixed
+with `'` (pipelines/csv_cells.py); data_contracts/schemas/README.md says what changed."""
 
 
 class ExportError(RuntimeError):
@@ -352,13 +354,9 @@ def _manifest(
 
 
 def _csv(frame: pl.DataFrame) -> bytes:
-    """CSV with list columns joined by `;` and dates as YYYY-MM-DD (stable bytes for equal frames)."""
-    flat = frame.with_columns(
-        pl.col(name).list.eval(pl.element().cast(pl.String)).list.join(";")
-        for name, dtype in frame.schema.items()
-        if isinstance(dtype, pl.List)
-    )
-    return flat.write_csv().encode("utf-8")
+    """CSV with list columns joined by `;`, dates as YYYY-MM-DD and formula-leading text neutralized
+    (`pipelines/csv_cells.py`; stable bytes for equal frames). Parquet and the Group keep the text as is."""
+    return csv_bytes(frame)
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:

@@ -15,6 +15,12 @@ resolved event or a row of `gold/outreach_events_quarantine` with a reason, in t
 | `unknown_person` | neither the person id nor the source identifier is known |
 | `holdout_person` | the person was held out of that run: they must not have been contacted |
 | `not_in_run` | the person was not on that run's list |
+| `future_date` | `occurred_at` lies more than the tolerance after the as-of day (`future_dates.py`) |
+
+An event from the future (a vendor clock set wrong, a year typed 2030) is never trusted: a `START` dated
+2030 would otherwise cancel a real, earlier `STOP` for ever, and a future `delivered` would clear a real
+bounce. Such events are quarantined as `future_date` (last in the order: an event that cannot be about our
+runs keeps that reason) and count in no opt-out, bounce or funnel figure; bronze keeps them as received.
 
 Opt-outs: an `opted-out` event, or a reply whose keyword is STOP, opts the person out of that channel for
 every campaign; a later reply START opts them in again. Each opt-out is kept with its source, file, line,
@@ -24,7 +30,11 @@ until a later event shows the same contact point working (delivered, opened, cli
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
+
+from pipelines.future_dates import FUTURE_DATE, future_reason, is_future
 
 OUTREACH_EVENTS = "outreach_events"
 OUTREACH_EVENTS_QUARANTINE = "outreach_events_quarantine"
@@ -40,6 +50,8 @@ REJECT_REASONS = {
     "holdout_person": "the person was held out of this run and must not have been contacted",
     "not_in_run": "the person was not on this run's list",
 }
+"""Reason codes and texts; `future_date`, whose text names the as-of day and the tolerance, is added by
+`resolve_events` (`future_reason`)."""
 WORKING = ("delivered", "opened", "clicked", "replied", "booked")
 """Events that show a contact point reached the person."""
 EVENT_SCHEMA: dict[str, pl.DataType] = {
@@ -109,9 +121,12 @@ def resolve_events(
     assignments: pl.DataFrame,
     persons: pl.Series,
     identifiers: pl.DataFrame,
+    *,
+    as_of: date,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(events, quarantine) from bronze outreach events: `assignments` is gold/campaign_assignment,
-    `persons` every person_id, `identifiers` (`identifier` = `system|value`, `person_id`)."""
+    `persons` every person_id, `identifiers` (`identifier` = `system|value`, `person_id`); events dated
+    after `as_of` (beyond the tolerance) are quarantined as `future_date`."""
     frame = bronze.select(_BRONZE_COLUMNS).sort("occurred_at", "file", "line", nulls_last=True)
     frame = frame.with_columns(
         (pl.int_range(pl.len()).over("event_id") > 0).alias("_duplicate"),
@@ -160,12 +175,17 @@ def resolve_events(
         .then(pl.lit("holdout_person"))
         .when(pl.col("arm").is_null())
         .then(pl.lit("not_in_run"))
+        .when(is_future(pl.col("occurred_at"), as_of))
+        .then(pl.lit(FUTURE_DATE))
     )
     frame = frame.with_columns(reason.alias("reason_code"))
     rejects = (
         frame.filter(pl.col("reason_code").is_not_null())
         .with_columns(
-            pl.col("reason_code").replace_strict(REJECT_REASONS, return_dtype=pl.String).alias("reason")
+            pl.col("reason_code")
+            .replace_strict({**REJECT_REASONS, FUTURE_DATE: future_reason(f"the as-of day {as_of}")})
+            .cast(pl.String)
+            .alias("reason")
         )
         .select([pl.col(n).cast(t) for n, t in REJECT_SCHEMA.items()])
         .sort("file", "line")

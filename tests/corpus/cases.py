@@ -1133,6 +1133,9 @@ LANDING_CASES += [
     case(OE + "quoted_newline.csv", 2, malformed_csv_row=[2, 3]),
     case(OE + "missing_column.csv", 0, unrecognized_format=[2, 3]),
     case(OE + "no_person_columns.csv", 0, unrecognized_format=[2, 3]),
+    # issue 25: outreach. Events from the future land in bronze as delivered; gold quarantines them as
+    # `future_date` and no opt-in trusts them (tests/test_outreach_effect.py reads this file through gold).
+    case(OE + "future_start.csv", 5),
     case(OE + "semicolon_separated.csv", 0, unrecognized_format=[2]),
     case(OE + "invalid_utf8.csv", 2, invalid_utf8=[3]),
     case(OE + "header_only.csv"),
