@@ -224,8 +224,6 @@ _NEEDLE_COLUMNS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
     "device id": (("silver", "device_reading", ("device_id",)),),
     "record id": (("gold", "sentiment_conversation", ("conversation_id",)),),
 }  # fmt: skip
-CASE_SENSITIVE = frozenset({"name"})
-"""Names are looked for as written (Green the family, not green the colour of a chart)."""
 
 
 def identifying_values(lake: Path, landing: Path) -> dict[str, set[str]]:
@@ -284,23 +282,20 @@ _TOKEN = re.compile(r"[\w@.+-]+")
 
 
 def shown_values(output: str, needles: dict[str, set[str]]) -> dict[str, set[str]]:
-    """The needles `output` contains, by kind: a needle made of one token (an id, an e-mail, a word) must
-    appear as a whole token, a longer one (a phone with spaces, an address line, system|value) as a
-    substring; case-insensitive except for the CASE_SENSITIVE kinds."""
-    tokens = {t.strip(".+-") for t in _TOKEN.findall(output)}
-    lowered_tokens = {t.lower() for t in tokens}
-    lowered = output.lower()
+    """The needles `output` contains, by kind, in any case (a name lower-cased into a theme term counts): a
+    needle made of one token (an id, an e-mail, a word) must appear as a whole token, a longer one (a phone
+    with spaces, an address line, system|value) as a substring."""
+    text = output.lower()
+    tokens = {t.strip(".+-") for t in _TOKEN.findall(text)}
     hits: dict[str, set[str]] = {}
     for kind, values in needles.items():
-        exact = kind in CASE_SENSITIVE
-        pool, text = (tokens, output) if exact else (lowered_tokens, lowered)
         for value in values:
-            needle = value if exact else value.lower()
+            needle = value.lower()
             parts = [t.strip(".+-") for t in _TOKEN.findall(needle)]
             if len(parts) == 1 and parts[0] == needle:
-                hit = needle in pool
+                hit = needle in tokens
             else:  # every token present first (cheap), then the whole value
-                hit = all(p in pool for p in parts if p) and needle in text
+                hit = all(p in tokens for p in parts if p) and needle in text
             if hit:
                 hits.setdefault(kind, set()).add(value)
     return hits
