@@ -1,10 +1,14 @@
-"""Altair charts the pages share (hover tooltips, zoom and pan where time is on the x axis)."""
+"""Altair charts the pages share (hover tooltips, zoom and pan where time is on the x axis). A chart's data
+travels to the browser whole (tooltips), so every chart masks its frame for the viewer first, as tables do."""
 
 from __future__ import annotations
 
 import altair as alt
 import polars as pl
 import streamlit as st
+
+from dashboards.access import Viewer
+from dashboards.ui import visible
 
 
 def draw(chart: alt.TopLevelMixin) -> None:
@@ -20,12 +24,14 @@ def bars(
     x: str,
     y: str,
     *,
+    who: Viewer,
     title: str,
     color: str | None = None,
     fmt: str = "",
     scale: alt.Scale | None = None,
 ) -> None:
     """A bar chart of `y` by `x` with tooltips."""
+    frame = visible(frame, who)
     encoding = {
         "x": alt.X(x, sort=None, title=None),
         "y": alt.Y(y, title=title, axis=alt.Axis(format=fmt) if fmt else alt.Axis()),
@@ -41,12 +47,14 @@ def lines(
     x: str,
     y: str,
     *,
+    who: Viewer,
     color: str,
     title: str,
     band: tuple[str, str] | None = None,
     fmt: str = "",
 ) -> None:
     """Lines of `y` over `x` per `color`, with an optional interval band; zoom and pan on x."""
+    frame = visible(frame, who)
     base = alt.Chart(frame).encode(x=alt.X(x, title=None), color=alt.Color(color, title=None))
     layers = [
         base.mark_line(point=True).encode(
@@ -59,8 +67,11 @@ def lines(
     draw(alt.layer(*layers).properties(height=300).interactive(bind_y=False))
 
 
-def estimates(frame: pl.DataFrame, label: str, value: str, low: str, high: str, *, title: str) -> None:
+def estimates(
+    frame: pl.DataFrame, label: str, value: str, low: str, high: str, *, who: Viewer, title: str
+) -> None:
     """Point estimates with their intervals, one row per `label`, and a rule at zero (no effect)."""
+    frame = visible(frame, who)
     base = alt.Chart(frame).encode(y=alt.Y(label, title=None, sort=None))
     tooltip = [c for c in frame.columns]
     layers = [

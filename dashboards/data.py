@@ -343,3 +343,68 @@ def conversation_turns(lake: UPath, conversation_id: str) -> pl.DataFrame:
         .collect()
         .sort("turn")
     )
+
+
+THEME_TOKEN = r"\b\w\w+\b"
+"""The words negative_themes counts (scikit-learn's default token pattern, on lower-cased text)."""
+_NAME_TABLES = (
+    (IDENTITY, "person", ("given", "family")),
+    (SILVER, "patient_name", ("given", "family", "text")),
+    (SILVER, "patient", ("given", "family")),
+    (SILVER, "patient_contact", ("given", "family")),
+    (SILVER, "practitioner", ("given", "family")),
+)
+"""Where the names of patients, their contacts and clinicians are: none of their words is a shareable term."""
+
+
+def term_persons(lake: UPath, terms: list[str]) -> dict[str, int]:
+    """For each of `terms` (words or word pairs of the sentiment themes), how many distinct persons wrote it
+    in the texts the themes are made of: patients' negative texts in gold/sentiment_message, split into words
+    as negative_themes' TF-IDF does (lower case, two or more word characters, English stop words removed,
+    pairs of neighbouring words). A term found in no text counts 0 (and is not shareable)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # only the Sentiment page needs it
+
+    counts = dict.fromkeys(terms, 0)
+    if not terms or not parquet_files(table_path(lake, GOLD, "sentiment_message")):
+        return counts
+    words = (
+        pl.col("text").str.to_lowercase().str.extract_all(THEME_TOKEN)
+        .list.eval(pl.element().filter(~pl.element().is_in(sorted(ENGLISH_STOP_WORDS))))
+    )  # fmt: skip
+    pairs = pl.col("words").list.eval(pl.concat_str([pl.element(), pl.element().shift(-1)], separator=" "))
+    found = (
+        scan_table(lake, GOLD, "sentiment_message")
+        .filter((pl.col("label") == "negative") & (pl.col("speaker") == "patient"))
+        .select("person_id", words.alias("words"))
+        .select("person_id", pl.concat_list("words", pairs.list.drop_nulls()).alias("term"))
+        .explode("term")
+        .filter(pl.col("term").is_in(terms))
+        .group_by("term")
+        .agg(pl.col("person_id").n_unique().alias("persons"))
+        .collect(engine="streaming")
+    )
+    counts.update(dict(found.iter_rows()))
+    return counts
+
+
+def name_words(lake: UPath) -> set[str]:
+    """Every word (lower case) of the names of patients, their contacts and clinicians in the lake."""
+    words: set[str] = set()
+    for layer, table, columns in _NAME_TABLES:
+        if not parquet_files(table_path(lake, layer, table)):
+            continue
+        scan = scan_table(lake, layer, table)
+        present = [c for c in columns if c in scan.collect_schema().names()]
+        if not present:
+            continue
+        found = (
+            scan.select(pl.concat_list([pl.col(c).cast(pl.String) for c in present]).alias("name"))
+            .explode("name")
+            .select(pl.col("name").str.to_lowercase().str.extract_all(r"\w+").alias("word"))
+            .explode("word")
+            .drop_nulls()
+            .unique()
+            .collect()
+        )
+        words.update(found["word"].to_list())
+    return words

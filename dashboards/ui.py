@@ -10,7 +10,7 @@ import streamlit as st
 from upath import UPath
 
 from dashboards import data
-from dashboards.access import ANALYST, Viewer, local_role, mask, role_for
+from dashboards.access import ANALYST, TEXT_DERIVED, Viewer, local_role, mask, role_for, shareable_terms
 
 APP_NAME = "patient-insights"
 logging.getLogger("streamlit").setLevel(logging.WARNING)  # request logs could carry query strings
@@ -53,7 +53,8 @@ def page_header(title: str, who: Viewer) -> None:
         )
     if who.role == ANALYST:
         st.info(
-            "De-identified view: names, contacts and identifiers hidden, dates shown by month.",
+            "De-identified view: names, contacts, identifiers, record ids and free text hidden, dates shown "
+            "by month, file names that could name a person replaced by pseudonyms.",
             icon=":material/visibility_off:",
         )
 
@@ -162,10 +163,29 @@ def pipeline_runs() -> list[dict]:
     return _pipeline_runs(str(locations().lake), version())
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _shareable_terms(lake: str, _version: str, terms: tuple[str, ...]) -> frozenset[str]:
+    where = UPath(lake)
+    return shareable_terms(data.term_persons(where, list(terms)), data.name_words(where))
+
+
+def visible(frame: pl.DataFrame, who: Viewer) -> pl.DataFrame:
+    """`frame` as `who` may see it (`access.mask`), with the terms taken from patients' texts vetted against
+    the lake: every table and chart goes through here."""
+    columns = [c for c in frame.columns if c in TEXT_DERIVED]
+    if who.identifiable or not columns or frame.is_empty():
+        return mask(frame, who)
+    terms = set()
+    for column in columns:
+        values = frame[column]
+        values = values.explode() if isinstance(values.dtype, pl.List) else values
+        terms |= set(values.drop_nulls().cast(pl.String).to_list())
+    return mask(frame, who, _shareable_terms(str(locations().lake), version(), tuple(sorted(terms))))
+
+
 def show(frame: pl.DataFrame, who: Viewer, *, height: int | None = None, key: str | None = None) -> None:
     """A sortable, filterable table of what `who` may see."""
-    visible = mask(frame, who)
-    st.dataframe(visible, hide_index=True, width="stretch", height=height or "auto", key=key)
+    st.dataframe(visible(frame, who), hide_index=True, width="stretch", height=height or "auto", key=key)
 
 
 def empty_state(what: str) -> None:

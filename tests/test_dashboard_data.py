@@ -7,7 +7,17 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from dashboards.access import ANALYST, CARE_MANAGER, Viewer, local_role, mask, pseudonym_of, role_for
+from dashboards.access import (
+    ANALYST,
+    CARE_MANAGER,
+    Viewer,
+    local_role,
+    mask,
+    mask_path,
+    pseudonym_of,
+    role_for,
+    shareable_terms,
+)
 from dashboards.data import search
 
 INDEX = pl.DataFrame(
@@ -119,3 +129,76 @@ def test_the_outreach_index_lists_every_run_outcome_per_person(tmp_path) -> None
     ]
     assert set(index["run_id"]) == {"2026-06-30"} and index.height == len(PEOPLE)
     assert outreach_index(UPath(tmp_path / "none")).is_empty()
+
+
+# issue 25: every value an analyst sees goes through the masking rules - file paths, text-derived terms, ids
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("ehr_a/Patient.000.ndjson", "ehr_a/Patient.000.ndjson"),  # FHIR Bulk names are the platform's
+        ("ehr_a/deleted/Bundle.000.ndjson", "ehr_a/deleted/Bundle.000.ndjson"),
+        ("ehr_a/manifest.json", "ehr_a/manifest.json"),
+        ("devices_ihealth/u-8812/bp.json", f"devices_ihealth/{pseudonym_of('u-8812')}/bp.json"),  # a user
+        ("devices_x/8812.json", f"devices_x/{pseudonym_of('8812.json')}.json"),  # a user id as a file name
+        ("synthea/Abe604_Kulas532_0a1b.json", f"synthea/{pseudonym_of('Abe604_Kulas532_0a1b.json')}.json"),
+        ("ehr_b/0000/5e43198c.json", f"ehr_b/{pseudonym_of('0000')}/{pseudonym_of('5e43198c.json')}.json"),
+        ("ehr_a/Patient.12345678.ndjson", f"ehr_a/{pseudonym_of('Patient.12345678.ndjson')}.ndjson"),
+        ("ehr_a/Smith.json", f"ehr_a/{pseudonym_of('Smith.json')}.json"),  # a word, but not the platform's
+    ],
+)
+def test_a_path_shows_its_source_and_the_platforms_own_names_only(path: str, shown: str) -> None:
+    assert mask_path(path) == shown
+
+
+def test_the_analyst_sees_paths_masked_ids_dropped_and_text_dates_cut() -> None:
+    frame = pl.DataFrame(
+        {
+            "file": ["devices_ihealth/u-8812/bp.json", None],
+            "manifest_file": ["ehr_a/manifest.json", None],
+            "encounter_id": ["enc-1", "enc-2"],  # an id column nobody declared: dropped
+            "measure_id": ["CBP", "BCS"],
+            "run_id": ["2026-06-30", "2026-06-30"],  # a run named by its day: not a person's date
+            "due": ["2026-03-14", None],  # a date held as text (a CSV read as strings)
+            "note": ["2026-03-14 is a date", "x"],  # text that merely starts with one is left alone
+        }
+    )
+    masked = mask(frame, ANALYST_VIEWER)
+    assert masked.columns == ["file", "manifest_file", "measure_id", "run_id", "due", "note"]
+    assert masked["file"].to_list() == [f"devices_ihealth/{pseudonym_of('u-8812')}/bp.json", None]
+    assert masked["manifest_file"][0] == "ehr_a/manifest.json"
+    assert masked["run_id"][0] == "2026-06-30" and masked["due"].to_list() == ["2026-03", None]
+    assert masked["note"][0] == "2026-03-14 is a date"
+    assert mask(frame, CARE).equals(frame)
+
+
+def test_text_derived_terms_are_shown_only_when_shareable() -> None:
+    persons = {"wait": 9, "long wait": 5, "rare": 4, "150": 20, "150 95": 20, "maria": 30, "dr maria": 8}
+    allowed = shareable_terms(persons, {"maria", "garcia"})
+    assert allowed == {"wait", "long wait"}  # >= 5 persons, no digit, no name word
+    themes = pl.DataFrame({"theme": [1], "terms": [["wait", "rare", "150"]], "snippets": [["I waited"]]})
+    masked = mask(themes, ANALYST_VIEWER, allowed)
+    assert masked.columns == ["theme", "terms"] and masked["terms"].to_list() == [["wait"]]
+    assert mask(themes, ANALYST_VIEWER)["terms"].to_list() == [[]]  # nothing vetted: nothing shown
+    assert mask(themes, CARE)["terms"].to_list() == [["wait", "rare", "150"]]
+
+
+def test_term_persons_counts_distinct_writers_of_negative_patient_texts(tmp_path) -> None:
+    from upath import UPath
+
+    from dashboards.data import term_persons
+
+    folder = tmp_path / "gold" / "sentiment_message" / "bucket=0"
+    folder.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "person_id": ["a", "a", "b", "c", "d"],
+            "speaker": ["patient", "patient", "patient", "agent", "patient"],
+            "label": ["negative", "negative", "negative", None, "positive"],
+            "text": ["The long wait.", "Long wait again", "A long, long wait", "long wait", "long wait"],
+        }
+    ).write_parquet(folder / "data.parquet")
+    counts = term_persons(UPath(tmp_path), ["long", "long wait", "wait long", "again", "absent"])
+    # agent turns and positive texts are not what themes are made of; stop words fall out before pairing
+    assert counts == {"long": 2, "long wait": 2, "wait long": 0, "again": 0, "absent": 0}

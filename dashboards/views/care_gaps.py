@@ -44,7 +44,7 @@ sizes = (
     .len("members")
     .sort("members", descending=True)
 )
-charts.bars(sizes, "segment_id", "members", title="current members", color="segment_type")
+charts.bars(sizes, "segment_id", "members", who=who, title="current members", color="segment_type")
 entered = membership.group_by("segment_id", pl.col("entered").alias("day")).len("entered")
 exited = membership.drop_nulls("exited").group_by("segment_id", pl.col("exited").alias("day")).len("exited")
 changes = (

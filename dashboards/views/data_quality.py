@@ -46,7 +46,7 @@ else:
     reasons = (
         quarantine.group_by("target_table", "reason_code").len("records").sort("records", descending=True)
     )
-    charts.bars(reasons, "reason_code", "records", title="records", color="target_table")
+    charts.bars(reasons, "reason_code", "records", who=who, title="records", color="target_table")
 
 st.subheader("Contracts (asset checks) of the last run")
 runs = ui.pipeline_runs()

@@ -70,6 +70,7 @@ def outreach_effect(campaign_id: str, campaign: Campaign | None, run_id: str) ->
             "difference",
             "ci_low",
             "ci_high",
+            who=who,
             title="difference in gap closure, contacted minus hold-out",
         )
     contacted = funnel.filter((pl.col("arm") == "contacted") & (pl.col("channel") == "all"))
@@ -82,7 +83,7 @@ def outreach_effect(campaign_id: str, campaign: Campaign | None, run_id: str) ->
         stages = pl.DataFrame(
             {"stage": [label for _, label in STAGES], "persons": [contacted[c][0] for c, _ in STAGES]}
         )
-        charts.bars(stages, "stage", "persons", title="persons")
+        charts.bars(stages, "stage", "persons", who=who, title="persons")
     with right:
         st.markdown("**Per channel**")
         per_channel = funnel.filter(pl.col("channel") != "all").select(
@@ -98,7 +99,7 @@ def outreach_effect(campaign_id: str, campaign: Campaign | None, run_id: str) ->
             "booked",
             "gap_closed",
         )
-        st.dataframe(per_channel, hide_index=True)
+        ui.show(per_channel, who, key="per_channel")
 
 
 def _share(part: int, whole: int) -> str:
@@ -158,7 +159,7 @@ with right:
         st.write("Nobody suppressed.")
     else:
         reasons = suppressed.group_by("reason").len("persons").sort("persons", descending=True)
-        charts.bars(reasons, "reason", "persons", title="persons")
+        charts.bars(reasons, "reason", "persons", who=who, title="persons")
 
 outreach_effect(campaign_id, campaign, run_id)
 

@@ -33,6 +33,7 @@ with left:
             rates.drop_nulls("rate").select("measure_id", "rate", "numerator", "denominator", "open_gaps"),
             "measure_id",
             "rate",
+            who=who,
             title="rate",
             fmt="%",
         )
@@ -44,6 +45,7 @@ with left:
             "as_of",
             "rate",
             color="measure_id",
+            who=who,
             title="rate",
             fmt="%",
         )
@@ -58,7 +60,13 @@ with right:
         order = {"high": 0, "medium": 1, "low": 2}
         tiers = tiers.sort(pl.col("risk_tier").replace_strict(order, default=3))
         charts.bars(
-            tiers, "risk_tier", "persons", title="persons", color="risk_tier", scale=charts.TIER_COLORS
+            tiers,
+            "risk_tier",
+            "persons",
+            who=who,
+            title="persons",
+            color="risk_tier",
+            scale=charts.TIER_COLORS,
         )
 
 st.subheader("Data freshness and the last run")

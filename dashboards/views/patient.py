@@ -119,12 +119,12 @@ with tabs[1]:
     else:
         names = sorted(results["result"].unique().to_list())
         picked = st.multiselect("Results", names, default=names[:3], key="results_picked")
-        trend = mask(results.filter(pl.col("result").is_in(picked)), who)
-        charts.lines(trend, "at", "value", color="result", title="value")
+        trend = results.filter(pl.col("result").is_in(picked))
+        charts.lines(trend, "at", "value", who=who, color="result", title="value")
     devices = ui.person("device_days", person_id)
     if devices.height:
         st.caption("Home devices: daily mean")
-        charts.lines(mask(devices, who), "day", "mean", color="metric", title="daily mean")
+        charts.lines(devices, "day", "mean", who=who, color="metric", title="daily mean")
 
 with tabs[2]:
     gaps = ui.person("care_gaps", person_id)

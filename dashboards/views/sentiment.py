@@ -5,6 +5,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import charts, ui
+from dashboards.access import MIN_PERSONS_PER_TERM
 from pipelines.gold.sentiment import CONVERSATION_SUMMARY
 
 who = ui.viewer()
@@ -27,6 +28,7 @@ charts.lines(
     "week",
     "mean_score",
     color="department",
+    who=who,
     title="mean score (-1 … 1)",
     band=("mean_score_low", "mean_score_high"),
 )
@@ -56,6 +58,7 @@ if agents.height:
             "week",
             "negative_share",
             color="agent_id",
+            who=who,
             title="negative share",
             band=("negative_share_low", "negative_share_high"),
             fmt="%",
@@ -76,15 +79,18 @@ with left:
     if themes.is_empty():
         st.write("Too little negative feedback to find themes.")
     else:
-        ui.show(
-            themes.sort("messages", descending=True).with_columns(pl.col("terms").list.join(", ")),
-            who,
-            key="themes",
-        )
+        if not who.identifiable:
+            st.caption(
+                f"De-identified view: only terms that at least {MIN_PERSONS_PER_TERM} persons wrote, without "
+                "digits or names, and no snippets."
+            )
+        ui.show(themes.sort("messages", descending=True), who, key="themes")
 with right:
     st.subheader("Follow-up surveys: NPS per week")
     surveys = ui.read("survey_scores")
     if surveys.is_empty():
         st.write("No survey answers yet.")
     else:
-        charts.bars(surveys.select("week", "nps", "responses", "mean_rating"), "week", "nps", title="NPS")
+        charts.bars(
+            surveys.select("week", "nps", "responses", "mean_rating"), "week", "nps", who=who, title="NPS"
+        )
