@@ -345,8 +345,6 @@ def conversation_turns(lake: UPath, conversation_id: str) -> pl.DataFrame:
     )
 
 
-THEME_TOKEN = r"\b\w\w+\b"
-"""The words negative_themes counts (scikit-learn's default token pattern, on lower-cased text)."""
 _NAME_TABLES = (
     (IDENTITY, "person", ("given", "family")),
     (SILVER, "patient_name", ("given", "family", "text")),
@@ -362,14 +360,15 @@ def term_persons(lake: UPath, terms: list[str]) -> dict[str, int]:
     in the texts the themes are made of: patients' negative texts in gold/sentiment_message, split into words
     as negative_themes' TF-IDF does (lower case, two or more word characters, English stop words removed,
     pairs of neighbouring words). A term found in no text counts 0 (and is not shareable)."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # only the Sentiment page needs it
+    # the themes' own definition of a word (imported here: only the Sentiment page needs scikit-learn)
+    from models.sentiment.aggregate import THEME_STOP_WORDS, THEME_TOKEN
 
     counts = dict.fromkeys(terms, 0)
     if not terms or not parquet_files(table_path(lake, GOLD, "sentiment_message")):
         return counts
     words = (
         pl.col("text").str.to_lowercase().str.extract_all(THEME_TOKEN)
-        .list.eval(pl.element().filter(~pl.element().is_in(sorted(ENGLISH_STOP_WORDS))))
+        .list.eval(pl.element().filter(~pl.element().is_in(sorted(THEME_STOP_WORDS))))
     )  # fmt: skip
     pairs = pl.col("words").list.eval(pl.concat_str([pl.element(), pl.element().shift(-1)], separator=" "))
     found = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from sklearn.decomposition import NMF
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
 MIN_VOLUME = 20
 Z = 1.96
@@ -24,6 +24,11 @@ TRAJECTORY_CHANGE = 0.3
 SNIPPET_CHARACTERS = 80
 MAX_THEMES = 5
 MIN_THEME_TEXTS = 10
+THEME_TOKEN = r"\b\w\w+\b"
+"""A word of the themes: two or more word characters, on lower-cased text (scikit-learn's default pattern,
+named here because the dashboard splits texts the same way to count who wrote a term)."""
+THEME_STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
+"""Words the themes never count."""
 CONVERSATION_SCHEMA: dict[str, pl.DataType] = {
     "conversation_id": pl.String(),
     "person_id": pl.String(),
@@ -229,7 +234,12 @@ def negative_themes(texts: list[str], seed: int = 7) -> pl.DataFrame:
     if len(texts) < MIN_THEME_TEXTS:
         return pl.DataFrame(schema=THEME_SCHEMA)
     vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2), stop_words="english", min_df=2, max_df=0.9, sublinear_tf=True
+        ngram_range=(1, 2),
+        token_pattern=THEME_TOKEN,
+        stop_words=sorted(THEME_STOP_WORDS),
+        min_df=2,
+        max_df=0.9,
+        sublinear_tf=True,
     )
     try:
         matrix = vectorizer.fit_transform(texts)
