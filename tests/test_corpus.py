@@ -27,6 +27,7 @@ import pytest
 from upath import UPath
 
 from pipelines.bronze.accounting import accounting_discrepancies
+from pipelines.bronze.discovery import UNLISTED
 from pipelines.bronze.ingest import IngestReport, ingest_landing
 from pipelines.bronze.tables import (
     BRONZE,
@@ -124,12 +125,21 @@ def outcome(item: Case, lake: Path, source: str) -> dict[str, object]:
         (pl.col("source") == source) & (pl.col("format") == "bulk_manifest")
     )
     details = [orjson.loads(d) for d in manifests["detail"].drop_nulls().to_list()]
+    not_read = table(lake, INGEST_LOG).filter(
+        (pl.col("source") == source) & pl.col("status").is_in(["skipped", "refused"])
+    )
+    logged = [
+        (status, file.split("/", 1)[1] if "/" in file else "", orjson.loads(detail)["reason"])
+        for status, file, detail in not_read.select("status", "file", "detail").iter_rows()
+    ]
     return {
         "kept": kept,
         "quarantined": {code: sorted(found, key=str) for code, found in positions.items()},
         "refused": sorted((r["url"][:120], r["reason"]) for d in details for r in d["refused"]),
         "missing": sorted(url for d in details for url in d["missing"]),
         "unlisted": sum(len(d["unlisted_files"]) for d in details),
+        # files beside a manifest it does not list are counted by "unlisted" (and logged as skipped)
+        "logged": sorted(row for row in logged if row[2] != UNLISTED),
     }
 
 
@@ -141,6 +151,7 @@ def expected(item: Case) -> dict[str, object]:
         "refused": sorted((url[:120], why) for url, why in item.refused),
         "missing": sorted(item.missing),
         "unlisted": item.unlisted,
+        "logged": sorted(item.logged),
     }
 
 
@@ -152,8 +163,16 @@ def same(found: dict[str, object], wanted: dict[str, object]) -> bool:
         url == want_url and fragment in reason
         for (url, reason), (want_url, fragment) in zip(refused_found, refused_wanted, strict=True)
     )
-    rest = [k for k in found if k != "refused"]
-    return refusals_match and all(found[k] == wanted[k] for k in rest)
+    logged_found, logged_wanted = found["logged"], wanted["logged"]
+    assert isinstance(logged_found, list) and isinstance(logged_wanted, list)
+    logged_match = len(logged_found) == len(logged_wanted) and all(
+        (status, path) == (want_status, want_path) and fragment in reason
+        for (status, path, reason), (want_status, want_path, fragment) in zip(
+            logged_found, logged_wanted, strict=True
+        )
+    )
+    rest = [k for k in found if k not in ("refused", "logged")]
+    return refusals_match and logged_match and all(found[k] == wanted[k] for k in rest)
 
 
 # --- the invariants ------------------------------------------------------------------------------------
