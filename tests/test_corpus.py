@@ -187,6 +187,14 @@ def check_invariants(lake: Path, report: IngestReport, records: list[logging.Log
     assert (log["records_in"] == log["records_bronze"] + log["records_quarantined"]).all()
     assert (log["blank_lines"] >= 0).all()
     assert report.records_in == log["records_in"].sum()
+    # paths not read: a row with a reason, and nothing of their content
+    not_read = log.filter(pl.col("status").is_in(["skipped", "refused"]))
+    assert (not_read["records_in"] == 0).all() and not_read["file_sha256"].is_null().all()
+    reasons = [orjson.loads(d)["reason"] for d in not_read["detail"].to_list()]
+    assert all(reasons) and not [r for r in reasons if marked(r)]
+    assert report.files_skipped + report.files_refused >= not_read.height
+    unlisted = sum(1 for r in reasons if r == UNLISTED)
+    assert unlisted == report.files_unlisted
     quarantine = table(lake, QUARANTINE)
     assert quarantine.join(log, on="ingest_key", how="anti").is_empty(), "a quarantine row names no file"
     undocumented = set(quarantine["reason_code"].to_list()) - REASON_CODES

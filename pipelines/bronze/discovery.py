@@ -219,8 +219,8 @@ def examine(root: str | None, landing: UPath, path: UPath) -> tuple[str, Checked
         info = os.lstat(local)
     except (OSError, ValueError):
         return REFUSED_KIND, None, "the path cannot be examined"
-    real = local if not stat.S_ISLNK(info.st_mode) else os.path.realpath(local)
     if stat.S_ISLNK(info.st_mode):
+        real = os.path.realpath(local)
         if not _inside(real, root):
             return REFUSED_KIND, None, LINK_OUT
         try:
