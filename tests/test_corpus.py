@@ -455,6 +455,35 @@ def test_a_file_swapped_for_a_link_after_the_check_is_not_read(tmp_path: Path) -
     assert report.files_ingested == 1
 
 
+def test_a_file_swapped_between_discovery_and_its_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.bronze import discovery as d
+
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    source = _made(landing / "ehr")
+    (source / "Patient.000.ndjson").write_bytes(b'{"resourceType":"Patient","id":"p1"}\n')
+    (source / "Patient.001.ndjson").write_bytes(b'{"resourceType":"Patient","id":"p2"}\n')
+    (tmp_path / "secret.ndjson").write_bytes(OUTSIDE_SECRET.encode())
+    planned = d.discover
+
+    def discover_then_swap(root: UPath) -> d.LandingPlan:
+        plan = planned(root)
+        (source / "Patient.001.ndjson").rename(tmp_path / "moved-away")
+        os.symlink(tmp_path / "secret.ndjson", source / "Patient.001.ndjson")
+        return plan
+
+    monkeypatch.setattr(d, "discover", discover_then_swap)
+    report = ingest(landing, lake)
+    assert (report.files_ingested, report.files_refused) == (1, 1)
+    log = table(lake, INGEST_LOG)
+    refused = log.filter(pl.col("status") == "refused")
+    assert refused["file"].to_list() == ["ehr/Patient.001.ndjson"]
+    assert "became a link" in orjson.loads(refused["detail"][0])["reason"]
+    assert not any(OUTSIDE_SECRET.encode() in p.read_bytes() for p in lake.rglob("*") if p.is_file())
+    assert table(lake, "fhir_resources")["resource_id"].to_list() == ["p1"]
+
+
 def test_skipped_files_are_logged_once_and_the_checks_stay_true(tmp_path: Path) -> None:
     from pipelines.bronze.accounting import duplicate_ingests
 
