@@ -525,7 +525,7 @@ def _declared_format(root: str | None, landing: UPath, source_dir: UPath) -> tup
     configuration error to fix before any file is read, not a quarantine of every row). A source.yaml
     that cannot be used raises ValueError with a message naming the source, never the file's content."""
     config = source_dir / SOURCE_CONFIG
-    if not (config.exists() or config.is_symlink()):
+    if not (config.exists() or (root is not None and config.is_symlink())):  # a dangling link is refused
         return None, None
     where = f"{SOURCE_CONFIG} of source {source_dir.name}"
     kind, checked, refusal = examine(root, landing, config)

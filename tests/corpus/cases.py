@@ -1310,6 +1310,11 @@ LANDING_CASES += [
     case(L + "links_of_every_kind", 1, make=links_of_every_kind, logged=_LINKS),
     case(L + "source_yaml_link_out", make=_source_yaml_out, logged=(_refused_yaml("leads out"),)),
     case(
+        L + "source_yaml_dangling",
+        make=lambda folder: os.symlink("nowhere.yaml", folder / "source.yaml"),
+        logged=(_refused_yaml("leads nowhere"),),
+    ),
+    case(
         OE + "documentation_and_data",
         3,
         make=_documentation_and_data,
