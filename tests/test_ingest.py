@@ -310,6 +310,11 @@ def test_records_quarantined_for_want_of_their_patient_are_released_when_it_arri
     ]
     assert log["records_in"].sum() == log["records_bronze"].sum() + log["records_quarantined"].sum() == 3
     assert accounting_discrepancies(lake).is_empty() and duplicate_ingests(lake) == 0
+    from pipelines.lake_summary import quarantine_by_reason
+
+    assert quarantine_by_reason(lake).select("reason_code", "records", "released").rows() == [
+        ("unknown_patient_reference", 2, 2)
+    ]
     # the released rows' bucket counts as changed for incremental runs and downstream assets
     bucket = bronze.filter(pl.col("resource_id") == "o1")["bucket"][0]
     assert bucket in second.buckets_touched(FHIR_RESOURCES)

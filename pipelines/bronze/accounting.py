@@ -16,6 +16,34 @@ from pipelines.bronze.tables import (
 )
 from pipelines.lake import parquet_files, scan_table, table_path
 
+RELEASED = "released"
+"""ingest_log status of quarantined records moved into bronze once their Patient arrived."""
+
+
+def _releases(lake: UPath) -> pl.LazyFrame:
+    """Release rows of the ingest log: their ingest key and the file ingest key they released from."""
+    return (
+        scan_table(lake, BRONZE, INGEST_LOG)
+        .filter(pl.col("status") == RELEASED)
+        .select("ingest_key", pl.col("detail").str.json_path_match("$.released_from").alias("released_from"))
+    )
+
+
+def released_positions(lake: UPath) -> pl.DataFrame:
+    """(released_from, line, entry) of every record released so far: the quarantine rows now in bronze."""
+    empty = pl.DataFrame(schema={"released_from": pl.String, "line": pl.Int64, "entry": pl.Int64})
+    if not parquet_files(table_path(lake, BRONZE, INGEST_LOG)) or not parquet_files(
+        table_path(lake, BRONZE, FHIR_RESOURCES)
+    ):
+        return empty
+    return (
+        scan_table(lake, BRONZE, FHIR_RESOURCES)
+        .select("ingest_key", "line", "entry")
+        .join(_releases(lake), on="ingest_key", how="inner")
+        .select("released_from", "line", "entry")
+        .collect()
+    )
+
 
 def _rows_per_file(lake: UPath, table: str) -> pl.LazyFrame:
     if not parquet_files(table_path(lake, BRONZE, table)):
@@ -35,7 +63,7 @@ def accounting_table(lake: UPath) -> pl.DataFrame:
     """
     if not parquet_files(table_path(lake, BRONZE, INGEST_LOG)):
         return pl.DataFrame(schema={"ingest_key": pl.String, "records_in": pl.Int64})
-    log = scan_table(lake, BRONZE, INGEST_LOG).filter(pl.col("status").is_in(["ingested", "released"]))
+    log = scan_table(lake, BRONZE, INGEST_LOG).filter(pl.col("status").is_in(["ingested", RELEASED]))
     bronze = (
         pl.concat(
             [
@@ -80,11 +108,6 @@ def _moved_out_of_quarantine(lake: UPath) -> pl.LazyFrame:
         table_path(lake, BRONZE, FHIR_RESOURCES)
     ):
         return empty
-    releases = (
-        scan_table(lake, BRONZE, INGEST_LOG)
-        .filter(pl.col("status") == "released")
-        .select("ingest_key", pl.col("detail").str.json_path_match("$.released_from").alias("released_from"))
-    )
     quarantined = (
         scan_table(lake, BRONZE, QUARANTINE)
         .select(pl.col("ingest_key").alias("released_from"), "line", "entry")
@@ -93,7 +116,7 @@ def _moved_out_of_quarantine(lake: UPath) -> pl.LazyFrame:
     return (
         scan_table(lake, BRONZE, FHIR_RESOURCES)
         .select("ingest_key", "line", "entry")
-        .join(releases, on="ingest_key", how="inner")
+        .join(_releases(lake), on="ingest_key", how="inner")
         .join(quarantined, on=["released_from", "line", "entry"], how="semi", nulls_equal=True)
         .group_by("ingest_key")
         .agg(pl.len().alias("moved"))
@@ -119,18 +142,5 @@ def duplicate_ingests(lake: UPath) -> int:
         return 0
     log = scan_table(lake, BRONZE, INGEST_LOG).filter(pl.col("status") == "ingested").collect()
     duplicates = log.height - log["ingest_key"].n_unique()
-    if not parquet_files(table_path(lake, BRONZE, FHIR_RESOURCES)):
-        return duplicates
-    releases = (
-        scan_table(lake, BRONZE, INGEST_LOG)
-        .filter(pl.col("status") == "released")
-        .select("ingest_key", pl.col("detail").str.json_path_match("$.released_from").alias("released_from"))
-    )
-    released = (
-        scan_table(lake, BRONZE, FHIR_RESOURCES)
-        .select("ingest_key", "line", "entry")
-        .join(releases, on="ingest_key", how="inner")
-        .select("released_from", "line", "entry")
-        .collect()
-    )
+    released = released_positions(lake)
     return duplicates + released.height - released.n_unique()

@@ -28,6 +28,7 @@ from rich.progress import Progress
 from upath import UPath
 
 from pipelines.bronze import discovery as d
+from pipelines.bronze.accounting import RELEASED, released_positions
 from pipelines.bronze.compression import DecompressionLimits, DecompressionRefused, gunzip
 from pipelines.bronze.device_reader import (
     load_csv_mapping,
@@ -590,7 +591,6 @@ def _note(
     )
 
 
-RELEASED = "released"
 RELEASABLE = "unknown_patient_reference"
 
 
@@ -681,25 +681,6 @@ def release_quarantined(
 def released_ingest_key(origin: str, run_id: str) -> str:
     """The ingest key of the records one run released from one file's quarantine."""
     return hashlib.sha256(f"{RELEASED}\0{origin}\0{run_id}".encode()).hexdigest()
-
-
-def released_positions(lake: UPath) -> pl.DataFrame:
-    """(released_from, line, entry) of every record released so far: the quarantine rows now in bronze."""
-    empty = pl.DataFrame(schema={"released_from": pl.String, "line": pl.Int64, "entry": pl.Int64})
-    if not _has_table(lake, INGEST_LOG) or not _has_table(lake, FHIR_RESOURCES):
-        return empty
-    releases = (
-        scan_table(lake, BRONZE, INGEST_LOG)
-        .filter(pl.col("status") == RELEASED)
-        .select("ingest_key", pl.col("detail").str.json_path_match("$.released_from").alias("released_from"))
-    )
-    return (
-        scan_table(lake, BRONZE, FHIR_RESOURCES)
-        .select("ingest_key", "line", "entry")
-        .join(releases, on="ingest_key", how="inner")
-        .select("released_from", "line", "entry")
-        .collect()
-    )
 
 
 def ingested_keys(lake: UPath) -> set[str]:
