@@ -607,6 +607,8 @@ def release_quarantined(
     (`accounting.accounting_table`), and incremental runs see the buckets it lands in as changed. The
     record goes through the same parse and checks as any FHIR record; one that fails them stays where it is.
     Only sources that received Patients in this run are looked at: otherwise nothing can be released.
+    (A run killed after its last data batch and before the release batch leaves its orphans waiting until
+    the next run that delivers a Patient of that source; that run releases every waiting one it can.)
     """
     if not sources or not _has_table(lake, QUARANTINE):
         return 0
