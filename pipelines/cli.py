@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     # imported by the commands that take a lake: upath loads fsspec, which `views run` does not need
     from upath import UPath
 
+    from pipelines.run_record import PipelineRun
+
 app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
 views_app = typer.Typer(help="SQL on FHIR v2 ViewDefinitions.")
 app.add_typer(views_app, name="views")
@@ -123,6 +125,7 @@ def ingest(
 
     from pipelines.config import Settings, validate_bucket_count
     from pipelines.run import run_pipeline
+    from pipelines.run_record import EXIT_FAILED, exit_code, refused_sources
 
     env = Settings.from_env()
     settings = Settings(
@@ -139,12 +142,38 @@ def ingest(
     print_summary(settings.lake, run.seconds, settings.exports)
     for warning in run.warnings:
         console.print(f"[yellow]check warning[/yellow]: {warning} (see the Dagster UI for details)")
-    if not run.success:
+    _print_ingest_outcome(run)
+    code = exit_code(run)
+    if code == EXIT_FAILED:
         console.print(
             f"[red]pipeline run {run.run_id} failed[/red]; failed checks: {run.failed_checks or 'none'}"
         )
-        raise typer.Exit(1)
+        raise typer.Exit(code)
     console.print(f"[green]pipeline run {run.run_id} succeeded[/green] in {run.seconds:.1f} s")
+    if code:
+        console.print(
+            f"[yellow]{len(refused_sources(run))} landing source(s) refused[/yellow]: exit code {code}"
+        )
+        raise typer.Exit(code)
+
+
+def _print_ingest_outcome(run: PipelineRun) -> None:
+    """What bronze did not read (refused sources, with why; skipped and refused files) and released."""
+    from pipelines.run_record import INGEST_LOG_ASSET, refused_sources
+
+    log = run.assets.get(INGEST_LOG_ASSET, {})
+    for source, reason in sorted(refused_sources(run).items()):
+        console.print(f"[yellow]source {source} refused[/yellow] (nothing of it was read): {reason}")
+    skipped, refused, released = (
+        log.get(k) or 0 for k in ("files_skipped", "files_refused", "records_released")
+    )
+    if skipped or refused:
+        console.print(
+            f"landing paths not read: {skipped} skipped (not data), {refused} refused "
+            "(see bronze/ingest_log, status skipped / refused)"
+        )
+    if released:
+        console.print(f"{released} quarantined records released into bronze: their Patient arrived")
 
 
 @views_app.command("run")

@@ -32,15 +32,35 @@ def table_row_counts(lake: UPath) -> pl.DataFrame:
 
 
 def quarantine_by_reason(lake: UPath) -> pl.DataFrame:
-    """Quarantined records per target table and reason code."""
+    """Quarantined records per target table and reason code, and how many of them were released into
+    bronze since (their Patient arrived; their quarantine rows stay as history)."""
+    from pipelines.bronze.accounting import released_positions
+
     if not parquet_files(lake / BRONZE / QUARANTINE):
         return pl.DataFrame(
-            schema={"target_table": pl.String, "reason_code": pl.String, "records": pl.UInt32}
+            schema={
+                "target_table": pl.String,
+                "reason_code": pl.String,
+                "records": pl.UInt32,
+                "released": pl.UInt32,
+            }
+        )
+    quarantine = scan_table(lake, BRONZE, QUARANTINE)
+    released = released_positions(lake).unique()
+    if released.is_empty():  # the common case: no join, and no column read beyond the two counted
+        none = pl.lit(None, pl.UInt32).alias("_released")
+        quarantine = quarantine.select("target_table", "reason_code", none)
+    else:
+        quarantine = quarantine.select("target_table", "reason_code", "ingest_key", "line", "entry").join(
+            released.lazy().with_columns(pl.lit(1, pl.UInt32).alias("_released")),
+            left_on=["ingest_key", "line", "entry"],
+            right_on=["released_from", "line", "entry"],
+            how="left",
+            nulls_equal=True,
         )
     return (
-        scan_table(lake, BRONZE, QUARANTINE)
-        .group_by("target_table", "reason_code")
-        .agg(pl.len().alias("records"))
+        quarantine.group_by("target_table", "reason_code")
+        .agg(pl.len().alias("records"), pl.col("_released").sum().cast(pl.UInt32).alias("released"))
         .sort("target_table", "records", descending=[False, True])
         .collect()
     )

@@ -32,6 +32,28 @@ class PipelineRun:
     assets: dict[str, dict] = field(default_factory=dict)  # asset key → its materialization's metadata
 
 
+EXIT_FAILED = 1
+EXIT_SOURCES_REFUSED = 3
+"""Exit codes of `patient-insights ingest`: 0 the run succeeded; 1 it failed; 3 it succeeded but some
+landing sources were refused whole (a source.yaml that cannot be used, a source folder that is a link
+leading out): the other sources were read, the summary names the refused ones and why. (2 is the command
+line's own usage error.)"""
+INGEST_LOG_ASSET = "bronze/ingest_log"
+
+
+def refused_sources(run: PipelineRun) -> dict[str, str]:
+    """Source → reason, for the landing sources the run's bronze ingest refused (from its metadata)."""
+    refused = run.assets.get(INGEST_LOG_ASSET, {}).get("refused_sources")
+    return {str(k): str(v) for k, v in refused.items()} if isinstance(refused, dict) else {}
+
+
+def exit_code(run: PipelineRun) -> int:
+    """The command's exit code for a finished run (see `EXIT_SOURCES_REFUSED`)."""
+    if not run.success:
+        return EXIT_FAILED
+    return EXIT_SOURCES_REFUSED if refused_sources(run) else 0
+
+
 def outcome_of_checks(checks: list[dict]) -> tuple[list[str], list[str]]:
     """The failed blocking-severity (ERROR) checks and the failed warnings, as `asset:check`."""
     failed = [f"{c['asset']}:{c['check']}" for c in checks if not c["passed"] and c["severity"] == "ERROR"]

@@ -157,3 +157,39 @@ def test_command_line_ingest_runs_the_pipeline_and_reports(
     assert all(s["seconds"] >= 0 and s["status"] == "SUCCESS" for s in record["stages"])
     assert {"asset", "check", "passed", "severity"} == set(record["checks"][0])
     assert SECRET_NAME not in records[0].read_text()
+
+
+# issue 25: a bad source.yaml refuses that source; the run goes on and says so ----------------------------
+def test_a_refused_source_shows_in_the_bronze_metadata_and_the_run_succeeds(
+    landing: UPath, lake: UPath
+) -> None:
+    small_landing(Path(landing))
+    (Path(landing) / "typo").mkdir()
+    (Path(landing) / "typo" / "source.yaml").write_text("format: fhirr\n")
+    write_ndjson(Path(landing) / "typo" / "Patient.000.ndjson", [patient("t1", family=SECRET_NAME)])
+    resource = LakeResource(landing=str(landing), lake=str(lake), buckets=4)
+    result = dg.materialize(
+        [bronze_ingest, accounting_balanced, files_ingested_once],
+        resources={"lake": resource},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    log = next(
+        m for m in result.get_asset_materialization_events() if m.asset_key.path[-1] == "ingest_log"
+    ).materialization.metadata
+    refused = log["refused_sources"].value
+    assert list(refused) == ["typo"] and "format must be one of" in refused["typo"]
+    assert log["records_in"].value == 4  # ehr_a read in full, nothing of typo
+    assert SECRET_NAME not in repr(log)
+
+
+def test_the_exit_code_says_a_run_completed_with_sources_refused() -> None:
+    from pipelines.run_record import EXIT_SOURCES_REFUSED, PipelineRun, exit_code, refused_sources
+
+    refused = {"bronze/ingest_log": {"refused_sources": {"typo": "source.yaml of source typo: format ..."}}}
+    assert exit_code(PipelineRun(True, "r", 1.0, [], [])) == 0
+    assert exit_code(PipelineRun(True, "r", 1.0, [], [], assets=refused)) == EXIT_SOURCES_REFUSED == 3
+    assert exit_code(PipelineRun(False, "r", 1.0, [], [], assets=refused)) == 1
+    assert refused_sources(PipelineRun(True, "r", 1.0, [], [], assets=refused)) == {
+        "typo": "source.yaml of source typo: format ..."
+    }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import re
 import shutil
 import socket
@@ -27,6 +28,7 @@ import pytest
 from upath import UPath
 
 from pipelines.bronze.accounting import accounting_discrepancies
+from pipelines.bronze.discovery import UNLISTED
 from pipelines.bronze.ingest import IngestReport, ingest_landing
 from pipelines.bronze.tables import (
     BRONZE,
@@ -48,8 +50,10 @@ from tests.corpus.cases import (
     LANDING_CASES,
     LAYOUTS,
     MARKERS,
+    OUTSIDE_SECRET,
     Case,
     DefinitionCase,
+    links_of_every_kind,
     place,
 )
 
@@ -124,12 +128,21 @@ def outcome(item: Case, lake: Path, source: str) -> dict[str, object]:
         (pl.col("source") == source) & (pl.col("format") == "bulk_manifest")
     )
     details = [orjson.loads(d) for d in manifests["detail"].drop_nulls().to_list()]
+    not_read = table(lake, INGEST_LOG).filter(
+        (pl.col("source") == source) & pl.col("status").is_in(["skipped", "refused"])
+    )
+    logged = [
+        (status, file.split("/", 1)[1] if "/" in file else "", orjson.loads(detail)["reason"])
+        for status, file, detail in not_read.select("status", "file", "detail").iter_rows()
+    ]
     return {
         "kept": kept,
         "quarantined": {code: sorted(found, key=str) for code, found in positions.items()},
         "refused": sorted((r["url"][:120], r["reason"]) for d in details for r in d["refused"]),
         "missing": sorted(url for d in details for url in d["missing"]),
         "unlisted": sum(len(d["unlisted_files"]) for d in details),
+        # files beside a manifest it does not list are counted by "unlisted" (and logged as skipped)
+        "logged": sorted(row for row in logged if row[2] != UNLISTED),
     }
 
 
@@ -141,6 +154,7 @@ def expected(item: Case) -> dict[str, object]:
         "refused": sorted((url[:120], why) for url, why in item.refused),
         "missing": sorted(item.missing),
         "unlisted": item.unlisted,
+        "logged": sorted(item.logged),
     }
 
 
@@ -152,8 +166,16 @@ def same(found: dict[str, object], wanted: dict[str, object]) -> bool:
         url == want_url and fragment in reason
         for (url, reason), (want_url, fragment) in zip(refused_found, refused_wanted, strict=True)
     )
-    rest = [k for k in found if k != "refused"]
-    return refusals_match and all(found[k] == wanted[k] for k in rest)
+    logged_found, logged_wanted = found["logged"], wanted["logged"]
+    assert isinstance(logged_found, list) and isinstance(logged_wanted, list)
+    logged_match = len(logged_found) == len(logged_wanted) and all(
+        (status, path) == (want_status, want_path) and fragment in reason
+        for (status, path, reason), (want_status, want_path, fragment) in zip(
+            logged_found, logged_wanted, strict=True
+        )
+    )
+    rest = [k for k in found if k not in ("refused", "logged")]
+    return refusals_match and logged_match and all(found[k] == wanted[k] for k in rest)
 
 
 # --- the invariants ------------------------------------------------------------------------------------
@@ -165,6 +187,14 @@ def check_invariants(lake: Path, report: IngestReport, records: list[logging.Log
     assert (log["records_in"] == log["records_bronze"] + log["records_quarantined"]).all()
     assert (log["blank_lines"] >= 0).all()
     assert report.records_in == log["records_in"].sum()
+    # paths not read: a row with a reason, and nothing of their content
+    not_read = log.filter(pl.col("status").is_in(["skipped", "refused"]))
+    assert (not_read["records_in"] == 0).all() and not_read["file_sha256"].is_null().all()
+    reasons = [orjson.loads(d)["reason"] for d in not_read["detail"].to_list()]
+    assert all(reasons) and not [r for r in reasons if marked(r)]
+    assert report.files_skipped + report.files_refused >= not_read.height
+    unlisted = sum(1 for r in reasons if r == UNLISTED)
+    assert unlisted == report.files_unlisted
     quarantine = table(lake, QUARANTINE)
     assert quarantine.join(log, on="ingest_key", how="anti").is_empty(), "a quarantine row names no file"
     undocumented = set(quarantine["reason_code"].to_list()) - REASON_CODES
@@ -330,3 +360,148 @@ def test_a_misconfigured_decompression_limit_stops_the_run_before_it_reads(
     with pytest.raises(ValueError, match="PATIENT_INSIGHTS_MAX_DECOMPRESSED_BYTES must be a positive number"):
         ingest(tmp_path / "landing", tmp_path / "lake")
     assert not (tmp_path / "lake" / "bronze" / "ingest_log").exists()
+
+
+# issue 25: which landing files bronze reads -----------------------------------------------------------
+def test_no_byte_from_outside_the_landing_folder_reaches_the_lake(tmp_path: Path) -> None:
+    """Links of every kind to files outside the landing folder, holding a secret: none of its bytes is in
+    any file of the lake (nor in any value of its tables, compressed or not), and each link is refused."""
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    links_of_every_kind(_made(landing / "ehr"))
+    outside = tmp_path / "outside-the-landing-i25"
+    os.symlink(outside / "source.yaml", _made(landing / "configured") / "source.yaml")
+    (landing / "configured" / "Patient.000.ndjson").write_bytes(
+        (landing / "ehr" / "Patient.000.ndjson").read_bytes()
+    )
+    bulk = _made(landing / "bulk")
+    os.symlink(outside / "secret.ndjson", bulk / "Patient.000.ndjson")
+    os.symlink(outside / "secret.ndjson.gz", bulk / "Patient.001.ndjson.gz")
+    urls = ["Patient.000.ndjson", "Patient.001.ndjson.gz", "../../outside-the-landing-i25/secret.ndjson"]
+    manifest = {
+        "transactionTime": "2026-06-30T23:00:00Z",
+        "output": [{"type": "Patient", "url": u} for u in urls],
+    }
+    (bulk / "manifest.json").write_bytes(orjson.dumps(manifest))
+    os.symlink(outside / "folder", landing / "linked_source")  # a source folder that is a link out
+    os.symlink(landing / "ehr", landing / "linked_inside")  # a linked folder, even inside: never walked
+    report = ingest(landing, lake)
+    secret = OUTSIDE_SECRET.encode()
+    for path in (p for p in lake.rglob("*") if p.is_file()):
+        assert secret not in path.read_bytes(), path
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            for name, dtype in frame.schema.items():
+                if dtype == pl.String:
+                    assert not frame[name].str.contains(OUTSIDE_SECRET, literal=True).any(), (path, name)
+                elif dtype == pl.Binary:
+                    assert not frame[name].bin.contains(secret).any(), (path, name)
+    refused = {
+        file: orjson.loads(detail)["reason"]
+        for file, detail in table(lake, INGEST_LOG)
+        .filter(pl.col("status") == "refused")
+        .select("file", "detail")
+        .iter_rows()
+    }
+    for name in (
+        "Observation.000.ndjson",
+        "passwd.ndjson",
+        "Condition.000.ndjson.gz",
+        "more",
+        "user-9/bp.json",
+    ):
+        assert "leads out" in refused.pop(f"ehr/{name}")
+    assert "leads nowhere" in refused.pop("ehr/dangling.ndjson")
+    assert "not a regular file" in refused.pop("ehr/fifo.ndjson")
+    assert "not a regular file" in refused.pop("ehr/socket.ndjson")
+    assert "leads out" in refused.pop("configured/source.yaml")
+    assert "leads out" in refused.pop("bulk/Patient.000.ndjson")
+    assert "leads out" in refused.pop("bulk/Patient.001.ndjson.gz")
+    assert "leads out" in refused.pop("linked_source")
+    assert "linked folder" in refused.pop("linked_inside")
+    assert refused == {}
+    assert set(report.sources_refused) == {"configured", "linked_source", "linked_inside"}
+    assert report.files_refused == 13
+    kept = table(lake, "fhir_resources")
+    assert sorted(kept["source"].to_list()) == ["ehr"]  # the one real Patient file, read once
+    assert accounting_discrepancies(UPath(lake)).is_empty()
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_a_file_swapped_for_a_link_after_the_check_is_not_read(tmp_path: Path) -> None:
+    """The gap between the check and the read: the opened handle must be the file that was checked."""
+    from pipelines.bronze import discovery as d
+
+    landing = tmp_path / "landing"
+    source = _made(landing / "ehr")
+    (source / "Patient.000.ndjson").write_bytes(b'{"resourceType":"Patient","id":"p1"}\n')
+    (tmp_path / "secret.ndjson").write_bytes(OUTSIDE_SECRET.encode())
+    plan = d.discover(UPath(landing))
+    (planned,) = plan.files
+    assert d.read_checked(planned.path, planned.checked).startswith(b'{"resourceType"')
+    (source / "Patient.000.ndjson").rename(tmp_path / "moved-away")  # its inode stays in use
+    os.symlink(tmp_path / "secret.ndjson", source / "Patient.000.ndjson")
+    with pytest.raises(d.FileRefused, match="became a link"):
+        d.read_checked(planned.path, planned.checked)
+    (source / "Patient.000.ndjson").unlink()
+    (source / "Patient.000.ndjson").write_bytes(OUTSIDE_SECRET.encode())  # another file under the name
+    with pytest.raises(d.FileRefused, match="replaced"):
+        d.read_checked(planned.path, planned.checked)
+    lake = tmp_path / "lake"
+    report = ingest_landing(UPath(landing), UPath(lake), buckets=4)  # planned afresh: read, it is regular
+    assert report.files_ingested == 1
+
+
+def test_a_file_swapped_between_discovery_and_its_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.bronze import discovery as d
+
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    source = _made(landing / "ehr")
+    (source / "Patient.000.ndjson").write_bytes(b'{"resourceType":"Patient","id":"p1"}\n')
+    (source / "Patient.001.ndjson").write_bytes(b'{"resourceType":"Patient","id":"p2"}\n')
+    (tmp_path / "secret.ndjson").write_bytes(OUTSIDE_SECRET.encode())
+    planned = d.discover
+
+    def discover_then_swap(root: UPath) -> d.LandingPlan:
+        plan = planned(root)
+        (source / "Patient.001.ndjson").rename(tmp_path / "moved-away")
+        os.symlink(tmp_path / "secret.ndjson", source / "Patient.001.ndjson")
+        return plan
+
+    monkeypatch.setattr(d, "discover", discover_then_swap)
+    report = ingest(landing, lake)
+    assert (report.files_ingested, report.files_refused) == (1, 1)
+    log = table(lake, INGEST_LOG)
+    refused = log.filter(pl.col("status") == "refused")
+    assert refused["file"].to_list() == ["ehr/Patient.001.ndjson"]
+    assert "became a link" in orjson.loads(refused["detail"][0])["reason"]
+    assert not any(OUTSIDE_SECRET.encode() in p.read_bytes() for p in lake.rglob("*") if p.is_file())
+    assert table(lake, "fhir_resources")["resource_id"].to_list() == ["p1"]
+
+
+def test_skipped_files_are_logged_once_and_the_checks_stay_true(tmp_path: Path) -> None:
+    from pipelines.bronze.accounting import duplicate_ingests
+
+    landing, lake = tmp_path / "landing", tmp_path / "lake"
+    source = _made(landing / "outreach")
+    (source / "source.yaml").write_text("format: outreach_events\n")
+    (source / "notices_2026-07.csv").write_bytes((CORPUS / "outreach_events" / "clean.csv").read_bytes())
+    (source / "README.md").write_text("about the files\n")
+    (source / ".DS_Store").write_bytes(b"\x00\x01")
+    first = ingest(landing, lake)
+    assert (first.files_ingested, first.files_skipped, first.records_in) == (1, 2, 3)
+    log = table(lake, INGEST_LOG)
+    assert sorted(log.select("file", "status").iter_rows()) == [
+        ("outreach/.DS_Store", "skipped"),
+        ("outreach/README.md", "skipped"),
+        ("outreach/notices_2026-07.csv", "ingested"),
+    ]  # source.yaml is configuration: no row
+    second = ingest(landing, lake)
+    assert second.files_skipped == 2 and second.files_ingested == 0  # counted, not logged again
+    assert table(lake, INGEST_LOG).height == 3
+    assert accounting_discrepancies(UPath(lake)).is_empty() and duplicate_ingests(UPath(lake)) == 0

@@ -268,12 +268,12 @@ def test_discovery_of_declared_vendor_and_csv_sources(landing: UPath) -> None:
         "fb/user-2/weight.json": (d.FITBIT, "user-2", None),
         "csv/export.csv": (d.DEVICE_CSV, None, "generic_bp_csv"),
     }
+    # a wrong mapping refuses that source only (issue 25): the others are still planned
     (root / "csv" / "source.yaml").write_text("format: device_csv\n")
-    with pytest.raises(ValueError, match="needs mapping"):
-        d.discover(landing)
+    plan = d.discover(landing)
+    assert "needs mapping" in plan.refused_sources["csv"] and len(plan.files) == 2
     (root / "csv" / "source.yaml").write_text("format: device_csv\nmapping: nope\n")
-    with pytest.raises(ValueError, match="not found"):
-        d.discover(landing)
+    assert "not found" in d.discover(landing).refused_sources["csv"]
 
 
 def test_ingest_vendor_payloads_and_device_csv(landing: UPath, lake: UPath) -> None:

@@ -108,11 +108,15 @@ def test_formats_are_sniffed_or_declared(landing: UPath) -> None:
     assert source_a[0] == "a/Patient.ndjson"  # patients first: references are checked against them
 
 
-def test_bad_source_config_is_a_clear_error(landing: UPath) -> None:
+def test_a_bad_source_config_refuses_that_source_only(landing: UPath) -> None:
     (Path(landing) / "x").mkdir()
     (Path(landing) / "x" / "source.yaml").write_text("format: hl7v2\n")
-    with pytest.raises(ValueError, match="format must be one of"):
-        d.discover(landing)
+    write_ndjson(Path(landing) / "x" / "Patient.ndjson", [patient("p")])
+    write_ndjson(Path(landing) / "y" / "Patient.ndjson", [patient("p")])
+    plan = d.discover(landing)
+    assert [f.relative for f in plan.files] == ["y/Patient.ndjson"]
+    assert "format must be one of" in plan.refused_sources["x"]
+    assert [(n.relative, n.status) for n in plan.not_read] == [("x/source.yaml", d.REFUSED)]
 
 
 def test_missing_landing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from pipelines.bronze import discovery as d
 from pipelines.bronze import writer as writer_module
 from pipelines.bronze.accounting import accounting_discrepancies, duplicate_ingests
 from pipelines.bronze.ingest import ingest_landing
+from pipelines.bronze.tables import BRONZE, FHIR_RESOURCES, INGEST_LOG, QUARANTINE
 from pipelines.buckets import bucket_of
 from pipelines.lake import parquet_files, read_table
 from tests.conftest import observation, patient, write_ndjson
@@ -281,3 +282,60 @@ def test_files_whose_content_bronze_lost_are_read_again_and_a_damaged_index_cost
     report = ingest_landing(landing, lake, buckets=8)
     assert len(reads) == 6 and report.files_ingested == 0 and report.files_skipped_duplicate == 6
     assert pl.read_parquet(index).height == 6  # rewritten whole
+
+
+# issue 25: quarantined records released when their Patient arrives ------------------------------------
+def test_records_quarantined_for_want_of_their_patient_are_released_when_it_arrives(
+    landing: UPath, lake: UPath
+) -> None:
+    from pipelines import incremental as inc
+    from pipelines.silver.build import build_partition, partition_keys
+
+    root = Path(landing) / "ehr"
+    write_ndjson(root / "observations.ndjson", [observation("o1", "p1"), observation("o2", "p1")])
+    first = ingest_landing(landing, lake, buckets=2)
+    assert first.quarantine_by_reason["unknown_patient_reference"] == 2 and first.records_released == 0
+    processed = inc.ingested_keys(lake)
+
+    write_ndjson(root / "patients.ndjson", [patient("p1")])
+    second = ingest_landing(landing, lake, buckets=2)
+    assert second.records_released == 2 and second.files_ingested == 1
+    bronze = read_table(lake, BRONZE, FHIR_RESOURCES)
+    assert sorted(bronze["resource_id"].to_list()) == ["o1", "o2", "p1"]
+    assert set(bronze.filter(pl.col("resource_type") == "Observation")["file"]) == {"ehr/observations.ndjson"}
+    log = read_table(lake, BRONZE, INGEST_LOG)
+    released = log.filter(pl.col("status") == "released")
+    assert released.select("file", "records_in", "records_bronze", "records_quarantined").rows() == [
+        ("ehr/observations.ndjson", 0, 2, -2)
+    ]
+    assert log["records_in"].sum() == log["records_bronze"].sum() + log["records_quarantined"].sum() == 3
+    assert accounting_discrepancies(lake).is_empty() and duplicate_ingests(lake) == 0
+    from pipelines.lake_summary import quarantine_by_reason
+
+    assert quarantine_by_reason(lake).select("reason_code", "records", "released").rows() == [
+        ("unknown_patient_reference", 2, 2)
+    ]
+    # the released rows' bucket counts as changed for incremental runs and downstream assets
+    bucket = bronze.filter(pl.col("resource_id") == "o1")["bucket"][0]
+    assert bucket in second.buckets_touched(FHIR_RESOURCES)
+    assert bucket in inc.unprocessed_buckets(lake, processed)[FHIR_RESOURCES]
+    for key in partition_keys(2):
+        build_partition(lake, key)
+    silver = pl.read_parquet(str(Path(lake) / "silver" / "observation" / "**" / "*.parquet"))
+    assert sorted(silver["id"].to_list() if "id" in silver.columns else silver["resource_id"].to_list()) == [
+        "o1",
+        "o2",
+    ]
+
+    third = ingest_landing(landing, lake, buckets=2)
+    assert (third.records_released, third.files_ingested, third.touched) == (0, 0, set())
+    assert read_table(lake, BRONZE, INGEST_LOG).height == log.height
+    assert accounting_discrepancies(lake).is_empty() and duplicate_ingests(lake) == 0
+
+
+def test_a_patient_file_not_named_patient_is_read_first(landing: UPath, lake: UPath) -> None:
+    root = Path(landing) / "ehr"
+    write_ndjson(root / "observations.ndjson", [observation("o1", "p1")])
+    write_ndjson(root / "people.ndjson", [patient("p1")])
+    report = ingest_landing(landing, lake, buckets=2)
+    assert report.rows[QUARANTINE] == 0 and report.records_released == 0

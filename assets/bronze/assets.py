@@ -65,6 +65,8 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
         f"ingest run {report.run_id}: {report.files_ingested} files, {report.records_in} records in, "
         f"{report.rows[QUARANTINE]} quarantined, {report.files_skipped_duplicate} already ingested"
     )
+    for source, reason in sorted(report.sources_refused.items()):
+        context.log.warning(f"landing source {source} refused (nothing of it read): {reason}")
     counts = report.as_metadata()
     by_reason = {f"quarantined_{reason}": n for reason, n in sorted(report.quarantine_by_reason.items())}
     for key in _DESCRIPTIONS:
@@ -74,6 +76,8 @@ def bronze_ingest(context: dg.AssetExecutionContext, lake: LakeResource):
             metadata |= counts | {
                 "bronze_parts_checked": repair.parts_checked,
                 "bronze_batches_reingested": len(repair.batches_removed),
+                # source names and reasons only (configuration errors, never record content)
+                "refused_sources": dg.MetadataValue.json(dict(sorted(report.sources_refused.items()))),
             }
         if key == QUARANTINE_KEY:
             metadata |= by_reason

@@ -146,5 +146,9 @@ def check_patient_references(
     kept = tagged.filter(~orphan).drop("_own_patient")
     if DOC not in bronze.columns:
         kept, orphans = kept.drop(DOC), orphans.drop(DOC)
-    reason = "the referenced Patient is not in this source (not in this file nor ingested before)"
+    # the ingest releases such records into bronze once the Patient arrives (`ingest.release_quarantined`)
+    reason = (
+        "the referenced Patient is not in this source (not in this file nor ingested before); "
+        "released into bronze when it arrives"
+    )
     return kept, quarantine_rows(orphans, "unknown_patient_reference", reason)

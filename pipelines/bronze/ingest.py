@@ -28,6 +28,7 @@ from rich.progress import Progress
 from upath import UPath
 
 from pipelines.bronze import discovery as d
+from pipelines.bronze.accounting import RELEASED, released_positions
 from pipelines.bronze.compression import DecompressionLimits, DecompressionRefused, gunzip
 from pipelines.bronze.device_reader import (
     load_csv_mapping,
@@ -44,7 +45,7 @@ from pipelines.bronze.device_reader import (
 )
 from pipelines.bronze.feedback_reader import read_conversations_ndjson
 from pipelines.bronze.fhir_documents import read_fhir_deleted_ndjson, read_fhir_document, read_fhir_documents
-from pipelines.bronze.fhir_reader import read_fhir_ndjson
+from pipelines.bronze.fhir_reader import parse_fhir_records, read_fhir_ndjson
 from pipelines.bronze.json_records import whole_file_quarantine
 from pipelines.bronze.landing_index import LandingIndex, look
 from pipelines.bronze.outreach_reader import read_outreach_events_csv, read_outreach_events_ndjson
@@ -76,6 +77,10 @@ class IngestReport:
     files_skipped_duplicate: int = 0
     files_unrecognized: int = 0
     files_unlisted: int = 0
+    files_skipped: int = 0  # not data (documentation, hidden, unlisted by a manifest): logged `skipped`
+    files_refused: int = 0  # may not be read (links out, special files, a refused source.yaml): `refused`
+    sources_refused: dict[str, str] = field(default_factory=dict)  # source → why none of it was read
+    records_released: int = 0  # quarantined records whose Patient arrived: moved into bronze by this run
     manifest_missing: int = 0
     manifest_refused: int = 0
     bytes_read: int = 0
@@ -100,6 +105,10 @@ class IngestReport:
             "files_skipped_duplicate": self.files_skipped_duplicate,
             "files_unrecognized": self.files_unrecognized,
             "files_unlisted_by_manifest": self.files_unlisted,
+            "files_skipped": self.files_skipped,
+            "files_refused": self.files_refused,
+            "sources_refused": len(self.sources_refused),
+            "records_released": self.records_released,
             "manifest_outputs_missing": self.manifest_missing,
             "manifest_urls_refused": self.manifest_refused,
             "bytes_read": self.bytes_read,
@@ -126,9 +135,12 @@ def ingest_landing(
     """Ingest every new landing file into the bronze tables; return the run's counts.
 
     Files are read by `workers` threads (default: one per core; Arrow and Polars release the GIL)
-    and written in plan order. Within a source, Patient files are read first; the references of the
-    other files are checked against the patients known when their phase starts (earlier runs, this run's
-    Patient files) and their own file's patients, so the outcome does not depend on thread timing.
+    and written in plan order. Within a source, files holding Patients (by name or content) are read
+    first; the references of the other files are checked against the patients known when their phase
+    starts (earlier runs, this run's Patient files) and their own file's patients, so the outcome does not
+    depend on thread timing. Records still quarantined as `unknown_patient_reference` whose Patient this
+    run delivered, wherever it was, are then released into bronze (`release_quarantined`).
+    Paths not read get one `skipped` or `refused` ingest_log row each (once, not again every run).
     """
     started = time.perf_counter()
     DecompressionLimits.from_env()  # a misconfigured limit fails the run before any file is read
@@ -139,9 +151,17 @@ def ingest_landing(
     report.files_unlisted = len(plan.unlisted)
     report.manifest_missing = sum(1 for i in plan.manifest_issues if i.status == "missing")
     report.manifest_refused = sum(1 for i in plan.manifest_issues if i.status == "refused")
+    report.files_skipped = sum(1 for n in plan.not_read if n.status == d.SKIPPED)
+    report.files_refused = sum(1 for n in plan.not_read if n.status == d.REFUSED)
+    report.sources_refused = dict(plan.refused_sources)
+    for source, reason in sorted(plan.refused_sources.items()):
+        logger.warning("source %s refused: %s", source, reason)
+    logged = logged_keys(lake)
     already_ingested = ingested_keys(lake)
     ingested = set(already_ingested)
     writer = BatchWriter(lake, report.run_id, buckets, batch_rows)
+    for item in plan.not_read:
+        _note(writer, logged, report.run_id, item.source, item.relative, item.status, item.reason)
     known = _KnownPatients(lake)
     issues_by_manifest: dict[str, list[d.ManifestIssue]] = {}
     for issue in plan.manifest_issues:
@@ -157,21 +177,32 @@ def ingest_landing(
 
     with Progress(disable=not progress, transient=True) as bar, ThreadPoolExecutor(threads) as pool:
         task = bar.add_task("ingesting landing files", total=len(to_read))
-        for (source, later), phase in groupby(to_read, key=lambda f: (f.source, f.order > 0)):
+        with_new_patients: set[str] = set()
+        for (source, _later), phase in groupby(to_read, key=lambda f: (f.source, f.order > 0)):
             snapshot = known.for_source(source)
             calls = [partial(read, unit, snapshot) for unit in read_units(list(phase))]
             for done in (f for unit in _in_order(pool, calls, threads) for f in unit):
                 bar.advance(task)
+                if done.refusal is not None:  # changed between the check and the read: not read
+                    report.files_refused += 1
+                    f = done.landing_file
+                    _note(writer, logged, report.run_id, f.source, f.relative, d.REFUSED, done.refusal)
+                    continue
                 index.saw(done.landing_file, looks[done.landing_file.relative], done.key)
                 if done.result is None or done.key in ingested:
                     report.files_skipped_duplicate += 1
                     continue
                 ingested.add(done.key)
-                if not later:  # only the Patient phase feeds the reference check of this run
-                    known.add(source, done.result)
+                # every Patient of the run is remembered; the snapshot of a phase was taken at its start,
+                # so the outcome does not depend on thread timing (the release below sees them all)
+                if known.add(source, done.result):
+                    with_new_patients.add(source)
                 log_row = _log_row(report.run_id, done, issues_by_manifest, plan)
                 _count(report, done.landing_file, done.result, done.size)
                 writer.add(done.landing_file, done.sha, done.key, done.result, log_row)
+        writer.flush()
+        report.records_released = release_quarantined(lake, writer, known, with_new_patients, report.run_id)
+        report.rows[FHIR_RESOURCES] += report.records_released
         writer.flush()
     index.write()  # after the last commit: it vouches only for files whose content bronze holds
     report.touched = writer.touched
@@ -189,6 +220,7 @@ class _FileRead:
     size: int
     result: ReadResult | None
     started_at: datetime
+    refusal: str | None = None  # why the file was not read after all (see `discovery.open_checked`)
 
 
 UNIT_MAX_FILES = 256
@@ -215,7 +247,7 @@ def read_units(files: list[d.LandingFile]) -> list[list[d.LandingFile]]:
         else:
             units.append([landing_file])
             size = 0
-        size += landing_file.path.stat().st_size if batchable else 0
+        size += _size(landing_file) if batchable else 0
     return units
 
 
@@ -224,10 +256,17 @@ def read_unit(
 ) -> list[_FileRead]:
     """Read, hash and parse one unit of files (runs on a worker thread)."""
     started = datetime.now(UTC)
-    contents = [f.path.read_bytes() for f in unit]
+    refusals: dict[int, str] = {}
+    contents: list[bytes] = []
+    for i, f in enumerate(unit):
+        try:
+            contents.append(d.read_checked(f.path, f.checked))
+        except OSError as err:  # swapped for a link or a FIFO since discovery, or gone: not read
+            refusals[i] = str(err) if isinstance(err, d.FileRefused) else "the file could not be read"
+            contents.append(b"")
     shas = [hashlib.sha256(data).hexdigest() for data in contents]
     keys = [ingest_key(f, sha) for f, sha in zip(unit, shas, strict=True)]
-    todo = [i for i, key in enumerate(keys) if key not in already_ingested]
+    todo = [i for i, key in enumerate(keys) if key not in already_ingested and i not in refusals]
     results: dict[int, ReadResult] = {}
     if len(todo) > 1 and unit[0].format in BATCH_READERS:
         try:
@@ -241,8 +280,16 @@ def read_unit(
         if i not in results:
             results[i] = read_delivered(unit[i], contents[i], shas[i], known_patients)
     return [
-        _FileRead(f, shas[i], keys[i], len(contents[i]), results.get(i), started) for i, f in enumerate(unit)
+        _FileRead(f, shas[i], keys[i], len(contents[i]), results.get(i), started, refusals.get(i))
+        for i, f in enumerate(unit)
     ]
+
+
+def _size(landing_file: d.LandingFile) -> int:
+    try:
+        return landing_file.path.stat().st_size
+    except OSError:  # gone since discovery: its read says so
+        return 0
 
 
 def _look(landing_file: d.LandingFile) -> tuple[int, int]:
@@ -472,13 +519,15 @@ class _KnownPatients:
             self._known[source] = pl.concat([self._known[source], *self._pending.pop(source)]).unique()
         return self._known[source]
 
-    def add(self, source: str, result: ReadResult) -> None:
-        """Remember the Patients of a file (merged lazily, when the source's set is next asked for)."""
+    def add(self, source: str, result: ReadResult) -> bool:
+        """Remember the Patients of a file (merged lazily, when the source's set is next asked for);
+        True when the file held any."""
         if result.target_table != FHIR_RESOURCES or result.bronze.is_empty():
-            return
+            return False
         new = result.bronze.filter(pl.col("resource_type") == "Patient")["patient_key"]
         if new.len():
             self._pending.setdefault(source, []).append(new)
+        return bool(new.len())
 
 
 def _has_table(lake: UPath, table: str) -> bool:
@@ -500,6 +549,140 @@ def ingest_key(landing_file: d.LandingFile, content_sha256: str) -> str:
     if landing_file.format in FOLDER_KEYED_FORMATS and landing_file.folder_user is not None:
         return hashlib.sha256(f"{content_sha256}\0{landing_file.folder_user}".encode()).hexdigest()
     return content_sha256
+
+
+def logged_keys(lake: UPath) -> set[str]:
+    """Ingest keys of every ingest_log row, whatever its status."""
+    if not _has_table(lake, INGEST_LOG):
+        return set()
+    return set(scan_table(lake, BRONZE, INGEST_LOG).select("ingest_key").collect()["ingest_key"].to_list())
+
+
+def not_read_key(source: str, relative: str, status: str, reason: str) -> str:
+    """The ingest key of a `skipped` or `refused` row: the path and why, so a second run that finds the
+    same path for the same reason adds no row (content is never read, so it is not part of the key)."""
+    return hashlib.sha256(f"{status}\0{source}\0{relative}\0{reason}".encode()).hexdigest()
+
+
+def _note(
+    writer: BatchWriter, logged: set[str], run_id: str, source: str, relative: str, status: str, reason: str
+) -> None:
+    """Log a path that was not read, unless an earlier run logged it for the same reason."""
+    key = not_read_key(source, relative, status, reason)
+    if key in logged:
+        return
+    logged.add(key)
+    now = datetime.now(UTC)
+    writer.note(
+        {
+            "source": source,
+            "file": relative,
+            "ingest_key": key,
+            "ingest_run_id": run_id,
+            "status": status,
+            "records_in": 0,
+            "records_bronze": 0,
+            "records_quarantined": 0,
+            "blank_lines": 0,
+            "detail": orjson.dumps({"reason": reason}).decode(),
+            "started_at": now,
+            "finished_at": now,
+        }
+    )
+
+
+RELEASABLE = "unknown_patient_reference"
+
+
+def release_quarantined(
+    lake: UPath, writer: BatchWriter, known: _KnownPatients, sources: set[str], run_id: str
+) -> int:
+    """Move quarantined `unknown_patient_reference` records of `sources` whose Patient is now known into
+    bronze; return how many. Call after the run's own batches are written (their orphans count too).
+
+    A released record keeps its quarantine row (the bytes as received, the history) and gains one bronze
+    row carrying its file, line and entry, under a `released` ingest_log row per file and run whose
+    ingest key is new (`released_ingest_key`): records_in 0, records_bronze n, records_quarantined -n,
+    `detail` naming the file's own ingest key. Accounting counts the record once, in bronze
+    (`accounting.accounting_table`), and incremental runs see the buckets it lands in as changed. The
+    record goes through the same parse and checks as any FHIR record; one that fails them stays where it is.
+    Only sources that received Patients in this run are looked at: otherwise nothing can be released.
+    (A run killed after its last data batch and before the release batch leaves its orphans waiting until
+    the next run that delivers a Patient of that source; that run releases every waiting one it can.)
+    """
+    if not sources or not _has_table(lake, QUARANTINE):
+        return 0
+    waiting = (
+        scan_table(lake, BRONZE, QUARANTINE)
+        .filter(
+            pl.col("source").is_in(sorted(sources))
+            & (pl.col("reason_code") == RELEASABLE)
+            & (pl.col("target_table") == FHIR_RESOURCES)
+        )
+        .select("source", "file", "file_sha256", "ingest_key", "line", "entry", "raw")
+        .collect()
+    )
+    if waiting.is_empty():
+        return 0
+    done = released_positions(lake)
+    if not done.is_empty():
+        waiting = waiting.join(
+            done.rename({"released_from": "ingest_key"}),
+            on=["ingest_key", "line", "entry"],
+            how="anti",
+            nulls_equal=True,
+        )
+    waiting = waiting.unique(["ingest_key", "line", "entry"], keep="first", maintain_order=True)
+    if waiting.is_empty():
+        return 0
+    records = waiting.with_columns(pl.col("raw").cast(pl.String, strict=False))
+    bronze, _ = parse_fhir_records(records.filter(pl.col("raw").is_not_null()))
+    known_keys = pl.concat(
+        [pl.DataFrame({"source": s, "patient_key": known.for_source(s)}) for s in sorted(sources)]
+    )
+    bronze = bronze.join(known_keys.unique(), on=["source", "patient_key"], how="semi", maintain_order="left")
+    if bronze.is_empty():
+        return 0
+    formats = dict(
+        scan_table(lake, BRONZE, INGEST_LOG)
+        .filter(pl.col("ingest_key").is_in(bronze["ingest_key"].unique().implode()))
+        .select("ingest_key", "format")
+        .unique("ingest_key")
+        .collect()
+        .iter_rows()
+    )
+    now = datetime.now(UTC)
+    for (origin,), rows in bronze.partition_by("ingest_key", as_dict=True, maintain_order=True).items():
+        key = released_ingest_key(str(origin), run_id)
+        source, file, sha = rows["source"][0], rows["file"][0], rows["file_sha256"][0]
+        log_row = {
+            "source": source,
+            "file": file,
+            "file_sha256": sha,
+            "ingest_key": key,
+            "ingest_run_id": run_id,
+            "file_bytes": 0,
+            "format": formats.get(origin),
+            "target_table": FHIR_RESOURCES,
+            "status": RELEASED,
+            "records_in": 0,
+            "records_bronze": rows.height,
+            "records_quarantined": -rows.height,
+            "blank_lines": 0,
+            "detail": orjson.dumps({"released_from": origin}).decode(),
+            "started_at": now,
+            "finished_at": now,
+        }
+        writer.add(
+            None, str(sha), key, ReadResult(FHIR_RESOURCES, rows.height, rows, pl.DataFrame()), log_row
+        )
+    logger.info("released %d quarantined records whose Patient arrived", bronze.height)
+    return bronze.height
+
+
+def released_ingest_key(origin: str, run_id: str) -> str:
+    """The ingest key of the records one run released from one file's quarantine."""
+    return hashlib.sha256(f"{RELEASED}\0{origin}\0{run_id}".encode()).hexdigest()
 
 
 def ingested_keys(lake: UPath) -> set[str]:

@@ -106,7 +106,8 @@ INGEST_LOG_SCHEMA: dict[str, pl.DataType] = {
     "file_bytes": pl.Int64(),
     "format": pl.String(),
     "target_table": pl.String(),
-    "status": pl.String(),  # ingested | missing (listed in a manifest, absent) | refused (unsafe url)
+    "status": pl.String(),  # ingested | skipped (not data) | refused (may not be read) | released (records
+    # taken out of quarantine once their Patient arrived; `detail` names the file's ingest key they came from)
     "records_in": pl.Int64(),
     "records_bronze": pl.Int64(),
     "records_quarantined": pl.Int64(),

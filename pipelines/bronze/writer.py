@@ -59,7 +59,12 @@ class BatchWriter:
         self._bytes = 0
 
     def add(
-        self, landing_file: d.LandingFile, sha: str, key: str, result: ReadResult, log_row: dict[str, object]
+        self,
+        landing_file: d.LandingFile | None,
+        sha: str,
+        key: str,
+        result: ReadResult,
+        log_row: dict[str, object],
     ) -> None:
         # provenance columns are added once per batch at flush (a join on the file's position), not per
         # file: broadcasting five string literals over every row of every file was a third of the cost
@@ -73,6 +78,10 @@ class BatchWriter:
         self._bytes += int(log_row.get("file_bytes") or 0)
         if self._rows >= self.batch_rows or self._bytes >= self.batch_bytes:
             self.flush()
+
+    def note(self, log_row: dict[str, object]) -> None:
+        """An ingest_log row for a path that was not read (skipped or refused): no records, no data part."""
+        self._log.append(log_row)
 
     @staticmethod
     def _with_provenance(frames: list[pl.DataFrame], files: pl.DataFrame) -> pl.DataFrame:

@@ -77,6 +77,8 @@ class Case:
     error: str | None = None  # a regular expression the refusal of the whole run matches
     make: Callable[[Path], None] | None = None  # generated: writes the case into this folder
     env: Mapping[str, str] = field(default_factory=dict)
+    # ingest_log rows of paths not read: (status, path inside the source folder, fragment of the reason)
+    logged: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def reader(self) -> str:
@@ -107,6 +109,7 @@ def case(
     error: str | None = None,
     make: Callable[[Path], None] | None = None,
     env: Mapping[str, str] | None = None,
+    logged: tuple[tuple[str, str, str], ...] = (),
     **quarantined: list[Position],
 ) -> Case:
     """A case; keyword arguments named after reason codes list the positions quarantined with them."""
@@ -120,6 +123,7 @@ def case(
         error,
         make,
         env or {},
+        logged,
     )
 
 
@@ -277,6 +281,11 @@ def _symlink_loop(folder: Path) -> None:
     (folder / "sub").mkdir()
     os.symlink("..", folder / "sub" / "up")
     os.symlink(".", folder / "self")
+
+
+def _refused_yaml(fragment: str) -> tuple[str, str, str]:
+    """The ingest_log row of a refused source.yaml."""
+    return ("refused", "source.yaml", fragment)
 
 
 def _manifest(*urls: str) -> bytes:
@@ -799,7 +808,7 @@ LANDING_CASES: list[Case] = [
         M + "link_out_of_the_folder",
         1,
         refused=(("Secret.000.ndjson", "link that leads out"),),
-        unlisted=1,  # refused, so the link also counts as a file the manifest does not list
+        logged=(("refused", "Secret.000.ndjson", "link that leads out"),),  # the folder walk refuses it too
         make=_symlink_out,
     ),
     case(
@@ -1078,18 +1087,29 @@ LANDING_CASES += [
     ),
     case(V + "gzip", 2, make=_write("chats.ndjson.gz", _gzip_of(V + "clean.ndjson"))),
     # source folders themselves: source.yaml, formats, hidden files, links
-    case(L + "source_yaml_unknown_format", error=r"source_yaml_unknown_format: format must be one of"),
-    case(L + "source_yaml_not_yaml", error=r"source_yaml_not_yaml/source\.yaml:\d+: not valid YAML"),
-    case(L + "source_yaml_a_list", error=r"source_yaml_a_list: must be a mapping"),
-    case(L + "source_yaml_not_utf8", error=r"source_yaml_not_utf8: not UTF-8"),
-    case(L + "csv_mapping_unknown", error=r"CSV mapping no_such_mapping not found"),
-    case(L + "csv_mapping_path_traversal", error=r"must be letters, digits"),
-    case(L + "csv_mapping_missing", error=r"csv_mapping_missing: format device_csv needs mapping"),
+    # a source.yaml that cannot be used refuses its source (nothing of it read); the run goes on
+    case(L + "source_yaml_unknown_format", logged=(_refused_yaml("format must be one of"),)),
+    case(L + "source_yaml_not_yaml", logged=(_refused_yaml("source.yaml:2: not valid YAML"),)),
+    case(L + "source_yaml_a_list", logged=(_refused_yaml("must be a mapping"),)),
+    case(L + "source_yaml_not_utf8", logged=(_refused_yaml("not UTF-8"),)),
+    case(L + "csv_mapping_unknown", logged=(_refused_yaml("CSV mapping no_such_mapping not found"),)),
+    case(L + "csv_mapping_path_traversal", logged=(_refused_yaml("must be letters, digits"),)),
+    case(L + "csv_mapping_missing", logged=(_refused_yaml("format device_csv needs mapping"),)),
     case(L + "unrecognized_file", unrecognized_format=["notes.bin:file"]),
     case(L + "undeclared_unknown_json", unrecognized_format=["data.json:file"]),
     case(L + "declared_format_other_suffix", unrecognized_format=["user-1/bp.ndjson:file"]),
     case(L + "undeclared_sniffed", 5),
-    case(L + "hidden_and_documentation", 1),
+    case(
+        L + "hidden_and_documentation",
+        1,
+        logged=(
+            ("skipped", ".partial.ndjson", "hidden"),
+            ("skipped", "LICENSE", "documentation"),
+            ("skipped", "README.md", "documentation"),
+            ("skipped", "_tmp.ndjson", "hidden"),
+            ("skipped", "notes.txt", "not a data file"),
+        ),
+    ),
     case(
         L + "gzip_unknown_inside",
         unrecognized_format=["notes.bin.gz:file"],
@@ -1102,7 +1122,12 @@ LANDING_CASES += [
         invalid_compression=["x.ndjson.gz:file"],
         make=_write("x.ndjson.gz", b"\x1f\x8b\x08\x00Zorblax"),
     ),
-    case(L + "links_looping_back", 1, make=_symlink_loop),
+    case(
+        L + "links_looping_back",
+        1,
+        make=_symlink_loop,
+        logged=(("refused", "self", "linked folder"), ("refused", "sub/up", "linked folder")),
+    ),
     # outreach files where no source.yaml declares them are never read as outreach events
     case(
         L + "outreach_undeclared",
@@ -1196,6 +1221,123 @@ LANDING_CASES += [
                 OUTREACH_EVENT, _json(OUTREACH_EVENT)[:-1] + b',"detail":' + _nested(100_000) + b"}"
             ),
         ),
+    ),
+]
+
+
+# issue 25: which landing files bronze reads, skipped files, refused sources, patients first
+OUTSIDE_SECRET = "Zorblax-outside-the-landing-7c41e9"
+"""Planted only in files outside the landing folder: none of its bytes may reach the lake."""
+
+
+def _outside(folder: Path) -> Path:
+    """A folder beside the landing folder (the case's source folder is `<landing>/<source>`)."""
+    outside = folder.parent.parent / "outside-the-landing-i25"
+    outside.mkdir(exist_ok=True)
+    secret = {**PATIENT, "id": "s1", "name": [{"family": OUTSIDE_SECRET}]}
+    (outside / "secret.ndjson").write_bytes(_ndjson(secret))
+    (outside / "system.conf").write_bytes(f"root:x:0:0:{OUTSIDE_SECRET}:/root:/bin/sh\n".encode())
+    (outside / "secret.ndjson.gz").write_bytes(gzip.compress(_ndjson(secret), mtime=0))
+    (outside / "folder").mkdir(exist_ok=True)
+    (outside / "folder" / "Patient.ndjson").write_bytes(_ndjson(secret))
+    (outside / "source.yaml").write_bytes(f"format: fhir\n# {OUTSIDE_SECRET}\n".encode())
+    return outside
+
+
+def links_of_every_kind(folder: Path) -> None:
+    """Links to files and folders outside the landing folder, a dangling link, a FIFO and a socket beside
+    one real Patient file, and a link that stays inside (read as the file it names: the same content)."""
+    import stat
+
+    outside = _outside(folder)
+    (folder / "Patient.000.ndjson").write_bytes(_ndjson(PATIENT))
+    os.symlink(outside / "secret.ndjson", folder / "Observation.000.ndjson")
+    os.symlink(outside / "system.conf", folder / "passwd.ndjson")
+    os.symlink(outside / "secret.ndjson.gz", folder / "Condition.000.ndjson.gz")
+    os.symlink(outside / "folder", folder / "more")
+    (folder / "user-9").mkdir()
+    os.symlink(outside / "secret.ndjson", folder / "user-9" / "bp.json")
+    os.symlink(folder / "gone.ndjson", folder / "dangling.ndjson")
+    os.mkfifo(folder / "fifo.ndjson")
+    os.mknod(folder / "socket.ndjson", stat.S_IFSOCK | 0o600)
+    os.symlink("Patient.000.ndjson", folder / "latest.ndjson")
+
+
+def _source_yaml_out(folder: Path) -> None:
+    """source.yaml itself a link to a file outside: the source is refused, its Patient file not read."""
+    os.symlink(_outside(folder) / "source.yaml", folder / "source.yaml")
+    (folder / "Patient.000.ndjson").write_bytes(_ndjson(PATIENT))
+
+
+def _documentation_and_data(folder: Path) -> None:
+    """Documentation known by its whole name, hidden files, and an outreach file whose name merely starts
+    like documentation (`notices_…`): only the last is data."""
+    (folder / "notices_2026-07.csv").write_bytes((CORPUS / "outreach_events" / "clean.csv").read_bytes())
+    for name in ("README", "LICENSE.txt", "Licence", "NOTICE.md", "COPYING", ".DS_Store", "notes.yaml"):
+        (folder / name).write_bytes(b"Zorblax Quuxley wrote this\n")
+    (folder / "_partial").mkdir()
+    (folder / "_partial" / "events.csv").write_bytes(b"x\n")
+
+
+def _patients_named_otherwise(folder: Path) -> None:
+    """A folder without a manifest whose patient file is not named Patient* (read after the others by
+    name order): the check must still see the Patients."""
+    (folder / "observations.ndjson").write_bytes(_ndjson(_observation("o1"), _observation("o2")))
+    (folder / "patients.ndjson").write_bytes(_ndjson(PATIENT))
+
+
+ORGANIZATIONS = 800  # past discovery's 64 KiB look at a file's head
+
+
+def _patient_beyond_the_head(folder: Path) -> None:
+    """The Patient comes after 64 KiB of other resources, in a file read after its Observation: the
+    Observation is quarantined when read, and released at the end of the same run."""
+    (folder / "a.ndjson").write_bytes(_ndjson(_observation("o1")))
+    organizations = [
+        {"resourceType": "Organization", "id": f"org{i}", "name": "x" * 80} for i in range(ORGANIZATIONS)
+    ]
+    (folder / "b.ndjson").write_bytes(_ndjson(*organizations, PATIENT))
+
+
+_LINKS = (
+    ("refused", "Condition.000.ndjson.gz", "leads out of the landing folder"),
+    ("refused", "Observation.000.ndjson", "leads out of the landing folder"),
+    ("refused", "dangling.ndjson", "leads nowhere"),
+    ("refused", "fifo.ndjson", "not a regular file"),
+    ("refused", "more", "leads out of the landing folder"),
+    ("refused", "passwd.ndjson", "leads out of the landing folder"),
+    ("refused", "socket.ndjson", "not a regular file"),
+    ("refused", "user-9/bp.json", "leads out of the landing folder"),
+)
+LANDING_CASES += [
+    case(L + "links_of_every_kind", 1, make=links_of_every_kind, logged=_LINKS),
+    case(L + "source_yaml_link_out", make=_source_yaml_out, logged=(_refused_yaml("leads out"),)),
+    case(
+        L + "source_yaml_dangling",
+        make=lambda folder: os.symlink("nowhere.yaml", folder / "source.yaml"),
+        logged=(_refused_yaml("leads nowhere"),),
+    ),
+    case(
+        OE + "documentation_and_data",
+        3,
+        make=_documentation_and_data,
+        logged=(
+            ("skipped", ".DS_Store", "hidden"),
+            ("skipped", "COPYING", "documentation"),
+            ("skipped", "LICENSE.txt", "documentation"),
+            ("skipped", "Licence", "documentation"),
+            ("skipped", "NOTICE.md", "documentation"),
+            ("skipped", "README", "documentation"),
+            ("skipped", "_partial", "hidden"),
+            ("skipped", "notes.yaml", "not a data file"),
+        ),
+    ),
+    case("fhir_ndjson/patients_named_otherwise", 3, make=_patients_named_otherwise),
+    case(
+        "fhir_ndjson/patient_beyond_the_head",
+        ORGANIZATIONS + 2,
+        make=_patient_beyond_the_head,
+        unknown_patient_reference=[1],  # the quarantine row stays as history; the record is in bronze
     ),
 ]
 
