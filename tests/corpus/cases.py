@@ -1197,6 +1197,21 @@ LANDING_CASES += [
 ]
 
 
+# issue 25: devices (device values, future readings, RFC 4180 CSV); silver outcomes in test_device_corpus.py
+LANDING_CASES += [
+    # values no column can hold: bronze keeps them (but 1e309 in JSON, which no parser reads); silver rejects
+    case(OM + "huge_values.ndjson", 4, invalid_json=[3, 4]),
+    case(J + "huge_values.json", 4),
+    case(C + "non_finite_values.csv", 11),
+    case(IH + "huge_values.json", 3),
+    case(W + "huge_values.json", 4),
+    case(FB + "huge_values.json", 3),
+    # readings from the future: bronze keeps them; silver rejects them against the as-of day
+    case(OM + "future_readings.ndjson", 4),
+    case(C + "future_readings.csv", 5),
+]
+
+
 # --- definition files --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DefinitionCase:
