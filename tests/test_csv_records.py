@@ -57,6 +57,11 @@ def test_an_unclosed_quote_in_the_last_line_without_a_line_break() -> None:
     assert split.unclosed["line"].to_list() == [3]
 
 
+def test_a_bom_is_dropped_at_the_start_of_the_file_and_of_a_concatenated_one() -> None:
+    data = b"\xef\xbb\xbfh1,h2\na,b\n\xef\xbb\xbfc,d\n"
+    assert records(data) == [(1, "h1,h2"), (2, "a,b"), (3, "c,d")]
+
+
 def test_invalid_utf8_inside_a_quoted_field_sets_aside_the_whole_record() -> None:
     data = b'h1,h2\na,"x\n\xff"\nb,c\n'
     split = split_csv_records(data)

@@ -98,6 +98,8 @@ def split_csv_records(data: bytes) -> CsvRecords:
         {"line": lines, "raw": _strings(data, starts, np.where(bad, starts, ends))},
         schema={"line": pl.Int64, "raw": pl.String},
     )
+    if UTF8_BOM in data:  # files concatenated with their BOMs: a BOM starts a record (as in `split_lines`)
+        frame = frame.with_columns(pl.col("raw").str.strip_prefix("\ufeff"))
     blank = _blank(frame["raw"], buf, starts, ends) & ~bad
     keep = ~blank & ~bad
     quotes = np.concatenate(quote_parts) if quote_parts else np.zeros(0, dtype=np.int64)
