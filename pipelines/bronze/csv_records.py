@@ -103,7 +103,7 @@ def split_csv_records(data: bytes) -> CsvRecords:
     blank = _blank(frame["raw"], buf, starts, ends) & ~bad
     keep = ~blank & ~bad
     quotes = np.concatenate(quote_parts) if quote_parts else np.zeros(0, dtype=np.int64)
-    kept = frame.filter(pl.Series(keep))
+    kept = frame if keep.all() else frame.filter(pl.Series(keep))  # the common case copies nothing
     first_two = np.flatnonzero(keep)[:2]
     whole = not bad.any() and not unclosed and not (ends[blank] > starts[blank]).any()
     return CsvRecords(

@@ -513,7 +513,11 @@ def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
     # the field count of every record is known from the split: records of another width never reach the
     # parser, which then returns exactly one row per record it is given
     fits = split.fields[1:] == len(header)
-    good_lines, malformed = data_lines.filter(pl.Series(fits)), data_lines.filter(pl.Series(~fits))
+    good_lines, malformed = (
+        (data_lines, data_lines.clear())
+        if fits.all()
+        else (data_lines.filter(pl.Series(fits)), data_lines.filter(pl.Series(~fits)))
+    )
     rows, unparsed = _parse_records(good_lines["raw"], header, split.body if fits.all() else None)
     if unparsed.any():  # e.g. a carriage return alone inside an unquoted field
         malformed = pl.concat([malformed, good_lines.filter(pl.Series(unparsed))]).sort("line")
