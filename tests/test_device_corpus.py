@@ -110,8 +110,14 @@ HUGE_VALUES: dict[str, tuple[dict[str, str], dict[str, set[str]]]] = {
     ),
     "withings/huge_values.json": (
         {"0": "body_weight"},
-        # 1 × 10^400 is infinite; a pulse of 1e308; an epoch second of 9e18 (wrapped to year -61760 before)
-        {"1": {"non_finite_value"}, "2": {"value_out_of_range"}, "3": {"invalid_time_frame"}},
+        # 1 × 10^400 is infinite; a pulse of 1e308; an epoch second of 9e18 (wrapped to year -61760 before);
+        # an exponent of 2^64 - 1 (no 64-bit integer holds it: it was read as 0, giving 5 kg)
+        {
+            "1": {"non_finite_value"},
+            "2": {"value_out_of_range"},
+            "3": {"invalid_time_frame"},
+            "4": {"non_finite_value"},
+        },
     ),
     "fitbit/huge_values.json": (
         {"0": "body_weight"},

@@ -570,7 +570,9 @@ WITHINGS_MEASURE_TYPES: dict[int, tuple[str, str]] = {
 WITHINGS_GOAL_CATEGORY = 2
 WITHINGS_AMBIGUOUS_ATTRIB = 1
 WITHINGS_CONTEXT = pl.Struct({"timezone": pl.String, "item_key": pl.String})
-_MEASURE = pl.Struct({"type": pl.Int64, "unit": pl.Int64, "value": pl.Float64})
+# the exponent is read as a float: a 64-bit integer decodes an exponent it cannot hold (2^64 - 1) as
+# null, which the default exponent 0 would then turn into a plausible but wrong value
+_MEASURE = pl.Struct({"type": pl.Int64, "unit": pl.Float64, "value": pl.Float64})
 
 
 def _withings_groups(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
