@@ -325,7 +325,7 @@ BAD_CSV = {
     ),
     "unclosed_quote": (
         csv_bytes(event()) + f'ev,c,r,P1,,sms,sent,2026-06-30T08:15:00Z,"{PLANTED},\n'.encode(),
-        "malformed_csv_row",
+        "unclosed_quote",
     ),
     "invalid_utf8": (
         csv_bytes(event()) + "ev,c,r,P1,,sms,sent,2026-06-30T08:15:00Z,Zorbläx,\n".encode("latin-1"),
@@ -367,7 +367,7 @@ def test_a_bad_csv_row_is_quarantined_at_its_file_and_line(
     name: str, landing: UPath, lake: UPath, caplog: pytest.LogCaptureFixture
 ) -> None:
     data, code = BAD_CSV[name]
-    if code in ("malformed_csv_row", "invalid_utf8"):  # the bad row follows a good one
+    if code in ("malformed_csv_row", "invalid_utf8", "unclosed_quote"):  # the bad row follows a good one
         bad_line, kept = 3, 1
     else:
         bad_line, kept = 2, 0

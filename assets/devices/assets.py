@@ -64,18 +64,20 @@ def device_readings(context: dg.AssetExecutionContext, lake: LakeResource):
     """Read, normalize, flag, de-duplicate and link the device readings, bucket by bucket."""
     settings = lake.settings()
     buckets = lake.buckets_of_lake()
+    as_of = resolve_as_of(settings.as_of, settings.lake)
     plan = plan_step(
         context,
         settings.lake,
         [(SILVER, DEVICE_READING), (SILVER, DEVICE_READING_REJECTS)],
         patient_bucket_keys(buckets),
-        resolve_as_of(settings.as_of, settings.lake),
+        as_of,
         buckets,
         same_bucket=[(SILVER, "observation"), (SILVER, "observation_component")],
     )
     workers = bucket_workers(settings.lake, buckets, len(plan.todo))
+    # readings dated past the as-of day are rejected here (future_date), so no gold table ever uses them
     reports = map_buckets(
-        build_device_partition, [(settings.lake, key, buckets) for key in plan.todo], workers
+        build_device_partition, [(settings.lake, key, buckets, as_of) for key in plan.todo], workers
     )
     links: Counter[str] = Counter()
     rejects: Counter[str] = Counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 import zoneinfo
 from collections.abc import Callable
@@ -20,12 +19,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import yaml
 
+from pipelines.bronze.csv_records import UNCLOSED_QUOTE, split_csv_records
 from pipelines.bronze.json_records import (
     NO_PROBLEM,
     item_records,
@@ -35,7 +36,7 @@ from pipelines.bronze.json_records import (
     split_by_problem,
     whole_file_quarantine,
 )
-from pipelines.bronze.lines import MAX_JSON_DEPTH, NESTED_TOO_DEEPLY, json_depth, split_lines
+from pipelines.bronze.lines import MAX_JSON_DEPTH, NESTED_TOO_DEEPLY, json_depth
 from pipelines.bronze.tables import DEVICE_RECORDS, DOC, ReadResult, quarantine_rows, split_by_document
 
 _OMH_HEADER = pa.struct(
@@ -482,17 +483,22 @@ class _CsvTable:
 
 
 def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
-    """Read a CSV file with a header row; undecodable and malformed rows go to quarantine by line."""
-    split = split_lines(data)
-    undecodable = quarantine_rows(split.invalid_utf8, "invalid_utf8", "the line is not valid UTF-8")
-    if split.lines.is_empty():
-        return _CsvTable(split.invalid_utf8.height, split.blank_lines, None, [undecodable])
+    """Read a CSV file with a header row (RFC 4180 records: `csv_records.split_csv_records`); undecodable
+    records, records with a quote never closed and records with another number of fields than the header
+    go to quarantine by the line they start on."""
+    split = split_csv_records(data)
+    undecodable = quarantine_rows(split.invalid_utf8, "invalid_utf8", "the record is not valid UTF-8")
+    unclosed = quarantine_rows(split.unclosed, UNCLOSED_QUOTE, pl.col("reason"))
+    set_aside = [undecodable, unclosed]
+    records_in = split.invalid_utf8.height + split.unclosed.height
+    if split.records.is_empty():
+        return _CsvTable(records_in, split.blank_lines, None, set_aside)
     try:
-        header = next(csv.reader([split.lines["raw"][0]]), [])
+        header = next(csv.reader([split.records["raw"][0]]), [])
     except csv.Error:  # e.g. a stray carriage return: no usable header, so no usable row
         header = []
-    data_lines = split.lines.slice(1).with_columns(pl.lit(None, pl.Int64).alias("entry"))
-    records_in = data_lines.height + split.invalid_utf8.height
+    data_lines = split.records.slice(1).with_columns(pl.lit(None, pl.Int64).alias("entry"))
+    records_in += data_lines.height
     missing = [c for c in required if c not in header]
     if missing or len(set(header)) != len(header) or "" in header:
         reason = (
@@ -503,63 +509,75 @@ def _csv_table(data: bytes, required: tuple[str, ...]) -> _CsvTable:
             else "the header has a column without a name"
         )
         bad = quarantine_rows(data_lines, "unrecognized_format", reason)
-        return _CsvTable(records_in, split.blank_lines, None, [undecodable, bad])
-    invalid: list[int] = []
-
-    def _skip(row: pa_csv.InvalidRow) -> str:
-        invalid.append(row.number)
-        return "skip"
-
-    text = "\n".join(split.lines["raw"].to_list()).encode()
-    longest = split.lines["raw"].str.len_bytes().max()
-    block_size = max(1 << 20, 2 * int(longest or 0) + 2)  # a block must hold the longest row whole
-    try:
-        table = pa_csv.read_csv(
-            io.BytesIO(text),
-            read_options=pa_csv.ReadOptions(use_threads=False, block_size=block_size),
-            parse_options=pa_csv.ParseOptions(invalid_row_handler=_skip),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
-            ),
-        )
-        rows = pl.from_arrow(table)
-        assert isinstance(rows, pl.DataFrame)
-        # pyarrow numbers rows by non-blank line, header included; data row k is split.lines row k
-        bad = [n - 1 for n in invalid]
-        aligned = rows.height == data_lines.height - len(bad)
-    except pa.ArrowInvalid:  # a quote never closed: pyarrow gives up on the whole file
-        aligned = False
-    if not aligned:  # a quoted field spans lines (or never ends): read each line on its own
-        parsed, bad = _rows_line_by_line(data_lines["raw"].to_list(), len(header))
-        rows = pl.DataFrame(parsed, schema=dict.fromkeys(header, pl.String), orient="row")
-    bad_positions = pl.Series("pos", bad, dtype=pl.Int64)
-    positioned = data_lines.with_row_index("pos", offset=1).with_columns(pl.col("pos").cast(pl.Int64))
-    malformed = positioned.filter(pl.col("pos").is_in(bad_positions.implode()))
-    good_lines = positioned.filter(~pl.col("pos").is_in(bad_positions.implode()))
+        return _CsvTable(records_in, split.blank_lines, None, [*set_aside, bad])
+    # the field count of every record is known from the split: records of another width never reach the
+    # parser, which then returns exactly one row per record it is given
+    fits = split.fields[1:] == len(header)
+    good_lines, malformed = (
+        (data_lines, data_lines.clear())
+        if fits.all()
+        else (data_lines.filter(pl.Series(fits)), data_lines.filter(pl.Series(~fits)))
+    )
+    rows, unparsed = _parse_records(good_lines["raw"], header, split.body if fits.all() else None)
+    if unparsed.any():  # e.g. a carriage return alone inside an unquoted field
+        malformed = pl.concat([malformed, good_lines.filter(pl.Series(unparsed))]).sort("line")
+        good_lines, rows = good_lines.filter(pl.Series(~unparsed)), rows.filter(pl.Series(~unparsed))
     frame = pl.concat([good_lines.select("line", "entry"), rows], how="horizontal").with_columns(
         pl.struct(list(header)).struct.json_encode().alias("raw")
     )
     malformed_rows = quarantine_rows(
         malformed, "malformed_csv_row", "the row has a different number of fields than the header"
     )
-    return _CsvTable(records_in, split.blank_lines, frame, [undecodable, malformed_rows])
+    return _CsvTable(records_in, split.blank_lines, frame, [*set_aside, malformed_rows])
 
 
-def _rows_line_by_line(lines: list[str], width: int) -> tuple[list[list[str]], list[int]]:
-    """Each data line parsed alone with strict quoting, and the 1-based positions of the lines that do not
-    give `width` fields: a field spanning lines makes its own lines malformed, not the whole file."""
-    rows: list[list[str]] = []
-    bad: list[int] = []
-    for position, text in enumerate(lines, start=1):
+def _parse_records(
+    records: pl.Series, header: list[str], body: memoryview | None = None
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """The fields of records that each hold `len(header)` fields, as strings, and which records could not
+    be read after all. pyarrow parses them all at once (quoted line breaks allowed), from `body` (the same
+    records as the file holds them) when given. Where it reads them otherwise than the split did (a
+    carriage return alone in an unquoted field ends a row for it), Python's csv module reads each record on
+    its own; a record it cannot read either is marked in the returned mask (all rows kept, in order)."""
+    schema = dict.fromkeys(header, pl.String)
+    unparsed = np.zeros(records.len(), dtype=bool)
+    if records.is_empty():
+        return pl.DataFrame(schema=schema), unparsed
+    text = body if body is not None else records.str.join("\n").item().encode() + b"\n"
+    longest = int(records.str.len_bytes().max() or 0)
+    block_size = max(1 << 20, 2 * longest + 2)  # a block must hold the longest record whole
+    disagreed: list[int] = []
+
+    def _refuse(row: pa_csv.InvalidRow) -> str:
+        disagreed.append(row.number or 0)
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(text)),
+            read_options=pa_csv.ReadOptions(use_threads=False, block_size=block_size, column_names=header),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=_refuse),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
+            ),
+        )
+        rows = pl.from_arrow(table)
+        assert isinstance(rows, pl.DataFrame)
+        if not disagreed and rows.height == records.len():
+            return rows, unparsed
+    except pa.ArrowInvalid:
+        pass
+    parsed: list[list[str]] = []
+    for index, record in enumerate(records.to_list()):  # a rare file: pyarrow and the split disagree
         try:
-            fields = next(csv.reader([text], strict=True), [])
+            fields = next(csv.reader([record]), [])
         except csv.Error:
             fields = []
-        if len(fields) == width:
-            rows.append(fields)
-        else:
-            bad.append(position)
-    return rows, bad
+        if len(fields) != len(header):
+            unparsed[index] = True
+            fields = [""] * len(header)
+        parsed.append(fields)
+    return pl.DataFrame(parsed, schema=schema, orient="row"), unparsed
 
 
 # --- device CSV exports described by a column mapping --------------------------------------------------

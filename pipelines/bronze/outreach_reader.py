@@ -31,7 +31,8 @@ Derived columns:
   in every run and in a CSV or an NDJSON delivery alike. Bronze keeps every delivery of an event (it is
   lossless); de-duplication by `event_id` happens in gold.
 - `reply_keyword`: STOP, START, HELP (the common US carrier SMS keywords, matched on the trimmed,
-  upper-cased reply), OTHER for any other reply, null without a reply.
+  upper-cased first line of the reply: a CSV field may hold line breaks), OTHER for any other reply, null
+  without a reply.
 - `patient_key`: `person_id`, else `source_identifier`; the writer buckets the table by it (with the
   landing source), like the patient key of every other per-patient bronze table.
 
@@ -39,7 +40,8 @@ Invalid events are quarantined with a reason that names fields, never values: `m
 required field absent or empty), `missing_id` (neither person_id nor source_identifier), `invalid_id`
 (source_identifier not `system|value`), `unknown_channel`, `unknown_event`, `invalid_timestamp`, and the
 codes every line reader shares (`invalid_json`, `not_an_object`, `invalid_field_type`, `invalid_utf8`,
-`malformed_csv_row`, `unrecognized_format` for a header without the required columns).
+`malformed_csv_row`, `unclosed_quote`, `unrecognized_format` for a header without the required
+columns). CSV records follow RFC 4180 (`csv_records`): a quoted reply may hold commas and line breaks.
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ _SOURCE_IDENTIFIER = r"^[^|]*\S[^|]*\|.*\S"  # `system|value`, both non-blank (t
 def read_outreach_events_csv(data: bytes) -> ReadResult:
     """An outreach outcome CSV: each data row is one event (`raw` = the row as a JSON object of strings).
 
-    Undecodable lines, rows with another number of fields than the header, and a header without the
-    required columns are handled as in the device CSV readers (`device_reader._csv_table`).
+    Undecodable records, records with a quote never closed or another number of fields than the header,
+    and a header without the required columns are handled as in the device CSV readers
+    (`device_reader._csv_table`, records split by `csv_records.split_csv_records`).
     """
     table = _csv_table(data, REQUIRED_FIELDS)
     quarantine = list(table.quarantine)
@@ -192,8 +195,10 @@ def _timestamp(text: pl.Expr) -> pl.Expr:
 
 
 def _reply_keyword(text: pl.Expr) -> pl.Expr:
-    """STOP / START / HELP for a carrier keyword, OTHER for any other reply, null without one."""
-    word = text.str.strip_chars().str.to_uppercase()
+    """STOP / START / HELP for a carrier keyword, OTHER for any other reply, null without one. The keyword
+    is the reply's first line: phones and vendors add signatures and words on later lines ("STOP" then
+    "please"), and an opt-out must not be lost to them."""
+    word = text.str.strip_chars().str.extract(r"^([^\r\n]*)", 1).str.strip_chars().str.to_uppercase()
     keyword = pl.when(word.is_null() | (word == "")).then(pl.lit(None, pl.String))
     for name, words in REPLY_KEYWORDS.items():
         keyword = keyword.when(word.is_in(list(words))).then(pl.lit(name))

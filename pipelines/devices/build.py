@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import polars as pl
 from upath import UPath
@@ -32,6 +33,7 @@ from pipelines.devices.openmhealth import read_openmhealth
 from pipelines.devices.quality import deduplicate, flag_plausibility
 from pipelines.devices.units import normalize_units
 from pipelines.devices.vendors import read_fitbit, read_ihealth, read_withings
+from pipelines.future_dates import FUTURE_DATE, future_reason, is_future
 from pipelines.lake import parquet_files, scan_table, table_path, write_parquet_atomic
 from pipelines.silver.build import SILVER, read_partition
 
@@ -109,8 +111,14 @@ class DeviceReport:
     links: Counter[str] = field(default_factory=Counter)  # link_method -> readings
 
 
-def build_device_partition(lake: UPath, partition: str, buckets: int) -> DeviceReport:
-    """Rebuild `device_reading` and `device_reading_rejects` of one partition from bronze and silver."""
+def build_device_partition(
+    lake: UPath, partition: str, buckets: int, as_of: date | datetime | None = None
+) -> DeviceReport:
+    """Rebuild `device_reading` and `device_reading_rejects` of one partition from bronze and silver.
+
+    `as_of` is the day the readings are used as of (alerts, daily figures, adherence): a reading dated
+    past it (`pipelines.future_dates`) is rejected as `future_date`. Without it, the run's clock.
+    """
     report = DeviceReport(partition)
     records = _bronze_records(lake, partition)
     report.records = records.height
@@ -130,7 +138,11 @@ def build_device_partition(lake: UPath, partition: str, buckets: int) -> DeviceR
     unit_rejects = unit_rejects.join(
         combined.select(pl.col(ROW).cast(pl.Int64), "source", "record_format", "raw_ref"), on=ROW
     ).select(list(REJECT_COLUMNS))
-    rejects = pl.concat([rejects, unit_rejects], how="vertical_relaxed")
+    normalized, future_rejects = reject_future(normalized, datetime.now(UTC) if as_of is None else as_of)
+    future_rejects = future_rejects.join(
+        combined.select(pl.col(ROW).cast(pl.Int64), "source", "record_format", "raw_ref"), on=ROW
+    ).select(list(REJECT_COLUMNS))
+    rejects = pl.concat([rejects, unit_rejects, future_rejects], how="vertical_relaxed")
     devices = fhir_device_links(_all_silver(lake, "device"))
     linked = link_readings(flag_plausibility(normalized.drop(ROW)), read_enrolment(lake), devices)
     deduped = deduplicate(linked)
@@ -146,6 +158,23 @@ def build_device_partition(lake: UPath, partition: str, buckets: int) -> DeviceR
         _file(lake, DEVICE_READING_REJECTS, partition),
     )
     return report
+
+
+def reject_future(readings: pl.DataFrame, reference: date | datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Readings that start or end past `reference` (the one rule of `pipelines.future_dates`), split off
+    as rejects (`_row`, `reason_code` = `future_date`, `reason`): a device clock set to the year 3000
+    must never fire an alert or move a daily figure. Returns (kept readings, rejects)."""
+    future = is_future(pl.col("effective_start"), reference) | is_future(pl.col("effective_end"), reference)
+    name = (
+        f"the as-of day {reference.isoformat()}" if not isinstance(reference, datetime) else "the run's clock"
+    )
+    flagged = readings.with_columns(future.alias("_future"))
+    rejects = flagged.filter(pl.col("_future")).select(
+        pl.col(ROW).cast(pl.Int64),
+        pl.lit(FUTURE_DATE).alias("reason_code"),
+        pl.lit(f"the reading is {future_reason(name)}").alias("reason"),
+    )
+    return flagged.filter(~pl.col("_future")).drop("_future"), rejects
 
 
 def read_records(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

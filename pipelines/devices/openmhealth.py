@@ -638,7 +638,9 @@ def _time_frame(body: pl.Expr, rules: SchemaRules) -> _TimeFrame:
         DURATION_MICROSECONDS, default=None, return_dtype=pl.Float64
     )
     span = pl.duration(
-        microseconds=pl.when(micros.abs() < MAX_DURATION_MICROSECONDS).then(micros.round().cast(pl.Int64))
+        microseconds=pl.when(micros.abs() < MAX_DURATION_MICROSECONDS).then(
+            micros.round().cast(pl.Int64, strict=False)
+        )
     )
     day = (
         pl.when(date_text.str.contains(_FULL_DATE))

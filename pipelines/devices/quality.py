@@ -66,7 +66,11 @@ def deduplicate(readings: pl.DataFrame) -> pl.DataFrame:
     """One row per distinct reading; `uploads` counts how many times it was received. The earliest
     received copy (by `received_order`) is kept, so a re-delivery never changes which row survives."""
     key = [*DUPLICATE_KEY, "_value_key"]
-    keyed = readings.with_columns((pl.col("value") * 1e6).round().cast(pl.Int64).alias("_value_key"))
+    # `normalize_units` lets no value beyond VALUE_LIMIT (1e12) through, so the key fits an Int64; the cast
+    # is still lenient so that a value that did not pass there can never stop the whole device job
+    keyed = readings.with_columns(
+        (pl.col("value") * 1e6).round().cast(pl.Int64, strict=False).alias("_value_key")
+    )
     counted = keyed.with_columns(pl.len().over(key).cast(pl.Int64).alias("uploads"))
     return (
         counted.sort("received_order")

@@ -60,7 +60,10 @@ ITEM = "_item"
 CONTEXT = "_ctx"
 START, END, ZONE, GROUP = "_start", "_end", "_tz", "_group"
 HEART_RATE_UNIT = "/min"
-EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9999
+"""Times outside these years are unit or encoding errors (milliseconds read as seconds land past 50,000).
+A time in range but past the as-of day is left to the one rule for dates from the future (`future_date`,
+in `devices.build`), so that a device clock set to the year 3000 is counted as what it is."""
 STEPS_UNIT = "{steps}"
 
 
@@ -244,9 +247,22 @@ def epoch(seconds: pl.Expr) -> pl.Expr:
     return pl.from_epoch(seconds, "s")
 
 
+MAX_EPOCH_SECONDS = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest epoch second a timestamp may carry. Beyond roughly ±9.2e12 s the
+conversion to microseconds overflows a 64-bit integer and wraps silently to a wrong date (year -61760)."""
+MAX_DURATION_SECONDS = 100_000_000_000
+"""~3,170 years: a longer duration overflows the timestamps it is added to (as in `openmhealth`)."""
+
+
+def within(value: pl.Expr, limit: float) -> pl.Expr:
+    """`value` where its magnitude is at most `limit`, else null: numbers a vendor sends are bounded before
+    an integer conversion can overflow (the reading is then rejected for its missing time, not wrapped)."""
+    return pl.when(value.abs() <= limit).then(value)
+
+
 def epoch_utc(seconds: pl.Expr) -> pl.Expr:
-    """A UTC instant from true epoch seconds."""
-    return pl.from_epoch(seconds, "s").dt.replace_time_zone("UTC")
+    """A UTC instant from true epoch seconds; null for seconds outside years 1-9999 and non-finite ones."""
+    return pl.from_epoch(within(seconds, MAX_EPOCH_SECONDS), "s").dt.replace_time_zone("UTC")
 
 
 def local_day(day: pl.Expr) -> pl.Expr:
@@ -554,7 +570,9 @@ WITHINGS_MEASURE_TYPES: dict[int, tuple[str, str]] = {
 WITHINGS_GOAL_CATEGORY = 2
 WITHINGS_AMBIGUOUS_ATTRIB = 1
 WITHINGS_CONTEXT = pl.Struct({"timezone": pl.String, "item_key": pl.String})
-_MEASURE = pl.Struct({"type": pl.Int64, "unit": pl.Int64, "value": pl.Float64})
+# the exponent is read as a float: a 64-bit integer decodes an exponent it cannot hold (2^64 - 1) as
+# null, which the default exponent 0 would then turn into a plausible but wrong value
+_MEASURE = pl.Struct({"type": pl.Int64, "unit": pl.Float64, "value": pl.Float64})
 
 
 def _withings_groups(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -693,7 +711,7 @@ def _withings_series(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     prepared = shaped.with_columns(
         pl.when(intraday).then(slot_start).otherwise(epoch_utc(item("startdate"))).alias(START),
         pl.when(intraday)
-        .then(slot_start + pl.duration(seconds=item("duration")))
+        .then(slot_start + pl.duration(seconds=within(item("duration"), MAX_DURATION_SECONDS)))
         .otherwise(epoch_utc(item("enddate")))
         .alias(END),
         zones(shaped, pl.coalesce(item("timezone"), context("timezone"))).label().alias(ZONE),
@@ -861,7 +879,7 @@ def _fitbit_sleep(zone: pl.Expr, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.
         start.alias(START),
         pl.coalesce(
             z.utc(_wall(item("endTime"), _FITBIT_TIME), unknown_as_utc=True),
-            start + pl.duration(milliseconds=item("duration")),
+            start + pl.duration(milliseconds=within(item("duration"), MAX_DURATION_SECONDS * 1000)),
         ).alias(END),
         z.label().alias(ZONE),
     )
@@ -927,10 +945,14 @@ def _fitbit_intraday(
     # a point has only a time of day; its day comes from the payload's one-day summary (context)
     z = zones(frame, zone)
     wall = _wall(pl.format("{} {}", context("dateTime"), item("time")), "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
-    step = context("datasetInterval").fill_null(1) * context("datasetType").replace_strict(
-        FITBIT_INTERVAL_SECONDS, default=None, return_dtype=pl.Int64
+    step = within(context("datasetInterval").fill_null(1), MAX_DURATION_SECONDS) * context(
+        "datasetType"
+    ).replace_strict(FITBIT_INTERVAL_SECONDS, default=None, return_dtype=pl.Int64)
+    end = (
+        z.utc(wall + pl.duration(seconds=within(step, MAX_DURATION_SECONDS)), unknown_as_utc=True)
+        if interval
+        else pl.lit(None)
     )
-    end = z.utc(wall + pl.duration(seconds=step), unknown_as_utc=True) if interval else pl.lit(None)
     prepared = frame.with_columns(
         z.utc(wall, unknown_as_utc=True).alias(START),
         end.cast(pl.Datetime("us", "UTC")).alias(END),
@@ -963,7 +985,7 @@ def _fitbit_logged_activity(zone: pl.Expr, frame: pl.DataFrame) -> tuple[pl.Data
     start = pl.when(timed).then(wall).otherwise(day)
     end = (
         pl.when(timed)
-        .then(wall + pl.duration(milliseconds=item("duration")))
+        .then(wall + pl.duration(milliseconds=within(item("duration"), MAX_DURATION_SECONDS * 1000)))
         .otherwise(day.dt.offset_by("1d"))
     )
     prepared = frame.with_columns(
