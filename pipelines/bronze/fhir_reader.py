@@ -26,6 +26,16 @@ from pipelines.fhir.resource_types import (
     R4_RESOURCE_TYPES,
     SINGLE_REFERENCE_PATIENT_ELEMENTS,
 )
+from pipelines.silver.views import patient_reference_elements
+
+PATIENT_ELEMENTS = patient_reference_elements()
+"""Resource type -> the element silver reads its patient from, for the types silver keeps per patient."""
+assert set(PATIENT_ELEMENTS.values()) <= set(SINGLE_REFERENCE_PATIENT_ELEMENTS), "parsed key fields"
+NO_PATIENT_REFERENCE = "no_patient_reference"
+NO_PATIENT_REASON = (
+    "silver keeps this resource type per patient, but its patient element names no Patient that can be"
+    " resolved (absent, a contained '#' reference, an unresolved urn:uuid, or another resource type)"
+)
 
 _REFERENCE = pa.struct([("reference", pa.string())])
 FHIR_KEY_SCHEMA = pa.schema(
@@ -65,11 +75,23 @@ def parse_fhir_records(
     return bronze.with_columns(pl.lit("upsert").alias("operation")), quarantine
 
 
+def _patient_of(element: str) -> pl.Expr:
+    return pl.col(element).struct.field("reference").str.extract(PATIENT_REFERENCE_PATTERN, 1)
+
+
+def _required_patient() -> pl.Expr:
+    """The patient id of a resource of a type silver keeps per patient, read from the element silver
+    reads (so that bronze's bucket and silver's patient_id agree); null for every other type."""
+    expr: pl.Expr | None = None
+    for element in sorted(set(PATIENT_ELEMENTS.values())):
+        types = sorted(t for t, e in PATIENT_ELEMENTS.items() if e == element)
+        condition = pl.col("resourceType").is_in(types)
+        expr = (pl.when(condition) if expr is None else expr.when(condition)).then(_patient_of(element))  # type: ignore[attr-defined]
+    return pl.lit(None, pl.String) if expr is None else expr.otherwise(None)
+
+
 def _key_columns() -> list[pl.Expr]:
-    patient_ids = [
-        pl.col(name).struct.field("reference").str.extract(PATIENT_REFERENCE_PATTERN, 1)
-        for name in SINGLE_REFERENCE_PATIENT_ELEMENTS
-    ]
+    patient_ids = [_patient_of(name) for name in SINGLE_REFERENCE_PATIENT_ELEMENTS]
     participant_id = (
         pl.col("participant")
         .list.eval(
@@ -84,6 +106,8 @@ def _key_columns() -> list[pl.Expr]:
     patient_id = (
         pl.when(pl.col("resourceType") == "Patient")
         .then(pl.col("id"))
+        .when(pl.col("resourceType").is_in(sorted(PATIENT_ELEMENTS)))
+        .then(_required_patient())
         .otherwise(pl.coalesce([*patient_ids, participant_id]))
     )
     return [
@@ -113,6 +137,8 @@ def _fhir_problem() -> pl.Expr:
         .then(problem("invalid_id", "id does not match the FHIR id pattern [A-Za-z0-9-.]{1,64}"))
         .when(pl.col("_last_updated_text").is_not_null() & pl.col("last_updated").is_null())
         .then(problem("invalid_field_type", "meta.lastUpdated is not a FHIR instant with a time zone"))
+        .when(rtype.is_in(sorted(PATIENT_ELEMENTS)) & pl.col("patient_key").is_null())
+        .then(problem(NO_PATIENT_REFERENCE, NO_PATIENT_REASON))
         .otherwise(NO_PROBLEM)
     )
 

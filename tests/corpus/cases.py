@@ -174,7 +174,11 @@ def _nested(depth: int, inner: str = "0") -> bytes:
 
 def _deep_observation(depth: int) -> bytes:
     """An Observation whose arrays nest `depth` levels deep (written by hand: orjson stops at 254)."""
-    return b'{"resourceType":"Observation","id":"o9","extension":' + _nested(depth - 1, '"Zorblax"') + b"}"
+    return (
+        b'{"resourceType":"Observation","id":"o9","subject":{"reference":"Patient/p1"},"extension":'
+        + _nested(depth - 1, '"Zorblax"')
+        + b"}"
+    )
 
 
 def _bundle_of(*resources: bytes) -> bytes:
@@ -377,7 +381,7 @@ LANDING_CASES: list[Case] = [
     case(F + "versions.ndjson", 4),  # every version is kept; silver takes the latest
     case(F + "same_id_two_types.ndjson", 2),
     case(F + "orphan_reference.ndjson", 1, unknown_patient_reference=[2]),
-    case(F + "reference_forms.ndjson", 6, unknown_patient_reference=[4]),
+    case(F + "reference_forms.ndjson", 3, unknown_patient_reference=[4], no_patient_reference=[5, 6, 7]),
     case(F + "last_updated_year_0.ndjson", 2),
     case(F + "last_updated_year_10000.ndjson", 1, invalid_field_type=[2]),
     case(F + "last_updated_month_13.ndjson", 1, invalid_field_type=[2]),
@@ -544,8 +548,9 @@ LANDING_CASES: list[Case] = [
     # surveys: FHIR QuestionnaireResponse resources
     case(S + "clean.ndjson", 3),
     case(S + "orphan_subject.ndjson", 1, unknown_patient_reference=[2]),
-    case(S + "no_subject.ndjson", 2),
-    case(S + "source_is_the_patient.ndjson", 2),
+    # silver reads a response's patient from `subject` only: without one it has no patient (issue 25)
+    case(S + "no_subject.ndjson", 1, no_patient_reference=[2]),
+    case(S + "source_is_the_patient.ndjson", 1, no_patient_reference=[2]),
     case(S + "score_as_string.ndjson", 2),
     case(S + "score_nan.ndjson", 1, invalid_json=[2]),
     case(S + "authored_odd_zones.ndjson", 3),
@@ -849,6 +854,14 @@ LANDING_CASES: list[Case] = [
             }
         ),
     ),
+]
+
+# issue 25: FHIR records (records without a resolvable patient, record rules, time travel, birth dates)
+LANDING_CASES += [
+    # an Observation/Condition without subject, with a contained `#p1` or a Group subject: no patient;
+    # Organization, Practitioner, Location and Medication have none and are kept
+    case(F + "no_resolvable_patient.ndjson", 6, no_patient_reference=[2, 3, 4, 10]),
+    case(B + "unresolved_urn_uuid.json", 3, no_patient_reference=["e2"]),
 ]
 
 OM, J, IH, W, FB = "omh_ndjson/", "omh_json/", "ihealth/", "withings/", "fitbit/"
