@@ -120,3 +120,34 @@ def _column_paths(definition: dict[str, Any]) -> dict[str, str]:
     for select in definition["select"]:
         walk(select)
     return paths
+
+
+_OF_TYPE_MEMBER = re.compile(r"^(?:.*\.)?([a-z][A-Za-z0-9]*)\.ofType\(([A-Za-z]+)\)$")
+_LAST_MEMBER = re.compile(r"^(?:.*\.)?([a-z][A-Za-z0-9]*)$")
+
+
+@lru_cache(maxsize=64)
+def _members(definition_json: bytes) -> dict[str, str]:
+    definition = orjson.loads(definition_json)
+    members: dict[str, str] = {}
+
+    def walk(select: dict[str, Any]) -> None:
+        for column in select.get("column") or []:
+            path = column["path"].strip()
+            typed, last = _OF_TYPE_MEMBER.match(path), _LAST_MEMBER.match(path)
+            if typed:
+                members[column["name"]] = typed.group(1) + typed.group(2)[:1].upper() + typed.group(2)[1:]
+            elif last:
+                members[column["name"]] = last.group(1)
+        for child in [*(select.get("select") or []), *(select.get("unionAll") or [])]:
+            walk(child)
+
+    for select in definition.get("select") or []:
+        walk(select)
+    return members
+
+
+def column_members(definition: dict[str, Any]) -> dict[str, str]:
+    """Column name -> the JSON member its value is read from (`value.ofType(Quantity).value` -> `value`,
+    `value.ofType(integer)` -> `valueInteger`), for columns whose path ends in one member."""
+    return _members(orjson.dumps(definition))
