@@ -89,7 +89,8 @@ def _document_shape(doc: int, value: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 def read_entries(frame: pl.DataFrame, known_patients: pl.Series | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Bronze and quarantine rows (tagged with `doc`) from shaped entries (see `ENTRY_SCHEMA`)."""
-    resources = _resolve_references(frame.filter(pl.col("kind") == "resource"))
+    resources, nested, shared_url = _misplaced_entries(frame.filter(pl.col("kind") == "resource"))
+    resources = _resolve_references(resources)
     bronze, rejected = parse_fhir_records(resources.select(DOC, "line", "entry", "raw"))
     # a conditional delete (`Observation?subject=…`) or one without a url names no resource to remove
     deletes, bad_deletes = split_by_problem(
@@ -109,9 +110,53 @@ def read_entries(frame: pl.DataFrame, known_patients: pl.Series | None) -> tuple
         "missing_resource",
         "the Bundle entry has no resource (and is not a DELETE request)",
     )
-    quarantine = pl.concat([not_objects, no_resource, bad_deletes, rejected, orphans], how="diagonal_relaxed")
+    quarantine = pl.concat(
+        [not_objects, no_resource, nested, shared_url, bad_deletes, rejected, orphans], how="diagonal_relaxed"
+    )
     order = [DOC, "line", "entry"]
     return bronze.sort(order, nulls_last=True), quarantine.sort(order, nulls_last=True)
+
+
+NESTED_BUNDLE = "nested_bundle"
+DUPLICATE_FULL_URL = "duplicate_full_url"
+
+
+def _misplaced_entries(resources: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Entries (of `resources`, shaped rows) that bronze keeps, and quarantine rows for two kinds it
+    cannot take as delivered resources:
+
+    - a Bundle inside a Bundle's entry (`nested_bundle`): not expanded, since its entries are not
+      resources delivered to us (a searchset or a document kept inside a collection is a copy, possibly of
+      other versions) and their fullUrls would be scoped to the inner Bundle;
+    - entries of one Bundle that share a fullUrl but are different resources (`duplicate_full_url`): a
+      reference to that fullUrl could mean either, so both are quarantined and references to it stay
+      unresolved (a patient reference then names no patient). Entries sharing a fullUrl that are the same
+      resource (versions in a history Bundle) are kept.
+    """
+    nested = pl.col("entry").is_not_null() & (pl.col("resource_type") == "Bundle")
+    resource_key = pl.concat_str(
+        pl.col("resource_type").fill_null(""), pl.lit("/"), pl.col("resource_id").fill_null("")
+    )
+    shared = (
+        pl.col("full_url").is_not_null()
+        & pl.col("entry").is_not_null()
+        & (resource_key.n_unique().over(DOC, "full_url") > 1)
+    )
+    marked = resources.with_columns(nested.alias("_nested"), (shared & ~nested).alias("_shared"))
+    return (
+        marked.filter(~pl.col("_nested") & ~pl.col("_shared")).drop("_nested", "_shared"),
+        quarantine_rows(
+            marked.filter(pl.col("_nested")),
+            NESTED_BUNDLE,
+            "a Bundle inside a Bundle entry is not expanded: its entries are not delivered resources",
+        ),
+        quarantine_rows(
+            marked.filter(pl.col("_shared")),
+            DUPLICATE_FULL_URL,
+            "another entry of the Bundle, a different resource, has the same fullUrl: references to it are"
+            " ambiguous",
+        ),
+    )
 
 
 def _resolve_references(resources: pl.DataFrame) -> pl.DataFrame:

@@ -69,8 +69,9 @@ def parse_fhir_records(
         diagnose=lambda raw, error: diagnose_fhir(raw, error, FHIR_KEY_SCHEMA),
         payload=payload,
     )
-    keyed = parsed.with_columns(_key_columns())
+    keyed = parsed.with_columns(*_key_columns(), _modifier_extensions(parsed["raw"]))
     bronze, bad = split_by_problem(keyed, _fhir_problem())
+    bronze = bronze.drop("_modifier")
     quarantine = pl.concat([rejected, bad], how="vertical_relaxed")
     return bronze.with_columns(pl.lit("upsert").alias("operation")), quarantine
 
@@ -123,6 +124,25 @@ def _key_columns() -> list[pl.Expr]:
     ]
 
 
+UNKNOWN_MODIFIER = "unknown_modifier_extension"
+_MODIFIER_MEMBER = r'[{,]\s*"modifierExtension"\s*:\s*(?:[^\[\s]|\[\s*[^\]\s])'
+"""A `modifierExtension` member (not text inside a string: a quote there is escaped) that is not empty."""
+
+
+def _modifier_extensions(raw: pl.Series) -> pl.Series:
+    """Whether each resource carries a `modifierExtension`, at any depth.
+
+    FHIR: a modifier extension changes the meaning of the element holding it (e.g. "this is NOT the
+    patient's condition"), and a system that does not know it must not use the element as if it were not
+    there. The platform understands none, so such resources are quarantined. A literal search first:
+    the regular expression runs only when some record holds the word.
+    """
+    maybe = raw.str.contains("modifierExtension", literal=True).fill_null(False)
+    if maybe.any():
+        maybe = maybe & raw.str.contains(_MODIFIER_MEMBER).fill_null(False)
+    return maybe.alias("_modifier")
+
+
 def _fhir_problem() -> pl.Expr:
     """The first failed fast check of a parsed resource, or null when it passes them all."""
     rtype, rid = pl.col("resource_type"), pl.col("resource_id")
@@ -137,6 +157,14 @@ def _fhir_problem() -> pl.Expr:
         .then(problem("invalid_id", "id does not match the FHIR id pattern [A-Za-z0-9-.]{1,64}"))
         .when(pl.col("_last_updated_text").is_not_null() & pl.col("last_updated").is_null())
         .then(problem("invalid_field_type", "meta.lastUpdated is not a FHIR instant with a time zone"))
+        .when(pl.col("_modifier"))
+        .then(
+            problem(
+                UNKNOWN_MODIFIER,
+                "the resource has a modifierExtension, which changes its meaning in a way the platform"
+                " does not understand (FHIR: it must not be used as if the extension were absent)",
+            )
+        )
         .when(rtype.is_in(sorted(PATIENT_ELEMENTS)) & pl.col("patient_key").is_null())
         .then(problem(NO_PATIENT_REFERENCE, NO_PATIENT_REASON))
         .otherwise(NO_PROBLEM)

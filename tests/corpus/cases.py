@@ -593,8 +593,8 @@ LANDING_CASES: list[Case] = [
     case(B + "single_resource_without_id.json", 0, missing_id=["file"]),
     case(B + "entry_null.json"),
     case(B + "entry_empty.json"),
-    case(B + "nested_bundle.json", 2),
-    case(B + "same_full_url_twice.json", 2),
+    case(B + "nested_bundle.json", 1, nested_bundle=["e1"]),  # issue 25: was kept, neither read nor refused
+    case(B + "same_full_url_twice.json", 0, duplicate_full_url=["e0", "e1"]),  # issue 25: bound to the first
     case(B + "duplicate_member.json", 1),  # orjson keeps the last member of a document
     case(B + "numbers_as_strings.json", 2),
     case(B + "gzip", 2, make=_write("bundle.json.gz", lambda: gzip.compress(_json(BUNDLE)))),
@@ -862,6 +862,9 @@ LANDING_CASES += [
     # Organization, Practitioner, Location and Medication have none and are kept
     case(F + "no_resolvable_patient.ndjson", 6, no_patient_reference=[2, 3, 4, 10]),
     case(B + "unresolved_urn_uuid.json", 3, no_patient_reference=["e2"]),
+    # a modifierExtension at any depth, not an empty one nor the word inside a text
+    case(F + "modifier_extension.ndjson", 3, unknown_modifier_extension=[2, 3, 6]),
+    case(B + "history_same_full_url.json", 2),  # versions of one resource may share their fullUrl
 ]
 
 OM, J, IH, W, FB = "omh_ndjson/", "omh_json/", "ihealth/", "withings/", "fitbit/"
