@@ -52,7 +52,7 @@ FHIR_KEY_SCHEMA = pa.schema(
 def read_fhir_ndjson(data: bytes, known_patients: pl.Series | None = None) -> ReadResult:
     """One FHIR resource per line (a Bulk Data output file)."""
     split, records, undecodable = ndjson_records(data)
-    bronze, rejected = parse_fhir_records(records, split.payload)
+    bronze, rejected = parse_fhir_records(records, split.payload, check_duplicates=True)
     bronze, orphans = check_patient_references(bronze, known_patients)
     quarantine = pl.concat([undecodable, rejected, orphans], how="vertical_relaxed")
     records_in = split.lines.height + split.invalid_utf8.height
@@ -60,14 +60,18 @@ def read_fhir_ndjson(data: bytes, known_patients: pl.Series | None = None) -> Re
 
 
 def parse_fhir_records(
-    records: pl.DataFrame, payload: bytes | None = None
+    records: pl.DataFrame, payload: bytes | None = None, check_duplicates: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse `records` (line, entry, raw) into bronze rows and quarantine rows (reference check aside)."""
+    """Parse `records` (line, entry, raw) into bronze rows and quarantine rows (reference check aside).
+
+    `check_duplicates` for records as delivered (NDJSON lines): a repeated member anywhere is invalid
+    JSON. Bundle entries are re-serialized and never hold one (their documents are checked whole)."""
     parsed, rejected = parse_records(
         records,
         FHIR_KEY_SCHEMA,
         diagnose=lambda raw, error: diagnose_fhir(raw, error, FHIR_KEY_SCHEMA),
         payload=payload,
+        check_duplicates=check_duplicates,
     )
     keyed = parsed.with_columns(*_key_columns(), _modifier_extensions(parsed["raw"]))
     bronze, bad = split_by_problem(keyed, _fhir_problem())

@@ -400,7 +400,7 @@ LANDING_CASES: list[Case] = [
     case(F + "not_objects.ndjson", 0, not_an_object=[1, 2, 3, 4]),
     case(F + "empty_object.ndjson", 1, missing_resource_type=[2]),
     case(F + "duplicate_member.ndjson", 1, invalid_json=[2]),
-    case(F + "duplicate_unknown_member.ndjson", 2),  # only key fields are checked for repeats
+    case(F + "duplicate_unknown_member.ndjson", 1, invalid_json=[2]),  # issue 25: any member, not only keys
     case(F + "unknown_member_named_after_the_patient.ndjson", 1, invalid_field_type=[2]),
     case(
         F + "ten_mb_string",
@@ -595,7 +595,7 @@ LANDING_CASES: list[Case] = [
     case(B + "entry_empty.json"),
     case(B + "nested_bundle.json", 1, nested_bundle=["e1"]),  # issue 25: was kept, neither read nor refused
     case(B + "same_full_url_twice.json", 0, duplicate_full_url=["e0", "e1"]),  # issue 25: bound to the first
-    case(B + "duplicate_member.json", 1),  # orjson keeps the last member of a document
+    case(B + "duplicate_member.json", 0, invalid_json=["file"]),  # issue 25: orjson kept the last one
     case(B + "numbers_as_strings.json", 2),
     case(B + "gzip", 2, make=_write("bundle.json.gz", lambda: gzip.compress(_json(BUNDLE)))),
     case(
@@ -865,6 +865,9 @@ LANDING_CASES += [
     # a modifierExtension at any depth, not an empty one nor the word inside a text
     case(F + "modifier_extension.ndjson", 3, unknown_modifier_extension=[2, 3, 6]),
     case(B + "history_same_full_url.json", 2),  # versions of one resource may share their fullUrl
+    # a member repeated deep inside (line 2), beside the same names in different objects (line 3: kept)
+    case(F + "duplicate_nested_member.ndjson", 2, invalid_json=[2]),
+    case(B + "duplicate_nested_member.json", 0, invalid_json=["file"]),
 ]
 
 OM, J, IH, W, FB = "omh_ndjson/", "omh_json/", "ihealth/", "withings/", "fitbit/"
