@@ -309,3 +309,26 @@ def test_risk_features_give_no_age_for_an_implausible_birth_date(tmp_path: Path)
         "c": None,
         "d": 66.0,
     }
+
+
+# --- repeated members ---------------------------------------------------------------------------------
+
+
+def test_repeated_members_are_found_at_any_depth_by_both_checks() -> None:
+    from pipelines.bronze.fhir_documents import _repeated_members
+    from pipelines.bronze.lines import duplicate_members
+
+    texts = [
+        '{"a":1,"b":{"a":2},"c":[{"a":1},{"a":2}]}',  # the same name in different objects
+        '{"a":1,"b":{"x":2,"x":3}}',
+        '{"a" : 1, "a": 2}',
+        '{"a":"{\\"a\\":1,\\"a\\":2}","b":[{"k":1},{"k":2}]}',  # repeats inside a string are text
+        '{"a":[{"k":1,"j":2},{"k":1}],"z":{"k":{"k":1}}}',
+        '{"a":[{"k":1},{"j":1,"j":2}]}',
+        '{"a":{"b":{"c":1}},"a":{"b":{"c":1}}}',
+        '{"a":"x\\\\","b":"\\":","c":1}',  # a string ending in a backslash, a string holding '":'
+    ]
+    expected = [False, True, True, False, False, True, True, False]
+    assert duplicate_members(pl.Series(texts)).to_list() == expected
+    documents = [t.encode() for t in texts]
+    assert _repeated_members(documents, [orjson.loads(d) for d in documents]) == expected
