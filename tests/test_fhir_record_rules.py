@@ -332,3 +332,13 @@ def test_repeated_members_are_found_at_any_depth_by_both_checks() -> None:
     assert duplicate_members(pl.Series(texts)).to_list() == expected
     documents = [t.encode() for t in texts]
     assert _repeated_members(documents, [orjson.loads(d) for d in documents]) == expected
+
+
+def test_risk_points_keep_a_person_recorded_as_not_deceased(tmp_path: Path) -> None:
+    from models.risk.features import person_points
+
+    persons = persons_frame(
+        [("a", "1960-01-01", "false"), ("b", "1960-01-01", "true"), ("c", "1960-01-01", None)]
+    )
+    points = person_points(persons, [date(2026, 6, 30)])
+    assert sorted(points["person_id"].to_list()) == ["a", "c"]  # "true" without a date: when is unknown

@@ -117,7 +117,8 @@ def person_points(persons: pl.DataFrame, days: list[date]) -> pl.DataFrame:
     (a death recorded without a date removes the person: when it happened is unknown)."""
     born = pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False)
     died = fhir_timestamp(pl.col("deceased"))
-    known_dead_undated = pl.col("deceased").is_not_null() & died.is_null()
+    # deceasedBoolean false (golden text "false") is alive, not a death without a date
+    known_dead_undated = pl.col("deceased").is_not_null() & (pl.col("deceased") != "false") & died.is_null()
     base = persons.filter(~known_dead_undated).select("person_id", born.alias("_born"), died.alias("_died"))
     cutoff = (pl.col("as_of").cast(pl.Datetime("us")) + pl.duration(days=1)).dt.replace_time_zone("UTC")
     points = base.join(pl.DataFrame({"as_of": days}, schema={"as_of": pl.Date}), how="cross").with_columns(
