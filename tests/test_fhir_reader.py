@@ -246,6 +246,9 @@ def test_only_reference_values_are_rewritten_and_only_within_their_bundle() -> N
     kept = orjson.loads(results[0].bronze.filter(pl.col("resource_type") == "DocumentReference")["raw"][0])
     assert kept["subject"]["reference"] == f"Patient/{pid}"
     assert kept["masterIdentifier"]["value"] == f"urn:uuid:{pid}"  # not a reference: untouched
-    other = orjson.loads(results[1].bronze["raw"][0])
-    assert other["subject"]["reference"] == f"urn:uuid:{pid}"  # fullUrls do not leak across Bundles
+    # fullUrls do not leak across Bundles: unresolved, the Observation names no patient (issue 25)
+    assert results[1].bronze.is_empty()
+    assert results[1].quarantine["reason_code"].to_list() == ["no_patient_reference"]
+    other = orjson.loads(results[1].quarantine["raw"][0])
+    assert other["subject"]["reference"] == f"urn:uuid:{pid}"
     assert [r.records_in for r in results] == [2, 1]

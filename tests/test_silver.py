@@ -247,7 +247,7 @@ def test_declared_types_convert_leniently_and_count_what_does_not_fit() -> None:
             "items": [[1, 2], None],
         }
     )
-    typed, nulled = _typed(rows, silver_view)
+    typed, nulled, _ = _typed(rows, silver_view)
     assert typed.rows() == [("a", '{"x":1}', True, 7, "[1,2]"), ("a", None, None, None, None)]
     assert nulled == {"flag": 1, "n": 1}
 

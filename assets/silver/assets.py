@@ -86,9 +86,12 @@ def silver_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     reports = map_buckets(build_partition, [(settings.lake, key) for key in plan.todo], workers)
     rows: Counter[str] = Counter()
     conflicts: Counter[str] = Counter()
+    kept: Counter[str] = Counter()  # values of the wrong type converted, and values flagged (counts only)
     for report in reports:
         rows.update(report.rows)
         conflicts.update(report.type_conflicts)
+        kept.update(report.type_coerced)
+        kept.update(report.flagged)
     context.log.info(
         f"silver: {len(plan.todo)} of {len(plan.keys)} buckets rebuilt ({workers} process(es)), "
         f"{sum(r.resources for r in reports)} current resources, {sum(rows.values())} rows, "
@@ -105,7 +108,8 @@ def silver_tables(context: dg.AssetExecutionContext, lake: LakeResource):
             },
         )
     yield dg.MaterializeResult(
-        asset_key=TYPE_CONFLICTS_KEY, metadata={"values_nulled": sum(conflicts.values()), **step}
+        asset_key=TYPE_CONFLICTS_KEY,
+        metadata={"values_nulled": sum(conflicts.values()), "values_kept": sum(kept.values()), **step},
     )
     suites = load_suites()
     for view in views:

@@ -17,6 +17,7 @@ import polars as pl
 
 from models.risk.baselines import charlson_category_flags, charlson_index
 from pipelines.devices.build import DEVICE_READING
+from pipelines.fhir.birth_dates import MAX_AGE_YEARS, unusable_birth_date
 from pipelines.fhir.times import fhir_timestamp
 from pipelines.gold.patient_360 import clinical_codes, result_values
 from pipelines.gold.records import PersonRecords
@@ -116,7 +117,8 @@ def person_points(persons: pl.DataFrame, days: list[date]) -> pl.DataFrame:
     (a death recorded without a date removes the person: when it happened is unknown)."""
     born = pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False)
     died = fhir_timestamp(pl.col("deceased"))
-    known_dead_undated = pl.col("deceased").is_not_null() & died.is_null()
+    # deceasedBoolean false (golden text "false") is alive, not a death without a date
+    known_dead_undated = pl.col("deceased").is_not_null() & (pl.col("deceased") != "false") & died.is_null()
     base = persons.filter(~known_dead_undated).select("person_id", born.alias("_born"), died.alias("_died"))
     cutoff = (pl.col("as_of").cast(pl.Datetime("us")) + pl.duration(days=1)).dt.replace_time_zone("UTC")
     points = base.join(pl.DataFrame({"as_of": days}, schema={"as_of": pl.Date}), how="cross").with_columns(
@@ -143,9 +145,12 @@ def point_in_time_features(
     """One row per point with every feature of PERSON_FEATURES (without `open_care_gaps` when
     `with_care_gaps` is false: evaluating the measures needs a whole day's events per distinct as-of day)."""
     frame = points.select(list(POINT_SCHEMA)).join(_demographics(records.persons), on="person_id", how="left")
+    age = _age_at(pl.col("_born"), pl.col("as_of"))
     frame = frame.with_columns(
-        _age_at(pl.col("_born"), pl.col("as_of")).alias("age"), (pl.col("_sex") == "female").alias("female")
-    ).drop("_born", "_sex")
+        # an implausible birth date gives no age (pipelines/fhir/birth_dates.py); the models impute it
+        pl.when(~pl.col("_implausible") & (age <= MAX_AGE_YEARS)).then(age).alias("age"),
+        (pl.col("_sex") == "female").alias("female"),
+    ).drop("_born", "_sex", "_implausible")
     parts = [
         _utilization(records, points),
         _conditions(records, points),
@@ -186,6 +191,9 @@ def _demographics(persons: pl.DataFrame) -> pl.DataFrame:
         "person_id",
         pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False).alias("_born"),
         pl.col("gender").alias("_sex"),
+        # the rules that need no reference day; a future birth date has no point, an age over
+        # MAX_AGE_YEARS is caught where the point's day is known
+        unusable_birth_date(pl.col("birth_date")).alias("_implausible"),
     )
 
 

@@ -15,7 +15,7 @@ import orjson
 import pyarrow as pa
 from pydantic import ValidationError
 
-from pipelines.bronze.lines import NESTED_TOO_DEEPLY
+from pipelines.bronze.lines import DUPLICATE_MEMBER, NESTED_TOO_DEEPLY
 from pipelines.fhir.resource_types import R4_RESOURCE_TYPES
 
 MAX_REASON_CHARS = 500
@@ -46,6 +46,8 @@ def load_object(raw: str | bytes, arrow_error: str) -> tuple[dict[str, Any] | No
     """Parse one rejected line; a quarantine verdict when it is not a single JSON object."""
     if arrow_error == NESTED_TOO_DEEPLY:  # set aside before pyarrow; orjson may well read it, but no more
         return None, quarantine("nested_too_deeply", NESTED_TOO_DEEPLY)
+    if arrow_error == DUPLICATE_MEMBER:  # found before pyarrow (`duplicate_members`); orjson would accept it
+        return None, quarantine("invalid_json", DUPLICATE_MEMBER)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as err:

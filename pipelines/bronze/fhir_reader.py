@@ -26,6 +26,16 @@ from pipelines.fhir.resource_types import (
     R4_RESOURCE_TYPES,
     SINGLE_REFERENCE_PATIENT_ELEMENTS,
 )
+from pipelines.silver.views import patient_reference_elements
+
+PATIENT_ELEMENTS = patient_reference_elements()
+"""Resource type -> the element silver reads its patient from, for the types silver keeps per patient."""
+assert set(PATIENT_ELEMENTS.values()) <= set(SINGLE_REFERENCE_PATIENT_ELEMENTS), "parsed key fields"
+NO_PATIENT_REFERENCE = "no_patient_reference"
+NO_PATIENT_REASON = (
+    "silver keeps this resource type per patient, but its patient element names no Patient that can be"
+    " resolved (absent, a contained '#' reference, an unresolved urn:uuid, or another resource type)"
+)
 
 _REFERENCE = pa.struct([("reference", pa.string())])
 FHIR_KEY_SCHEMA = pa.schema(
@@ -42,7 +52,7 @@ FHIR_KEY_SCHEMA = pa.schema(
 def read_fhir_ndjson(data: bytes, known_patients: pl.Series | None = None) -> ReadResult:
     """One FHIR resource per line (a Bulk Data output file)."""
     split, records, undecodable = ndjson_records(data)
-    bronze, rejected = parse_fhir_records(records, split.payload)
+    bronze, rejected = parse_fhir_records(records, split.payload, check_duplicates=True)
     bronze, orphans = check_patient_references(bronze, known_patients)
     quarantine = pl.concat([undecodable, rejected, orphans], how="vertical_relaxed")
     records_in = split.lines.height + split.invalid_utf8.height
@@ -50,26 +60,43 @@ def read_fhir_ndjson(data: bytes, known_patients: pl.Series | None = None) -> Re
 
 
 def parse_fhir_records(
-    records: pl.DataFrame, payload: bytes | None = None
+    records: pl.DataFrame, payload: bytes | None = None, check_duplicates: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse `records` (line, entry, raw) into bronze rows and quarantine rows (reference check aside)."""
+    """Parse `records` (line, entry, raw) into bronze rows and quarantine rows (reference check aside).
+
+    `check_duplicates` for records as delivered (NDJSON lines): a repeated member anywhere is invalid
+    JSON. Bundle entries are re-serialized and never hold one (their documents are checked whole)."""
     parsed, rejected = parse_records(
         records,
         FHIR_KEY_SCHEMA,
         diagnose=lambda raw, error: diagnose_fhir(raw, error, FHIR_KEY_SCHEMA),
         payload=payload,
+        check_duplicates=check_duplicates,
     )
-    keyed = parsed.with_columns(_key_columns())
+    keyed = parsed.with_columns(*_key_columns(), _modifier_extensions(parsed["raw"]))
     bronze, bad = split_by_problem(keyed, _fhir_problem())
+    bronze = bronze.drop("_modifier")
     quarantine = pl.concat([rejected, bad], how="vertical_relaxed")
     return bronze.with_columns(pl.lit("upsert").alias("operation")), quarantine
 
 
+def _patient_of(element: str) -> pl.Expr:
+    return pl.col(element).struct.field("reference").str.extract(PATIENT_REFERENCE_PATTERN, 1)
+
+
+def _required_patient() -> pl.Expr:
+    """The patient id of a resource of a type silver keeps per patient, read from the element silver
+    reads (so that bronze's bucket and silver's patient_id agree); null for every other type."""
+    expr: pl.Expr | None = None
+    for element in sorted(set(PATIENT_ELEMENTS.values())):
+        types = sorted(t for t, e in PATIENT_ELEMENTS.items() if e == element)
+        condition = pl.col("resourceType").is_in(types)
+        expr = (pl.when(condition) if expr is None else expr.when(condition)).then(_patient_of(element))  # type: ignore[attr-defined]
+    return pl.lit(None, pl.String) if expr is None else expr.otherwise(None)
+
+
 def _key_columns() -> list[pl.Expr]:
-    patient_ids = [
-        pl.col(name).struct.field("reference").str.extract(PATIENT_REFERENCE_PATTERN, 1)
-        for name in SINGLE_REFERENCE_PATIENT_ELEMENTS
-    ]
+    patient_ids = [_patient_of(name) for name in SINGLE_REFERENCE_PATIENT_ELEMENTS]
     participant_id = (
         pl.col("participant")
         .list.eval(
@@ -84,6 +111,8 @@ def _key_columns() -> list[pl.Expr]:
     patient_id = (
         pl.when(pl.col("resourceType") == "Patient")
         .then(pl.col("id"))
+        .when(pl.col("resourceType").is_in(sorted(PATIENT_ELEMENTS)))
+        .then(_required_patient())
         .otherwise(pl.coalesce([*patient_ids, participant_id]))
     )
     return [
@@ -97,6 +126,25 @@ def _key_columns() -> list[pl.Expr]:
         pl.col("meta").struct.field("lastUpdated").alias("_last_updated_text"),
         pl.concat_str(pl.lit("Patient/"), patient_id).alias("patient_key"),
     ]
+
+
+UNKNOWN_MODIFIER = "unknown_modifier_extension"
+_MODIFIER_MEMBER = r'[{,]\s*"modifierExtension"\s*:\s*(?:[^\[\s]|\[\s*[^\]\s])'
+"""A `modifierExtension` member (not text inside a string: a quote there is escaped) that is not empty."""
+
+
+def _modifier_extensions(raw: pl.Series) -> pl.Series:
+    """Whether each resource carries a `modifierExtension`, at any depth.
+
+    FHIR: a modifier extension changes the meaning of the element holding it (e.g. "this is NOT the
+    patient's condition"), and a system that does not know it must not use the element as if it were not
+    there. The platform understands none, so such resources are quarantined. A literal search first:
+    the regular expression runs only when some record holds the word.
+    """
+    maybe = raw.str.contains("modifierExtension", literal=True).fill_null(False)
+    if maybe.any():
+        maybe = maybe & raw.str.contains(_MODIFIER_MEMBER).fill_null(False)
+    return maybe.alias("_modifier")
 
 
 def _fhir_problem() -> pl.Expr:
@@ -113,6 +161,16 @@ def _fhir_problem() -> pl.Expr:
         .then(problem("invalid_id", "id does not match the FHIR id pattern [A-Za-z0-9-.]{1,64}"))
         .when(pl.col("_last_updated_text").is_not_null() & pl.col("last_updated").is_null())
         .then(problem("invalid_field_type", "meta.lastUpdated is not a FHIR instant with a time zone"))
+        .when(pl.col("_modifier"))
+        .then(
+            problem(
+                UNKNOWN_MODIFIER,
+                "the resource has a modifierExtension, which changes its meaning in a way the platform"
+                " does not understand (FHIR: it must not be used as if the extension were absent)",
+            )
+        )
+        .when(rtype.is_in(sorted(PATIENT_ELEMENTS)) & pl.col("patient_key").is_null())
+        .then(problem(NO_PATIENT_REFERENCE, NO_PATIENT_REASON))
         .otherwise(NO_PROBLEM)
     )
 

@@ -44,18 +44,20 @@ def parse_records(
     string_paths: tuple[tuple[str, ...], ...] = (),
     diagnose: Diagnose | None = None,
     payload: bytes | None = None,
+    check_duplicates: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse positioned records (line, entry, raw): rows with the schema's fields, and quarantine rows.
 
     Rows pyarrow rejects go through `diagnose` (default: `diagnose_json` with `string_paths`);
-    `payload` is the records' file as NDJSON, when they come straight from one (see `parse_json_lines`).
+    `payload` is the records' file as NDJSON, when they come straight from one (see `parse_json_lines`);
+    `check_duplicates` rejects records with a repeated member at any depth (see `duplicate_members`).
     """
     if diagnose is None:
 
         def diagnose(raw: str, error: str) -> Verdict:
             return diagnose_json(raw, error, schema, string_paths)
 
-    parsed = parse_json_lines(records["raw"], schema, payload)
+    parsed = parse_json_lines(records["raw"], schema, payload, check_duplicates)
     if parsed.rejected.is_empty():  # the common case: rows and parsed fields are aligned
         no_rejects = quarantine_rows(records.clear(), "", "")
         return pl.concat([records, parsed.parsed.drop("_row")], how="horizontal"), no_rejects

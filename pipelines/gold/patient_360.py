@@ -15,7 +15,9 @@ import polars as pl
 import yaml
 
 from pipelines.devices.gold import DEVICE_ADHERENCE, DEVICE_ALERTS, GOLD
+from pipelines.fhir.birth_dates import birth_date_problem, parsed_birth_date
 from pipelines.fhir.times import fhir_timestamp
+from pipelines.future_dates import FUTURE_DATE, is_future
 from pipelines.gold.records import PersonRecords
 
 CODES_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "gold" / "clinical_codes.yaml"
@@ -59,10 +61,17 @@ def build_patient_360(records: PersonRecords, as_of: date) -> pl.DataFrame:
         "given",
         "family",
         pl.col("birth_date"),
-        _age(pl.col("birth_date"), as_of).alias("age"),
+        pl.when(birth_date_problem(pl.col("birth_date"), as_of).is_null())
+        .then(_age(pl.col("birth_date"), as_of))
+        .alias("age"),
+        birth_date_problem(pl.col("birth_date"), as_of).alias("age_flag"),
         pl.col("gender").alias("sex"),
         "language",
-        pl.col("deceased").is_not_null().alias("deceased"),
+        _deceased(pl.col("deceased"), as_of).alias("deceased"),
+        pl.when(is_future(_death_date(pl.col("deceased")), as_of))
+        .then(pl.lit(FUTURE_DATE))
+        .otherwise(pl.lit(None, pl.String))
+        .alias("deceased_flag"),
         "address_line",
         "address_city",
         "address_state",
@@ -151,8 +160,28 @@ def _optional_columns() -> dict[str, pl.DataType]:
     return columns
 
 
+def _death_date(deceased: pl.Expr) -> pl.Expr:
+    """The day of a golden `deceased` value that is a FHIR date or dateTime (null for true/false)."""
+    return deceased.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+
+
+def _deceased(deceased: pl.Expr, as_of: date) -> pl.Expr:
+    """Whether the person is deceased as of `as_of`, from the golden `deceased` (a deceasedDateTime or a
+    deceasedBoolean as text). A death dated after the as-of day plus the tolerance is not trusted (the
+    one rule, pipelines/future_dates.py): not deceased, flagged in `deceased_flag`. A death claim whose
+    date cannot be read still counts (a wrong "deceased" only withholds outreach; the reverse harms)."""
+    return (
+        pl.when(deceased.is_null() | (deceased == "false"))
+        .then(False)
+        .when(is_future(_death_date(deceased), as_of))
+        .then(False)
+        .otherwise(True)
+    )
+
+
 def _age(birth: pl.Expr, as_of: date) -> pl.Expr:
-    born = birth.str.to_date("%Y-%m-%d", strict=False)
+    """Whole years at `as_of`; callers null it where `birth_date_problem` gives a reason."""
+    born = parsed_birth_date(birth)
     years = as_of.year - born.dt.year()
     before_birthday = (born.dt.month() > as_of.month) | (
         (born.dt.month() == as_of.month) & (born.dt.day() > as_of.day)

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from pipelines.fhir.birth_dates import birth_date_problem
 from pipelines.measures.definitions import LABEL, Measure, value_sets
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
@@ -126,13 +127,13 @@ def evaluate_measure(
     known = events.filter(pl.col("date") <= as_of)
     born = pl.col("birth_date").str.slice(0, 10).str.to_date(strict=False)
     end = period.end
-    age = (
+    age = pl.when(birth_date_problem(pl.col("birth_date").str.slice(0, 10), as_of).is_null()).then(
         end.year
         - born.dt.year()
         - ((born.dt.month() > end.month) | ((born.dt.month() == end.month) & (born.dt.day() > end.day))).cast(
             pl.Int32
         )
-    )
+    )  # an implausible birth date gives no age: the person is in no age-bound denominator
     eligible = pl.col("_age").is_between(measure.age_min, measure.age_max)
     for sex, low, high in measure.age_by_sex:
         eligible = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import orjson
 import polars as pl
@@ -16,6 +17,9 @@ from upath import UPath
 
 from pipelines.bronze.tables import BRONZE, FHIR_RESOURCES, INGEST_LOG
 from pipelines.buckets import SHARED_BUCKET
+from pipelines.fhir.birth_dates import birth_date_problem
+from pipelines.fhir.times import fhir_timestamp
+from pipelines.future_dates import FUTURE_DATE, is_future
 from pipelines.lake import (
     AtomicParquetWriter,
     parquet_files,
@@ -27,13 +31,25 @@ from pipelines.lake import (
     write_parquet_atomic,
 )
 from pipelines.silver.current import RESOURCE_KEY, current_resources
-from pipelines.silver.views import SilverView, load_views
+from pipelines.silver.views import SilverView, column_members, load_views
 from pipelines.sof.collections import CID
 from pipelines.sof.engine import view_rows
 from pipelines.sof.frames import contexts_from_json
 
 SILVER = "silver"
 TYPE_CONFLICTS = "type_conflicts"
+TYPE_CONFLICT = "type_conflict"
+TYPE_CONFLICTS_SCHEMA = {
+    "table": pl.String,
+    "column": pl.String,
+    # type_conflict: values of the wrong type (nulled, or converted and kept: a Quantity value "7.1");
+    # a birth-date code (pipelines/fhir/birth_dates.py): values kept that give no age;
+    # future_date on (<resource type>, meta.lastUpdated): versions whose lastUpdated is not trusted
+    "reason_code": pl.String,
+    "values_nulled": pl.Int64,
+    "values_kept": pl.Int64,
+}
+"""Silver's data-quality findings per partition, shown on the dashboard's data-quality page."""
 PARTITION_FILE = "data.parquet"
 
 
@@ -45,6 +61,9 @@ class SilverReport:
     rows: Counter[str] = field(default_factory=Counter)
     resources: int = 0
     type_conflicts: Counter[str] = field(default_factory=Counter)  # "<table>.<column>" -> values nulled
+    # "<table>.<column>" -> values of the wrong JSON type converted and kept (a Quantity value "7.1")
+    type_coerced: Counter[str] = field(default_factory=Counter)
+    flagged: Counter[str] = field(default_factory=Counter)  # "<table>.<column>.<reason code>" -> values
     decoders: Counter[str] = field(default_factory=Counter)
 
 
@@ -69,11 +88,17 @@ def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] |
         v.name: AtomicParquetWriter(_partition_file(lake, v.name, partition), _arrow_schema(v)) for v in views
     }
     conflicts: Counter[tuple[str, str]] = Counter()
+    coerced: Counter[tuple[str, str]] = Counter()
+    flagged: Counter[tuple[str, str, str]] = Counter()
+    clock = datetime.now(UTC)  # no as-of applies in silver: the run's clock is the reference
     bronze = _BronzeOfPartition.scan(lake, partition)
     try:
         for resource_type in sorted({v.view.resource for v in views}):
             of_type = [v for v in views if v.view.resource == resource_type]
-            current = bronze.current(resource_type)
+            current = bronze.current(resource_type, clock)
+            future_versions = bronze.future_versions(resource_type, clock)
+            if future_versions:
+                flagged[(resource_type, "meta.lastUpdated", FUTURE_DATE)] += future_versions
             report.resources += current.height
             for chunk in current.iter_slices(RESOURCES_PER_CHUNK):
                 contexts, decoder = contexts_from_json(chunk["raw"])
@@ -82,9 +107,22 @@ def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] |
                 for silver_view in of_type:
                     rows = view_rows(silver_view.view, contexts, keep_context=True)
                     rows = rows.join(sources, on=CID, how="left", maintain_order="left")
-                    typed, nulled = _typed(rows.select("source", *silver_view.dtypes), silver_view)
+                    typed, nulled, kept = _typed(
+                        rows.select("source", *silver_view.dtypes), silver_view, (chunk["raw"], rows[CID])
+                    )
                     for column, count in nulled.items():
                         conflicts[(silver_view.name, column)] += count
+                    for column, count in kept.items():
+                        coerced[(silver_view.name, column)] += count
+                    for column, code, count in _flags(typed, silver_view, clock):
+                        flagged[(silver_view.name, column, code)] += count
+                    if "last_updated" in typed.columns:  # not trusted for recency downstream either
+                        typed = typed.with_columns(
+                            pl.when(is_future(fhir_timestamp(pl.col("last_updated")), clock))
+                            .then(None)
+                            .otherwise(pl.col("last_updated"))
+                            .alias("last_updated")
+                        )
                     report.rows[silver_view.name] += typed.height
                     writers[silver_view.name].write(typed.to_arrow())
     except BaseException:
@@ -96,10 +134,15 @@ def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] |
         writer.commit()
     for (table, column), count in conflicts.items():
         report.type_conflicts[f"{table}.{column}"] += count
-    conflict_frame = pl.DataFrame(
-        [{"table": t, "column": c, "values_nulled": n} for (t, c), n in sorted(conflicts.items())],
-        schema={"table": pl.String, "column": pl.String, "values_nulled": pl.Int64},
-    )
+    for (table, column), count in coerced.items():
+        report.type_coerced[f"{table}.{column}"] += count
+    for (table, column, code), count in flagged.items():
+        report.flagged[f"{table}.{column}.{code}"] += count
+    findings = [
+        (t, c, TYPE_CONFLICT, conflicts.get((t, c), 0), coerced.get((t, c), 0))
+        for t, c in sorted(set(conflicts) | set(coerced))
+    ] + [(t, c, code, 0, n) for (t, c, code), n in sorted(flagged.items())]
+    conflict_frame = pl.DataFrame(findings, schema=TYPE_CONFLICTS_SCHEMA, orient="row")
     _clear_stale(lake, TYPE_CONFLICTS, partition)
     write_parquet_atomic(conflict_frame, _partition_file(lake, TYPE_CONFLICTS, partition))
     return report
@@ -147,30 +190,76 @@ class _BronzeOfPartition:
         )
         return cls(upserts, deletes)
 
-    def current(self, resource_type: str) -> pl.DataFrame:
+    def current(self, resource_type: str, clock: datetime) -> pl.DataFrame:
         """The current version of every resource of one type (`source`, `raw`), in key order."""
         if "operation" not in self.versions.collect_schema():
             return pl.DataFrame(schema={"source": pl.String, "raw": pl.String})
         of_type = pl.col("resource_type") == resource_type
         return (
-            current_resources(self.versions.filter(of_type), self.deletes.filter(of_type))
+            current_resources(self.versions.filter(of_type), self.deletes.filter(of_type), clock)
             .select("source", "raw")
             .collect()
         )
 
+    def future_versions(self, resource_type: str, clock: datetime) -> int:
+        """How many versions of one type carry a `meta.lastUpdated` from the future (not trusted)."""
+        if "operation" not in self.versions.collect_schema():
+            return 0
+        return int(
+            self.versions.filter(pl.col("resource_type") == resource_type)
+            .select(is_future(pl.col("last_updated"), clock).sum())
+            .collect()
+            .item()
+        )
 
-def _typed(rows: pl.DataFrame, silver_view: SilverView) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Cast to the declared types; values that do not fit become null and are counted, never hidden."""
+
+def _typed(
+    rows: pl.DataFrame, silver_view: SilverView, resources: tuple[pl.Series, pl.Series] | None = None
+) -> tuple[pl.DataFrame, dict[str, int], dict[str, int]]:
+    """Cast to the declared types; values that do not fit become null and are counted, never hidden.
+
+    Also counted: values that fit only after conversion because the record gave them as JSON strings
+    (a Quantity `value` of `"7.1"`), found in the raw resources when `resources` (the chunk's raw texts,
+    each row's position in them) is given.
+    """
     nulled: dict[str, int] = {}
+    kept: dict[str, int] = {}
     typed = rows.select(pl.col("source").cast(pl.String))
+    members = column_members(silver_view.definition)
     for name, dtype in silver_view.dtypes.items():
         column = rows[name]
         converted = column if column.dtype == dtype else _convert(column, dtype)
         lost = int((column.is_not_null() & converted.is_null()).sum())
         if lost:
             nulled[name] = lost
+        member = members.get(name)
+        if resources is not None and member and column.dtype == pl.String and dtype != pl.String:
+            # a conflict path only: the decoder gave text for a number or boolean, so some record of the
+            # chunk held a string; which ones did is read from the raw text (the decoder also turns the
+            # real numbers of a mixed column into text)
+            raw = resources[0].gather(resources[1])
+            strings = _given_as_string(raw, column, member) & converted.is_not_null()
+            if strings.any():
+                kept[name] = int(strings.sum())
         typed = typed.with_columns(converted.alias(name))
-    return typed, nulled
+    return typed, nulled, kept
+
+
+def _given_as_string(raw: pl.Series, column: pl.Series, member: str) -> pl.Series:
+    """Rows whose resource holds `"<member>": "<the row's value>"`: the value was a JSON string."""
+    pattern = pl.concat_str(pl.lit(f'"{member}"' + r"\s*:\s*\""), pl.col("v").str.escape_regex(), pl.lit('"'))
+    frame = pl.DataFrame({"raw": raw, "v": column})
+    return frame.select(pl.col("raw").str.contains(pattern).fill_null(False))["raw"]
+
+
+def _flags(typed: pl.DataFrame, silver_view: SilverView, clock: datetime) -> list[tuple[str, str, int]]:
+    """Values kept in silver that a later layer cannot use, per (column, reason code): birth dates that
+    give no age (pipelines/fhir/birth_dates.py). They reach the dashboard's data-quality page through
+    `type_conflicts`."""
+    if silver_view.name != "patient" or "birth_date" not in typed.columns or typed.is_empty():
+        return []
+    codes = typed.select(birth_date_problem(pl.col("birth_date"), clock).alias("code")).drop_nulls()
+    return [("birth_date", code, n) for code, n in codes.group_by("code").len().sort("code").iter_rows()]
 
 
 def _convert(column: pl.Series, dtype: pl.DataType) -> pl.Series:

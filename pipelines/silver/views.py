@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,3 +63,91 @@ def load_views(folder: Path = VIEWS_DIR) -> tuple[SilverView, ...]:
         name = definition.get("name") or path.stem
         views.append(SilverView(name, definition, parse_view(definition), column_dtypes(definition)))
     return tuple(views)
+
+
+PATIENT_REFERENCE_PATH = re.compile(r"^([a-z][A-Za-z]*)\.getReferenceKey\((?:FHIR\.)?Patient\)$")
+"""A view's `patient_id` path read from one Reference element, e.g. `subject.getReferenceKey(Patient)`."""
+
+
+@lru_cache(maxsize=4)
+def patient_reference_elements(folder: Path = VIEWS_DIR) -> dict[str, str]:
+    """Resource type -> the Reference element its silver views read `patient_id` from, for every type whose
+    silver contract requires a patient (a `patient_id` that must not be null).
+
+    This is the one definition of "a resource silver keeps per patient": bronze quarantines such a
+    resource when that element names no Patient, instead of letting silver's contract fail on it for
+    ever. Patient itself is keyed by its own id and is not listed. A required view whose `patient_id` is
+    not one element's `getReferenceKey(Patient)` raises: bronze could not check it the same way.
+    """
+    from pipelines.silver.expectations import EXPECTATIONS_DIR, load_suites  # a leaf module, no cycle
+
+    suites = load_suites(EXPECTATIONS_DIR if folder == VIEWS_DIR else folder.parent / "expectations")
+    elements: dict[str, str] = {}
+    for path in sorted(folder.glob("*.json")):
+        definition = orjson.loads(path.read_bytes())
+        name = definition.get("name") or path.stem
+        suite = suites.get(name) or {"expectations": []}
+        required = any(
+            e["type"] == "expect_column_values_to_not_be_null"
+            and e["kwargs"].get("column") == "patient_id"
+            and "mostly" not in e["kwargs"]
+            for e in suite["expectations"]
+        )
+        column_path = _column_paths(definition).get("patient_id")
+        resource = definition["resource"]
+        if not required or column_path is None or resource == "Patient":
+            continue
+        match = PATIENT_REFERENCE_PATH.match(column_path.strip())
+        if match is None:
+            raise ValueError(f"{path.name}: patient_id must be <element>.getReferenceKey(Patient)")
+        if elements.setdefault(resource, match.group(1)) != match.group(1):
+            raise ValueError(f"{path.name}: views of {resource} read patient_id from different elements")
+    return elements
+
+
+def _column_paths(definition: dict[str, Any]) -> dict[str, str]:
+    """Column name -> FHIRPath of a view's top-level columns (a `forEach` select reads other contexts)."""
+    paths: dict[str, str] = {}
+
+    def walk(select: dict[str, Any]) -> None:
+        if select.get("forEach") or select.get("forEachOrNull"):
+            return
+        for column in select.get("column") or []:
+            paths.setdefault(column["name"], column["path"])
+        for child in select.get("select") or []:
+            walk(child)
+
+    for select in definition["select"]:
+        walk(select)
+    return paths
+
+
+_OF_TYPE_MEMBER = re.compile(r"^(?:.*\.)?([a-z][A-Za-z0-9]*)\.ofType\(([A-Za-z]+)\)$")
+_LAST_MEMBER = re.compile(r"^(?:.*\.)?([a-z][A-Za-z0-9]*)$")
+
+
+@lru_cache(maxsize=64)
+def _members(definition_json: bytes) -> dict[str, str]:
+    definition = orjson.loads(definition_json)
+    members: dict[str, str] = {}
+
+    def walk(select: dict[str, Any]) -> None:
+        for column in select.get("column") or []:
+            path = column["path"].strip()
+            typed, last = _OF_TYPE_MEMBER.match(path), _LAST_MEMBER.match(path)
+            if typed:
+                members[column["name"]] = typed.group(1) + typed.group(2)[:1].upper() + typed.group(2)[1:]
+            elif last:
+                members[column["name"]] = last.group(1)
+        for child in [*(select.get("select") or []), *(select.get("unionAll") or [])]:
+            walk(child)
+
+    for select in definition.get("select") or []:
+        walk(select)
+    return members
+
+
+def column_members(definition: dict[str, Any]) -> dict[str, str]:
+    """Column name -> the JSON member its value is read from (`value.ofType(Quantity).value` -> `value`,
+    `value.ofType(integer)` -> `valueInteger`), for columns whose path ends in one member."""
+    return _members(orjson.dumps(definition))

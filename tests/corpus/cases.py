@@ -178,7 +178,11 @@ def _nested(depth: int, inner: str = "0") -> bytes:
 
 def _deep_observation(depth: int) -> bytes:
     """An Observation whose arrays nest `depth` levels deep (written by hand: orjson stops at 254)."""
-    return b'{"resourceType":"Observation","id":"o9","extension":' + _nested(depth - 1, '"Zorblax"') + b"}"
+    return (
+        b'{"resourceType":"Observation","id":"o9","subject":{"reference":"Patient/p1"},"extension":'
+        + _nested(depth - 1, '"Zorblax"')
+        + b"}"
+    )
 
 
 def _bundle_of(*resources: bytes) -> bytes:
@@ -386,7 +390,7 @@ LANDING_CASES: list[Case] = [
     case(F + "versions.ndjson", 4),  # every version is kept; silver takes the latest
     case(F + "same_id_two_types.ndjson", 2),
     case(F + "orphan_reference.ndjson", 1, unknown_patient_reference=[2]),
-    case(F + "reference_forms.ndjson", 6, unknown_patient_reference=[4]),
+    case(F + "reference_forms.ndjson", 3, unknown_patient_reference=[4], no_patient_reference=[5, 6, 7]),
     case(F + "last_updated_year_0.ndjson", 2),
     case(F + "last_updated_year_10000.ndjson", 1, invalid_field_type=[2]),
     case(F + "last_updated_month_13.ndjson", 1, invalid_field_type=[2]),
@@ -405,7 +409,7 @@ LANDING_CASES: list[Case] = [
     case(F + "not_objects.ndjson", 0, not_an_object=[1, 2, 3, 4]),
     case(F + "empty_object.ndjson", 1, missing_resource_type=[2]),
     case(F + "duplicate_member.ndjson", 1, invalid_json=[2]),
-    case(F + "duplicate_unknown_member.ndjson", 2),  # only key fields are checked for repeats
+    case(F + "duplicate_unknown_member.ndjson", 1, invalid_json=[2]),  # issue 25: any member, not only keys
     case(F + "unknown_member_named_after_the_patient.ndjson", 1, invalid_field_type=[2]),
     case(
         F + "ten_mb_string",
@@ -553,8 +557,9 @@ LANDING_CASES: list[Case] = [
     # surveys: FHIR QuestionnaireResponse resources
     case(S + "clean.ndjson", 3),
     case(S + "orphan_subject.ndjson", 1, unknown_patient_reference=[2]),
-    case(S + "no_subject.ndjson", 2),
-    case(S + "source_is_the_patient.ndjson", 2),
+    # silver reads a response's patient from `subject` only: without one it has no patient (issue 25)
+    case(S + "no_subject.ndjson", 1, no_patient_reference=[2]),
+    case(S + "source_is_the_patient.ndjson", 1, no_patient_reference=[2]),
     case(S + "score_as_string.ndjson", 2),
     case(S + "score_nan.ndjson", 1, invalid_json=[2]),
     case(S + "authored_odd_zones.ndjson", 3),
@@ -597,9 +602,9 @@ LANDING_CASES: list[Case] = [
     case(B + "single_resource_without_id.json", 0, missing_id=["file"]),
     case(B + "entry_null.json"),
     case(B + "entry_empty.json"),
-    case(B + "nested_bundle.json", 2),
-    case(B + "same_full_url_twice.json", 2),
-    case(B + "duplicate_member.json", 1),  # orjson keeps the last member of a document
+    case(B + "nested_bundle.json", 1, nested_bundle=["e1"]),  # issue 25: was kept, neither read nor refused
+    case(B + "same_full_url_twice.json", 0, duplicate_full_url=["e0", "e1"]),  # issue 25: bound to the first
+    case(B + "duplicate_member.json", 0, invalid_json=["file"]),  # issue 25: orjson kept the last one
     case(B + "numbers_as_strings.json", 2),
     case(B + "gzip", 2, make=_write("bundle.json.gz", lambda: gzip.compress(_json(BUNDLE)))),
     case(
@@ -858,6 +863,20 @@ LANDING_CASES: list[Case] = [
             }
         ),
     ),
+]
+
+# issue 25: FHIR records (records without a resolvable patient, record rules, time travel, birth dates)
+LANDING_CASES += [
+    # an Observation/Condition without subject, with a contained `#p1` or a Group subject: no patient;
+    # Organization, Practitioner, Location and Medication have none and are kept
+    case(F + "no_resolvable_patient.ndjson", 6, no_patient_reference=[2, 3, 4, 10]),
+    case(B + "unresolved_urn_uuid.json", 3, no_patient_reference=["e2"]),
+    # a modifierExtension at any depth, not an empty one nor the word inside a text
+    case(F + "modifier_extension.ndjson", 3, unknown_modifier_extension=[2, 3, 6]),
+    case(B + "history_same_full_url.json", 2),  # versions of one resource may share their fullUrl
+    # a member repeated deep inside (line 2), beside the same names in different objects (line 3: kept)
+    case(F + "duplicate_nested_member.ndjson", 2, invalid_json=[2]),
+    case(B + "duplicate_nested_member.json", 0, invalid_json=["file"]),
 ]
 
 OM, J, IH, W, FB = "omh_ndjson/", "omh_json/", "ihealth/", "withings/", "fitbit/"
