@@ -1,5 +1,6 @@
-"""Data quality: accounting per ingest (in = bronze + quarantine, by reason), the last run's contract
-(asset check) results, type conflicts in silver, device readings not linked to a patient."""
+"""Data quality: accounting per ingest (in = bronze + quarantine, by reason), the files not read and why,
+the last run's contract (asset check) results, type conflicts in silver, device readings not linked to a
+patient."""
 
 import polars as pl
 import streamlit as st
@@ -12,7 +13,7 @@ ui.page_header("Data quality", who)
 log = ui.read(
     "ingest_log",
     ("source", "file", "target_table", "status", "records_in", "records_bronze", "records_quarantined",
-     "finished_at", "ingest_run_id"),
+     "detail", "finished_at", "ingest_run_id"),
     layer="bronze",
 )  # fmt: skip
 if log.is_empty():
@@ -20,13 +21,17 @@ if log.is_empty():
     st.stop()
 
 st.subheader("Accounting per source (every record in bronze or quarantine)")
+read = log.filter(pl.col("status").is_in(["ingested", "released"]))
 accounting = (
-    log.group_by("source")
+    read.group_by("source")
     .agg(
-        pl.len().alias("files"),
+        (pl.col("status") == "ingested").sum().alias("files"),
         pl.col("records_in").sum(),
         pl.col("records_bronze").sum(),
         pl.col("records_quarantined").sum(),
+        # records set aside for want of their Patient and moved into bronze when it arrived (a released row
+        # counts them in bronze and out of quarantine)
+        (-pl.col("records_quarantined").filter(pl.col("status") == "released")).sum().alias("released"),
         pl.col("finished_at").max().alias("last_ingest"),
     )
     .with_columns(
@@ -36,7 +41,25 @@ accounting = (
 )
 ui.show(accounting, who, key="accounting")
 with st.expander("Per file"):
-    ui.show(log.sort("finished_at", descending=True), who, key="files", height=320)
+    ui.show(read.drop("detail").sort("finished_at", descending=True), who, key="files", height=320)
+
+not_read = log.filter(pl.col("status").is_in(["skipped", "refused"]))
+if not not_read.is_empty():
+    refused = int((not_read["status"] == "refused").sum())
+    st.subheader("Files not read")
+    st.caption(
+        f"{not_read.height:,} paths in the landing folder were not read: {refused:,} refused (links leading "
+        "out of the landing folder or nowhere, special files, sources with an unusable source.yaml), "
+        f"{not_read.height - refused:,} skipped (documentation, hidden files, files a manifest leaves out)."
+    )
+    ui.show(
+        not_read.select("source", "file", "status", pl.col("detail").alias("reason"), "finished_at").sort(
+            "status", "source", "file"
+        ),
+        who,
+        key="not_read",
+        height=240,
+    )
 
 quarantine = ui.read("quarantine", ("source", "target_table", "reason_code"), layer="bronze")
 st.subheader("Quarantine by reason")
@@ -47,6 +70,12 @@ else:
         quarantine.group_by("target_table", "reason_code").len("records").sort("records", descending=True)
     )
     charts.bars(reasons, "reason_code", "records", who=who, title="records", color="target_table")
+    released = int(accounting["released"].sum())
+    if released:
+        st.caption(
+            f"{released:,} records quarantined because their Patient had not arrived were released into "
+            "bronze when it did; they stay in the quarantine above as its history."
+        )
 
 st.subheader("Contracts (asset checks) of the last run")
 runs = ui.pipeline_runs()
@@ -74,10 +103,10 @@ with left:
     if conflicts.is_empty():
         st.success("Every value fitted its declared type.")
     else:
+        by = [c for c in ("table", "column", "reason_code") if c in conflicts.columns]
+        counts = [pl.col(c).sum() for c in ("values_nulled", "values_kept") if c in conflicts.columns]
         ui.show(
-            conflicts.group_by("table", "column")
-            .agg(pl.col("values_nulled").sum())
-            .sort("values_nulled", descending=True),
+            conflicts.group_by(by).agg(counts).sort("values_nulled", descending=True),
             who,
             key="conflicts",
         )
