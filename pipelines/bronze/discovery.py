@@ -65,9 +65,10 @@ SNIFF_BYTES = 65536
 MAX_URL_CHARS = 4096  # longer manifest urls are refused (and shown shortened): no file name is this long
 IGNORED_SUFFIXES = (".md", ".txt", ".yaml", ".yml")
 DOCUMENTATION_NAMES = frozenset({"license", "licence", "readme", "notice", "copying"})
-"""Documentation shipped with data, recognised by its whole name (`README`, `LICENSE.txt`, `NOTICE.md`):
-a prefix would also match data (`notices_2026-07.csv` is an outreach file)."""
-DOCUMENTATION_SUFFIXES = frozenset({"", ".txt", ".md", ".rst", ".html", ".pdf"})
+"""Documentation shipped with data, recognised by the first word of its name (`README`, `LICENSE.apache2`,
+`COPYING-LESSER`, `NOTICE.md`) unless the name ends like a file the platform reads: a prefix alone would
+also match data (`notices_2026-07.csv` is an outreach file, so is `notice.csv`)."""
+DATA_SUFFIXES = (".ndjson", ".jsonl", ".json", ".csv", ".gz", ".zip", ".xml")
 SKIPPED, REFUSED = "skipped", "refused"
 
 FHIR_NDJSON = "fhir_ndjson"
@@ -283,8 +284,8 @@ def not_data(name: str) -> str | None:
     lower = name.lower()
     if _hidden(name):
         return HIDDEN
-    stem, dot, rest = lower.partition(".")
-    if stem in DOCUMENTATION_NAMES and (dot + rest) in DOCUMENTATION_SUFFIXES:
+    first_word = re.split(r"[.\-_ ]", lower, maxsplit=1)[0]
+    if first_word in DOCUMENTATION_NAMES and not lower.endswith(DATA_SUFFIXES):
         return "documentation (README, LICENSE, NOTICE, COPYING)"
     if lower.endswith(IGNORED_SUFFIXES):
         return "not a data file (.txt, .md, .yaml and .yml files are never read)"

@@ -1289,10 +1289,12 @@ def _source_yaml_out(folder: Path) -> None:
 
 
 def _documentation_and_data(folder: Path) -> None:
-    """Documentation known by its whole name, hidden files, and an outreach file whose name merely starts
-    like documentation (`notices_…`): only the last is data."""
+    """Documentation known by the first word of its name (whatever follows, unless it ends like data:
+    `LICENSE.apache2` as shipped with the Synthea sample), hidden files, and an outreach file whose name
+    merely starts like documentation (`notices_…`): only the last is data."""
     (folder / "notices_2026-07.csv").write_bytes((CORPUS / "outreach_events" / "clean.csv").read_bytes())
-    for name in ("README", "LICENSE.txt", "Licence", "NOTICE.md", "COPYING", ".DS_Store", "notes.yaml"):
+    documentation = ("README", "LICENSE.txt", "LICENSE.apache2", "Licence", "NOTICE.md", "COPYING-LESSER")
+    for name in (*documentation, ".DS_Store", "notes.yaml"):
         (folder / name).write_bytes(b"Zorblax Quuxley wrote this\n")
     (folder / "_partial").mkdir()
     (folder / "_partial" / "events.csv").write_bytes(b"x\n")
@@ -1342,7 +1344,8 @@ LANDING_CASES += [
         make=_documentation_and_data,
         logged=(
             ("skipped", ".DS_Store", "hidden"),
-            ("skipped", "COPYING", "documentation"),
+            ("skipped", "COPYING-LESSER", "documentation"),
+            ("skipped", "LICENSE.apache2", "documentation"),
             ("skipped", "LICENSE.txt", "documentation"),
             ("skipped", "Licence", "documentation"),
             ("skipped", "NOTICE.md", "documentation"),

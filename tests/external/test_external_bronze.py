@@ -22,13 +22,18 @@ def test_fhir_bulk_10_patients(shared_data: Path, tmp_path: Path) -> None:
     source = shared_data / "fhir-bulk-10-patients"
     landing = tmp_path / "landing"
     landing.mkdir()
-    (landing / "bulk10").symlink_to(source, target_is_directory=True)
+    # copied, not linked: a source folder that is a link leading out of the landing folder is refused
+    shutil.copytree(source, landing / "bulk10")
     lake = UPath(tmp_path / "lake")
     report = ingest_landing(UPath(landing), lake, buckets=16)
 
     expected_lines = {f"bulk10/{p.name}": non_blank_lines(p) for p in source.glob("*.ndjson")}
-    log = read_table(lake, "bronze", "ingest_log")
+    everything = read_table(lake, "bronze", "ingest_log")
+    log = everything.filter(pl.col("status") == "ingested")
     assert dict(zip(log["file"], log["records_in"], strict=True)) == expected_lines
+    # the licence and the README shipped beside the data are listed as skipped, not read
+    skipped = everything.filter(pl.col("status") == "skipped")
+    assert sorted(skipped["file"]) == ["bulk10/LICENSE.apache2", "bulk10/README.md"]
     assert report.records_in == sum(expected_lines.values())
     assert accounting_discrepancies(lake).is_empty()
     # the export client's event log is not FHIR: its 4 lines are quarantined, nothing else is
@@ -51,14 +56,14 @@ def test_fhir_bulk_10_patients(shared_data: Path, tmp_path: Path) -> None:
 def test_bulk_manifest_example_as_delivered(shared_data: Path, tmp_path: Path) -> None:
     landing = tmp_path / "landing"
     landing.mkdir()
-    (landing / "example").symlink_to(shared_data / "bulk-manifest-example", target_is_directory=True)
+    shutil.copytree(shared_data / "bulk-manifest-example", landing / "example")
     lake = UPath(tmp_path / "lake")
     report = ingest_landing(UPath(landing), lake, buckets=16)
     # every url is on example.com and none of those files was downloaded: all five are reported missing,
     # the Patient file beside the manifest is not listed and so not read, and nothing is fetched
     assert report.manifest_missing == 5 and report.manifest_refused == 0
     assert report.files_unlisted == 1 and report.records_in == 0
-    log = read_table(lake, "bronze", "ingest_log")
+    log = read_table(lake, "bronze", "ingest_log").filter(pl.col("status") != "skipped")
     detail = orjson.loads(log.filter(pl.col("format") == "bulk_manifest")["detail"][0])
     assert len(detail["missing"]) == 5 and detail["unlisted_files"] == ["example/patients.ndjson"]
     assert log["manifest_transaction_time"].to_list() == ["2021-01-01T00:00:00Z"]
