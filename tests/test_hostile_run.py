@@ -6,7 +6,8 @@ dates, beside hostile sources: FHIR files read in an order that puts records bef
 records without a resolvable patient, duplicated JSON members, unknown modifier extensions, quantities
 written as text, a future `meta.lastUpdated`, Bundles nested and with a shared fullUrl, a Bulk manifest
 dated in the year 3026, links to files outside the landing folder, device readings too large for any
-column and dated in the year 3000, and a documentation-like data file. The run must exit 0, fail no
+column and dated in the year 3000, and survey answers whose `item` is one object instead of a list. The
+run must exit 0, fail no
 contract, account for every record with a documented reason, read nothing outside the landing folder,
 keep the as-of day of the real data and write no CSV cell a spreadsheet would run.
 """
@@ -108,7 +109,16 @@ def _hostile_sources(landing: Path, outside: Path) -> None:
     modifier = observation(
         "mx", "h1", modifierExtension=[{"url": "http://example.org/negated", "valueBoolean": True}]
     )
-    lines = [orjson.dumps(r).decode() for r in (no_subject, contained, text_value, modifier)]
+    survey = {
+        "resourceType": "QuestionnaireResponse",
+        "id": "qr-object",
+        "status": "completed",
+        "subject": {"reference": "Patient/h1"},
+        "authored": "2026-05-01T10:00:00Z",
+        "item": {"linkId": "nps", "answer": [{"valueInteger": 9}]},  # FHIR says a list: silver must cope
+    }
+    records = (no_subject, contained, text_value, modifier, survey)
+    lines = [orjson.dumps(r).decode() for r in records]
     lines.append(
         '{"resourceType":"Observation","id":"dm","id":"dm2","status":"final",'
         '"code":{"text":"x"},"subject":{"reference":"Patient/h2"}}'
@@ -259,3 +269,12 @@ def test_people_with_implausible_dates_stay_with_an_unknown_age(hostile_run: dic
     assert flagged.height >= len(IMPLAUSIBLE_BIRTHS)  # each kept, with the reason its age is unknown
     assert flagged["age"].is_null().all()  # no age of 2026 or 135
     assert gold["age"].drop_nulls().max() <= 125
+
+
+def test_a_survey_answer_of_the_wrong_shape_costs_only_that_element(hostile_run: dict[str, object]) -> None:
+    lake = UPath(hostile_run["lake"])
+    conflicts = read_table(lake, "silver", "type_conflicts")
+    item = conflicts.filter((pl.col("table") == "QuestionnaireResponse") & (pl.col("column") == "item"))
+    assert item["values_nulled"].sum() == 1  # counted where the data-quality page shows it
+    items = read_table(lake, "silver", "questionnaire_response_item")
+    assert items.height > 0  # the batch's other answers were read

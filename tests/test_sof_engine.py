@@ -182,7 +182,7 @@ def test_decoding_keeps_dates_as_text_even_when_they_first_appear_after_the_samp
     plain[-1] = {**plain[-1], "birthDate": "2020-05-11", "meta": {"lastUpdated": "2020-05-11T10:00:00+02:00"}}
     plain[-2] = {**plain[-2], "extra": {"nested": [1, 2]}}
     raw = pl.Series([orjson.dumps(r).decode() for r in plain])
-    contexts, decoder = contexts_from_json(raw)
+    contexts, decoder, _ = contexts_from_json(raw)
     assert decoder == "pyarrow"
     last = contexts["v"][-1]
     assert last["birthDate"] == "2020-05-11" and last["meta"]["lastUpdated"] == "2020-05-11T10:00:00+02:00"
@@ -250,7 +250,7 @@ COMPILED_PATHS = [
 @pytest.mark.parametrize("path", COMPILED_PATHS)
 def test_compiled_columns_agree_with_the_general_evaluator(path: str, monkeypatch) -> None:
     definition = {"resource": "Observation", "select": [{"column": [{"name": "c", "path": path}]}]}
-    contexts, _ = contexts_from_json(
+    contexts, _, _ = contexts_from_json(
         pl.Series([orjson.dumps(r).decode() for r in TRICKY_OBSERVATIONS], dtype=pl.String)
     )
     assert compile_singleton(parse(path), contexts.schema["v"]) is not None, "path should take the fast path"
@@ -260,7 +260,57 @@ def test_compiled_columns_agree_with_the_general_evaluator(path: str, monkeypatc
 
 
 def test_paths_the_fast_path_cannot_prove_single_take_the_general_path() -> None:
-    contexts, _ = contexts_from_json(pl.Series([orjson.dumps(TRICKY_OBSERVATIONS[0]).decode()]))
+    contexts, _, _ = contexts_from_json(pl.Series([orjson.dumps(TRICKY_OBSERVATIONS[0]).decode()]))
     multiple = ("category.coding.code", "code.coding.where(code = 'x').code", "(id | status).first().lower()")
     for path in multiple:
         assert compile_singleton(parse(path), contexts.schema["v"]) is None
+
+
+def test_a_resource_whose_element_has_another_shape_loses_only_that_element() -> None:
+    """`item` given as one object (or an answer as an object, an array mixing objects and text) beside
+    resources that give it as an array: neither decoder can read the batch; the element is set aside in
+    the offending resources, counted by path, and every resource stays (issue 25)."""
+    import orjson
+    import polars as pl
+    import pytest
+
+    from pipelines.sof.frames import contexts_from_json
+
+    def qr(rid: str, item: object) -> str:
+        return orjson.dumps({"resourceType": "QuestionnaireResponse", "id": rid, "item": item}).decode()
+
+    good = [{"linkId": "nps", "answer": [{"valueInteger": 9}]}]
+    raw = pl.Series(
+        [qr(f"q{n}", good) for n in range(3)]
+        + [
+            qr("one_object", {"linkId": "nps", "answer": [{"valueInteger": 9}]}),
+            qr("answer_object", [{"linkId": "x", "answer": {"valueInteger": 1}}]),
+            qr("mixed_items", [{"linkId": "a"}, "Zorblax"]),
+        ]
+    )
+    with pytest.raises(pl.exceptions.ComputeError):
+        raw.str.json_decode(infer_schema_length=None)  # the case this guards: no decoder reads it as is
+    contexts, decoder, set_aside = contexts_from_json(raw)
+    values = contexts["v"].to_list()
+    assert [v["id"] for v in values] == ["q0", "q1", "q2", "one_object", "answer_object", "mixed_items"]
+    assert all(v["item"] == good for v in values[:3])
+    assert values[3]["item"] is None and values[5]["item"] is None
+    assert values[4]["item"] == [{"linkId": "x", "answer": None}]
+    assert set_aside == {"item": 2, "item[].answer": 1}
+    assert decoder == "polars"
+
+
+def test_the_shape_most_resources_give_an_element_stands_even_when_the_odd_one_comes_first() -> None:
+    import orjson
+    import polars as pl
+
+    from pipelines.sof.frames import contexts_from_json
+
+    def qr(rid: str, item: object) -> str:
+        return orjson.dumps({"resourceType": "QuestionnaireResponse", "id": rid, "item": item}).decode()
+
+    good = [{"linkId": "nps", "answer": [{"valueInteger": 9}]}]
+    raw = pl.Series([qr("odd", {"linkId": "nps"})] + [qr(f"q{n}", good) for n in range(5)])
+    contexts, _, set_aside = contexts_from_json(raw)
+    items = [v["item"] for v in contexts["v"].to_list()]
+    assert items == [None] + [good] * 5 and set_aside == {"item": 1}

@@ -101,8 +101,10 @@ def build_partition(lake: UPath, partition: str, views: tuple[SilverView, ...] |
                 flagged[(resource_type, "meta.lastUpdated", FUTURE_DATE)] += future_versions
             report.resources += current.height
             for chunk in current.iter_slices(RESOURCES_PER_CHUNK):
-                contexts, decoder = contexts_from_json(chunk["raw"])
+                contexts, decoder, set_aside = contexts_from_json(chunk["raw"])
                 report.decoders[decoder] += 1
+                for element, count in set_aside.items():  # its shape contradicts the batch's: removed
+                    conflicts[(resource_type, element)] += count
                 sources = chunk.select(pl.int_range(pl.len(), dtype=pl.Int64).alias(CID), "source")
                 for silver_view in of_type:
                     rows = view_rows(silver_view.view, contexts, keep_context=True)

@@ -31,7 +31,7 @@ def run_view(view: dict[str, Any], resources: list[dict[str, Any]]) -> list[dict
     parsed = parse_view(view)
     selected = [r for r in resources if isinstance(r, dict) and r.get("resourceType") == parsed.resource]
     raw = pl.Series("raw", [orjson.dumps(r).decode() for r in selected], dtype=pl.String)
-    contexts, _ = contexts_from_json(raw)
+    contexts = contexts_from_json(raw).contexts
     return view_rows(parsed, contexts).to_dicts()
 
 

@@ -54,7 +54,7 @@ def run_view_files(definition: dict[str, Any], inputs: list[Path], output: Path)
             report.resources += raw.len()
             if raw.is_empty():
                 continue
-            contexts, _ = contexts_from_json(raw)
+            contexts = contexts_from_json(raw).contexts
             rows = view_rows(view, contexts)
             typed = _cast(rows, dtypes, report)
             report.rows += typed.height
