@@ -142,3 +142,33 @@ def test_golden_contact_ties_are_broken_by_value() -> None:
         for rows in (telecom, telecom.reverse())
     }
     assert phones == {"555-0101"}
+
+
+def test_a_key_shared_by_too_many_records_blocks_nothing_and_the_rest_still_match() -> None:
+    """A hostile source repeating one person (same name, birth date and postal code) past the cap: the
+    pairs among its copies would grow with their square (Splink's DuckDB spilled until the disk was full,
+    and every copy linked to every other); its keys block nothing."""
+    from pipelines.identity.matching import MAX_BLOCK_RECORDS
+
+    records = _records(PEOPLE, seed=7)
+    copies = MAX_BLOCK_RECORDS + 200
+    first = records.row(0, named=True)
+    flood = (
+        pl.DataFrame(
+            [
+                {**first, "unique_id": f"flood|c{n}", "source": "flood", "patient_id": f"c{n}"}
+                for n in range(copies)
+            ],
+            schema=records.schema,
+        )
+        .with_columns(pl.lit(None, pl.String).alias(c) for c in ("ssn", "email"))
+        .with_columns(pl.lit(None, pl.List(pl.String)).alias("phones"))
+    )
+    pairs = probabilistic_pairs(pl.concat([records, flood]))
+    # every key the copies share is too common to block on, so none of them is paired at all, while the
+    # population around them still is (its probabilities move: the model is estimated on all records)
+    touching = pl.col("unique_id_l").str.starts_with("flood|") | pl.col("unique_id_r").str.starts_with(
+        "flood|"
+    )
+    assert pairs.filter(touching).is_empty()
+    assert pairs.filter(~touching).height > 100
