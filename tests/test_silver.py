@@ -252,6 +252,32 @@ def test_declared_types_convert_leniently_and_count_what_does_not_fit() -> None:
     assert nulled == {"flag": 1, "n": 1}
 
 
+def test_dates_in_another_form_are_nulled_and_counted_so_no_record_fails_the_contract() -> None:
+    """A birth date given as the number 19700101 and a lastUpdated written "2026-01-02T03:04:05 UTC"
+    reached silver as text the patient contract refuses, failing every later run (issue 25)."""
+    from pipelines.silver.build import _typed
+    from pipelines.silver.views import SilverView
+
+    definition = {
+        "select": [
+            {"column": [{"name": "born", "path": "birthDate", "type": "date"}]},
+            {"column": [{"name": "updated", "path": "meta.lastUpdated", "type": "instant"}]},
+        ]
+    }
+    silver_view = SilverView("t", definition, None, {"born": pl.String(), "updated": pl.String()})  # type: ignore[arg-type]
+    rows = pl.DataFrame(
+        {
+            "source": ["a", "a", "a"],
+            "born": ["1970-01-01", "19700101", "0000-01-01"],  # the last has the form: kept, flagged later
+            "updated": ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05 UTC", None],
+        }
+    )
+    typed, nulled, _ = _typed(rows, silver_view)
+    assert typed["born"].to_list() == ["1970-01-01", None, "0000-01-01"]
+    assert typed["updated"].to_list() == ["2026-01-02T03:04:05Z", None, None]
+    assert nulled == {"born": 1, "updated": 1}
+
+
 def test_a_new_export_rebuilds_only_touched_buckets_and_matches_a_full_rebuild(
     landing: UPath, lake: UPath, views, tmp_path: Path
 ) -> None:

@@ -314,3 +314,39 @@ def test_the_shape_most_resources_give_an_element_stands_even_when_the_odd_one_c
     contexts, _, set_aside = contexts_from_json(raw)
     items = [v["item"] for v in contexts["v"].to_list()]
     assert items == [None] + [good] * 5 and set_aside == {"item": 1}
+
+
+def test_a_batch_that_cannot_be_repaired_fails_without_quoting_a_record() -> None:
+    import orjson
+    import polars as pl
+    import pytest
+
+    from pipelines.sof import frames
+
+    def qr(rid: str, value: object) -> str:
+        item = [{"linkId": "Zorblax", "answer": [{"valueInteger": value}]}]
+        return orjson.dumps({"resourceType": "QuestionnaireResponse", "id": rid, "item": item}).decode()
+
+    # a number most resources give as a number and one as text: that one value is set aside
+    raw = pl.Series([qr(f"q{n}", 9) for n in range(4)] + [qr("text", "9")] + [qr("obj", {"x": 1})])
+    _, _, set_aside = frames.contexts_from_json(raw)
+    assert set_aside == {"item[].answer[].valueInteger": 2}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames, "MAX_SHAPE_REPAIRS", 0)
+        with pytest.raises(ValueError) as refused:
+            frames.contexts_from_json(raw)
+    chained = refused.value.__cause__ or refused.value.__context__
+    assert "Zorblax" not in str(refused.value) and (chained is None or "Zorblax" not in str(chained))
+
+
+def test_repairing_a_batch_leaves_the_callers_texts_as_delivered() -> None:
+    import orjson
+    import polars as pl
+
+    from pipelines.sof.frames import contexts_from_json
+
+    texts = [orjson.dumps({"resourceType": "Q", "id": f"q{n}", "item": [{"a": 1}]}).decode() for n in (1, 2)]
+    texts.append(orjson.dumps({"resourceType": "Q", "id": "odd", "item": {"a": 1}}).decode())
+    raw = pl.Series(texts)
+    contexts_from_json(raw)
+    assert raw.to_list() == texts

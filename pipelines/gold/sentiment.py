@@ -87,7 +87,8 @@ def _patient_messages(records: PersonRecords) -> pl.DataFrame:
     if not messages.height or "payload_text" not in messages.columns:
         return pl.DataFrame(schema=MESSAGE_SCHEMA)
     return messages.filter(pl.col("sender_reference").str.starts_with("Patient/")).select(
-        pl.format("Communication/{}", "id").alias("message_id"),
+        # resource ids are unique within their source only: two EHRs may both send Communication/1
+        pl.format("{}:Communication/{}", "source", "id").alias("message_id"),
         pl.lit("patient_message").alias("kind"),
         "person_id",
         fhir_timestamp(pl.coalesce(pl.col("sent"), pl.col("received"))).alias("at"),
@@ -101,7 +102,7 @@ def _survey_comments(records: PersonRecords) -> pl.DataFrame:
     if not answers.height or "item_link_id" not in answers.columns:
         return pl.DataFrame(schema=MESSAGE_SCHEMA)
     return answers.filter(pl.col("item_link_id") == "comment").select(
-        pl.format("QuestionnaireResponse/{}", "questionnaire_response_id").alias("message_id"),
+        pl.format("{}:QuestionnaireResponse/{}", "source", "questionnaire_response_id").alias("message_id"),
         pl.lit("survey_comment").alias("kind"),
         "person_id",
         fhir_timestamp(pl.col("authored")).alias("at"),

@@ -31,7 +31,7 @@ from pipelines.lake import (
     write_parquet_atomic,
 )
 from pipelines.silver.current import RESOURCE_KEY, current_resources
-from pipelines.silver.views import SilverView, column_members, load_views
+from pipelines.silver.views import SilverView, column_formats, column_members, load_views
 from pipelines.sof.collections import CID
 from pipelines.sof.engine import view_rows
 from pipelines.sof.frames import contexts_from_json
@@ -228,9 +228,14 @@ def _typed(
     kept: dict[str, int] = {}
     typed = rows.select(pl.col("source").cast(pl.String))
     members = column_members(silver_view.definition)
+    formats = column_formats(silver_view.definition)
     for name, dtype in silver_view.dtypes.items():
         column = rows[name]
         converted = column if column.dtype == dtype else _convert(column, dtype)
+        if name in formats and converted.dtype == pl.String:  # a date in another form is no date
+            converted = converted.to_frame().select(
+                pl.when(pl.col(name).str.contains(formats[name])).then(pl.col(name))
+            )[name]
         lost = int((column.is_not_null() & converted.is_null()).sum())
         if lost:
             nulled[name] = lost

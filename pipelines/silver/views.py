@@ -24,6 +24,31 @@ FHIR_TYPE_DTYPES: dict[str, pl.DataType] = {
     "decimal": pl.Float64(),
 }
 """Column types other than these are kept as text (ids, codes, uris, dates and times in ISO form)."""
+DATE_TEXT = r"^\d{4}(?:-\d{2}(?:-\d{2})?)?$"
+DATE_TIME_TEXT = r"^\d{4}(?:-\d{2}(?:-\d{2}(?:T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))?)?)?$"
+FHIR_TYPE_FORMATS: dict[str, str] = {"date": DATE_TEXT, "dateTime": DATE_TIME_TEXT, "instant": DATE_TIME_TEXT}
+"""The form a date, dateTime or instant column's text must have, as the silver contracts check it: a value
+in another form (a birth date given as the number 19700101, "2026-01-02T03:04:05 UTC") is nulled and
+counted as a type conflict, so one record cannot fail its table's contract."""
+
+
+def column_formats(definition: dict[str, Any]) -> dict[str, str]:
+    """The text form (FHIR_TYPE_FORMATS) each date-like, single-valued column of a view must have."""
+    formats: dict[str, str] = {}
+
+    def walk(select: dict[str, Any]) -> None:
+        for column in select.get("column") or []:
+            form = FHIR_TYPE_FORMATS.get(column.get("type") or "string")
+            if form and not column.get("collection"):
+                formats[column["name"]] = form
+        for child in select.get("select") or []:
+            walk(child)
+        for branch in (select.get("unionAll") or [])[:1]:
+            walk(branch)
+
+    for select in definition.get("select") or []:
+        walk(select)
+    return formats
 
 
 @dataclass(frozen=True)

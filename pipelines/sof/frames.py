@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from contextlib import suppress
 from typing import NamedTuple
 
 import numpy as np
@@ -58,11 +59,13 @@ def contexts_from_json(raw: pl.Series) -> Decoded:
         assert isinstance(frame, pl.DataFrame)
         values = frame.to_struct(V)
     else:
-        try:
-            values, decoder = raw.str.json_decode(infer_schema_length=None).alias(V), "polars"
-        except pl.exceptions.ComputeError:  # its message quotes the record: never passed on
+        decoded: pl.Series | None = None
+        with suppress(pl.exceptions.ComputeError):  # its message quotes the record: never passed on
+            decoded = raw.str.json_decode(infer_schema_length=None)
+        if decoded is None:  # outside the handler, so that no later error chains the quoting one
             raw, set_aside = _shapes_agreeing(raw)
-            values, decoder = raw.str.json_decode(infer_schema_length=None).alias(V), "polars"
+            decoded = raw.str.json_decode(infer_schema_length=None)
+        values, decoder = decoded.alias(V), "polars"
     if values.len() != raw.len():
         raise ValueError("decoded a different number of resources than were given")
     contexts = pl.DataFrame({CID: pl.int_range(values.len(), dtype=pl.Int64, eager=True), V: values})
@@ -83,7 +86,7 @@ def _shapes_agreeing(raw: pl.Series) -> tuple[pl.Series, Counter[str]]:
     Python; the batch is read again after each repair, so a batch needing more than MAX_SHAPE_REPAIRS is
     refused (ValueError, naming no content)."""
     set_aside: Counter[str] = Counter()
-    texts = raw
+    texts = raw.clone()  # scatter writes in place: the caller's column stays as delivered
     for _ in range(MAX_SHAPE_REPAIRS):
         try:
             texts.str.json_decode(infer_schema_length=None)
@@ -135,9 +138,10 @@ def _usual(texts: pl.Series, parts: list[str], shapes: set[str]) -> bool:
 
 
 def _shapes_at(value: object, parts: list[str]) -> set[str]:
-    """The JSON shapes (array, object, scalar) the element at `parts` has in `value`; empty if absent."""
+    """The JSON types (array, object, string, number, boolean, null) the element at `parts` has in `value`;
+    empty if absent."""
     if not parts:
-        return {"array" if isinstance(value, list) else "object" if isinstance(value, dict) else "scalar"}
+        return {_json_type(value)}
     head, rest = parts[0], parts[1:]
     if head == "[]":
         items = value if isinstance(value, list) else []
@@ -145,6 +149,19 @@ def _shapes_at(value: object, parts: list[str]) -> set[str]:
     if isinstance(value, dict) and head in value:
         return _shapes_at(value[head], rest)
     return set()
+
+
+def _json_type(value: object) -> str:
+    """The JSON type of a parsed value, as pyarrow's messages name them."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "null" if value is None else "string"
 
 
 def _remove(value: object, parts: list[str]) -> None:
