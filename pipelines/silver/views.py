@@ -34,21 +34,11 @@ counted as a type conflict, so one record cannot fail its table's contract."""
 
 def column_formats(definition: dict[str, Any]) -> dict[str, str]:
     """The text form (FHIR_TYPE_FORMATS) each date-like, single-valued column of a view must have."""
-    formats: dict[str, str] = {}
-
-    def walk(select: dict[str, Any]) -> None:
-        for column in select.get("column") or []:
-            form = FHIR_TYPE_FORMATS.get(column.get("type") or "string")
-            if form and not column.get("collection"):
-                formats[column["name"]] = form
-        for child in select.get("select") or []:
-            walk(child)
-        for branch in (select.get("unionAll") or [])[:1]:
-            walk(branch)
-
-    for select in definition.get("select") or []:
-        walk(select)
-    return formats
+    return {
+        column["name"]: FHIR_TYPE_FORMATS[column["type"]]
+        for column in view_columns(definition)
+        if column.get("type") in FHIR_TYPE_FORMATS and not column.get("collection")
+    }
 
 
 @dataclass(frozen=True)
@@ -61,21 +51,28 @@ class SilverView:
     dtypes: dict[str, pl.DataType]
 
 
-def column_dtypes(definition: dict[str, Any]) -> dict[str, pl.DataType]:
-    """Declared column types of a view (collection columns become lists), in column order."""
-    dtypes: dict[str, pl.DataType] = {}
+def view_columns(definition: dict[str, Any]) -> list[dict[str, Any]]:
+    """The column definitions of a view, in column order (the first branch of a unionAll stands for all)."""
+    columns: list[dict[str, Any]] = []
 
     def walk(select: dict[str, Any]) -> None:
-        for column in select.get("column") or []:
-            base = FHIR_TYPE_DTYPES.get(column.get("type") or "string", pl.String())
-            dtypes[column["name"]] = pl.List(base) if column.get("collection") else base
+        columns.extend(select.get("column") or [])
         for child in select.get("select") or []:
             walk(child)
         for branch in (select.get("unionAll") or [])[:1]:
             walk(branch)
 
-    for select in definition["select"]:
+    for select in definition.get("select") or []:
         walk(select)
+    return columns
+
+
+def column_dtypes(definition: dict[str, Any]) -> dict[str, pl.DataType]:
+    """Declared column types of a view (collection columns become lists), in column order."""
+    dtypes: dict[str, pl.DataType] = {}
+    for column in view_columns(definition):
+        base = FHIR_TYPE_DTYPES.get(column.get("type") or "string", pl.String())
+        dtypes[column["name"]] = pl.List(base) if column.get("collection") else base
     return dtypes
 
 
