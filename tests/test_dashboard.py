@@ -120,3 +120,12 @@ def test_filters_change_the_tables(dashboard_lake, use_lake) -> None:
     outreach.multiselect(key="channels").select("email").unselect("sms").unselect("mail").run()
     emails = len(outreach.dataframe[0].value)
     assert 0 < emails < everyone
+
+
+def test_tables_offer_no_csv_download_that_would_bypass_formula_neutralization() -> None:
+    """Streamlit's table toolbar writes its own CSV, with formula-leading cells as they are (issue 25)."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["disableDataExport"] is True
