@@ -38,9 +38,14 @@ def test_a_run_keeps_its_workers_across_steps_and_stops_them_at_its_end() -> Non
 
     with parallel.worker_pool():
         first = map_buckets(os.getpid, [(), ()], workers=2)
-        second = map_buckets(os.getpid, [(), ()], workers=2)
-        assert set(second) <= set(first) and os.getpid() not in first  # the same spawned processes
         assert parallel._POOL is not None
+        pool = parallel._POOL[1]
+        second = map_buckets(os.getpid, [(), ()], workers=2)
+        # The same spawned processes serve both steps; which worker takes which call is the
+        # executor's choice (one worker may take both), so only membership is asserted.
+        assert parallel._POOL is not None and parallel._POOL[1] is pool
+        spawned = set(pool._processes)
+        assert set(first) | set(second) <= spawned and os.getpid() not in spawned
     assert parallel._POOL is None
 
 
