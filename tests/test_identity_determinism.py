@@ -94,6 +94,9 @@ def _records(people: int, seed: int) -> pl.DataFrame:
         .then(pl.format("{}.{}@example.org", "given", "person"))
         .alias("email"),
         "ssn",
+        pl.lit(None, pl.String).alias("suffix"),
+        pl.lit(False).alias("multiple_birth"),
+        pl.lit(None, pl.Int64).alias("birth_order"),
         pl.lit("2026-01-01T00:00:00Z").alias("last_updated"),
     ).select([pl.col(c).cast(t) for c, t in RECORD_SCHEMA.items()])
 

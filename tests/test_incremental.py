@@ -4,7 +4,7 @@ are the same as a full rebuild's."""
 from __future__ import annotations
 
 import shutil
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -17,6 +17,7 @@ from pipelines.bronze.ingest import ingest_landing
 from pipelines.config import Settings
 from pipelines.generate.increment import write_increment
 from pipelines.generate.landing import generate_landing
+from pipelines.identity.decisions import record_decision
 from pipelines.silver.build import build_partition, partition_keys
 
 PEOPLE, SEED, BUCKETS = 240, 5, 4
@@ -90,7 +91,10 @@ def test_the_increment_generator_is_deterministic_and_complete(tmp_path: Path) -
 def _tables(lake: Path) -> dict[str, pl.DataFrame]:
     """Every Parquet file of the compared layers by its path in the lake."""
     return {
-        str(path.relative_to(lake)): pl.read_parquet(path, hive_partitioning=False)
+        # when an identity event was recorded is the wall clock of the run that saw it, not data
+        str(path.relative_to(lake)): pl.read_parquet(path, hive_partitioning=False).drop(
+            "recorded_at", strict=False
+        )
         for layer in COMPARED_LAYERS
         for path in sorted((lake / layer).rglob("*.parquet"))
         if not any(part.startswith((".", "_")) for part in path.relative_to(lake).parts)
@@ -190,3 +194,27 @@ def test_incremental_runs_equal_full_rebuilds(tmp_path: Path, monkeypatch: pytes
     assert any(p.startswith("gold/patient_360/") for p in changed)
     deleted = orjson.loads(summary.manifest.read_bytes())["deleted"]
     assert deleted and inc.read_state(UPath(incremental / "lake")) == inc.read_state(UPath(full / "lake"))
+
+    # a reviewer decides two linked records are two people: nothing new arrived, yet the next incremental
+    # run rebuilds identity (and what follows from it) as a full run does
+    links = pl.read_parquet(incremental / "lake" / "identity" / "person_link" / "data.parquet")
+    pair = (
+        links.with_columns(pl.format("{}|{}", "source", "source_patient_id").alias("record"))
+        .group_by("person_id")
+        .agg(pl.col("record").sort())
+        .filter(pl.col("record").list.len() == 2)
+        .sort("person_id")["record"][0]
+        .to_list()
+    )
+    for copy in (full, incremental):
+        record_decision(
+            UPath(copy / "lake"), *pair, "never_link", "a reviewer", now=datetime(2026, 7, 4, tzinfo=UTC)
+        )
+    decided = run_pipeline(_settings(incremental, landing), incremental=True)
+    assert decided.success and decided.assets["identity/person_link"]["changed"] is True
+    assert run_pipeline(_settings(full, landing)).success
+    _assert_same(full, incremental)
+    split = pl.read_parquet(incremental / "lake" / "identity" / "person_link" / "data.parquet").with_columns(
+        pl.format("{}|{}", "source", "source_patient_id").alias("record")
+    )
+    assert split.filter(pl.col("record").is_in(pair))["person_id"].n_unique() == 2

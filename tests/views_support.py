@@ -195,6 +195,8 @@ def _patient(r: Resource) -> Row:
         "gender": r.get("gender"),
         "birth_date": r.get("birthDate"),
         "deceased_date_time": r.get("deceasedDateTime"),
+        "multiple_birth_boolean": r.get("multipleBirthBoolean"),
+        "multiple_birth_integer": r.get("multipleBirthInteger"),
         "family": name.get("family"),
         "given": _joined(name.get("given"), " "),
         "marital_status": first_code(r.get("maritalStatus")),
@@ -444,7 +446,8 @@ def element_tuples(table: str, resources: list[Resource]) -> Iterator[tuple[Any,
         elif table == "patient_name":
             for index, n in enumerate(r.get("name") or []):
                 given = " ".join(g for g in n.get("given") or [] if g) or None
-                yield r["id"], index, n.get("use"), n.get("family"), given
+                suffix = " ".join(g for g in n.get("suffix") or [] if g) or None
+                yield r["id"], index, n.get("use"), n.get("family"), given, suffix
         elif table == "observation_component":
             for index, c in enumerate(r.get("component") or []):
                 q = c.get("valueQuantity") or {}
@@ -475,7 +478,7 @@ def _answers(qr_id: str, items: list[Resource] | None) -> Iterator[tuple[Any, ..
 ELEMENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "patient_identifier": ("patient_id", "system", "value", "type_code", "use"),
     "patient_telecom": ("patient_id", "system", "value", "use", "rank"),
-    "patient_name": ("patient_id", "name_index", "use", "family", "given"),
+    "patient_name": ("patient_id", "name_index", "use", "family", "given", "suffix"),
     "patient_contact": (
         "patient_id",
         "contact_index",

@@ -15,6 +15,7 @@ from pipelines.identity.build import (
     TABLE_FILE,
     build_identity,
 )
+from pipelines.identity.decisions import decided_since_last_build
 from pipelines.lake import table_path
 from pipelines.silver.build import SILVER
 from pipelines.silver.expectations import EXPECTATIONS_DIR
@@ -28,8 +29,9 @@ DESCRIPTIONS = {
     "record) and the match probability that linked it.",
     PERSON: "One golden record per person: per field the newest value from the most trusted source, with its "
     "source.",
-    CLERICAL_REVIEW: "Pairs in the grey zone between the review and auto-link thresholds, with both records' "
-    "values and the comparison level per field.",
+    CLERICAL_REVIEW: "Pairs awaiting a person's decision (the grey zone between the review and auto-link "
+    "thresholds, and pairs a rule keeps from linking automatically: possible twins, a Jr. and a Sr., a name "
+    "change), with the reason, both records' values and the comparison level per field.",
     PERSON_ID_HISTORY: "Every person_id created, merged or split, and when.",
 }
 
@@ -55,18 +57,25 @@ def identity_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     existing person_ids, and build the golden records."""
     settings = lake.settings()
     plan = plan_whole_step(context, lake)
+    if not plan.todo and decided_since_last_build(settings.lake):
+        plan.todo = [None]  # a reviewer's decision changes persons though silver did not change
     if not plan.todo:
         yield from unchanged_results(context)
         return
     report = build_identity(settings.lake)
     context.log.info(
         f"identity: {report.records} records, {report.persons} persons, "
-        f"{report.clerical_review} pairs to review"
+        f"{report.clerical_review} pairs to review, {report.kept_apart} pairs kept apart by a rule or "
+        f"a decision"
     )
     metadata = {
         PERSON_LINK: {"rows": report.records, **{f"rule_{k}": v for k, v in report.links_by_rule.items()}},
         PERSON: {"rows": report.persons},
-        CLERICAL_REVIEW: {"rows": report.clerical_review},
+        CLERICAL_REVIEW: {
+            "rows": report.clerical_review,
+            "kept_apart": report.kept_apart,
+            **{f"decisions_{k}": v for k, v in report.decisions.items()},
+        },
         PERSON_ID_HISTORY: {f"events_{k}": v for k, v in report.events.items()},
     }
     for table, values in metadata.items():  # each table says whether it changed: gold follows only then

@@ -17,12 +17,15 @@ from typing import Literal
 import polars as pl
 from upath import UPath
 
-from pipelines.lake import read_parquet, table_path, write_parquet_atomic
+from pipelines.lake import read_parquet, table_path, write_bytes_atomic, write_parquet_atomic
 from pipelines.locks import exclusive
 
 IDENTITY = "identity"
 REVIEW_DECISION = "review_decision"
 TABLE_FILE = "data.parquet"
+APPLIED = ("meta", "identity_decisions_applied")
+"""The digest of the decisions the last identity build applied: an incremental run that finds nothing new
+in silver still rebuilds identity when someone has decided since."""
 LINK, NEVER_LINK = "link", "never_link"
 DECISIONS = (LINK, NEVER_LINK)
 Decision = Literal["link", "never_link"]
@@ -98,6 +101,21 @@ def decisions_digest(lake: UPath) -> str:
     current = current_decisions(lake).select("unique_id_l", "unique_id_r", "decision")
     text = "\n".join("\t".join(row) for row in current.iter_rows())
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def mark_applied(lake: UPath, digest: str) -> None:
+    """Record that an identity build applied the decisions with `digest` (`decisions_digest`)."""
+    write_bytes_atomic(digest.encode(), lake.joinpath(*APPLIED))
+
+
+def decided_since_last_build(lake: UPath) -> bool:
+    """Whether the decisions in force differ from those the last identity build applied."""
+    path = lake.joinpath(*APPLIED)
+    applied = path.read_text().strip() if path.exists() else _EMPTY_DIGEST
+    return applied != decisions_digest(lake)
+
+
+_EMPTY_DIGEST = hashlib.sha256(b"").hexdigest()
 
 
 def pending_review(lake: UPath) -> pl.DataFrame:

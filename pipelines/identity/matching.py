@@ -55,6 +55,7 @@ EVIDENCE_FIELDS = (
     "phones",
     "email",
     "ssn",
+    "suffix",
 )
 
 
@@ -105,6 +106,15 @@ def deterministic_pairs(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+MAX_BIRTH_DAYS_APART = 366
+"""Birth dates further apart than this are two people unless an identifier says otherwise: a father and his
+namesake son share a name and an address but not a birth year."""
+
+
+def _date(side: str) -> str:
+    return f'TRY_CAST("birth_date_{side}" AS DATE)'
+
+
 def _comparisons() -> list[object]:
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
@@ -120,6 +130,11 @@ def _comparisons() -> list[object]:
                 cll.ExactMatchLevel("given"),
                 cll.CustomLevel(
                     '"given_canonical_l" = "given_canonical_r"', "nickname or same canonical name"
+                ),
+                cll.CustomLevel(
+                    '(length("given_l") = 1 OR length("given_r") = 1) AND '
+                    'substr("given_l", 1, 1) = substr("given_r", 1, 1)',
+                    "one is the other's initial",
                 ),
                 cll.JaroWinklerLevel("given", 0.92),
                 cll.JaroWinklerLevel("given", 0.80),
@@ -154,16 +169,27 @@ def _comparisons() -> list[object]:
                     "day and month swapped",
                 ),
                 cll.CustomLevel(
+                    f"abs(date_diff('day', {_date('l')}, {_date('r')})) = 1 OR "
+                    '(damerau_levenshtein("birth_date_l", "birth_date_r") = 1 AND '
+                    f"abs(date_diff('day', {_date('l')}, {_date('r')})) <= {MAX_BIRTH_DAYS_APART})",
+                    "one day or one digit apart (within a year)",
+                ),
+                cll.CustomLevel(
                     'substr("birth_date_l", 6, 5) = substr("birth_date_r", 6, 5) AND '
                     'abs(TRY_CAST(substr("birth_date_l", 1, 4) AS INTEGER) - '
                     'TRY_CAST(substr("birth_date_r", 1, 4) AS INTEGER)) = 1',
                     "year off by one",
                 ),
                 cll.CustomLevel('substr("birth_date_l", 1, 7) = substr("birth_date_r", 1, 7)', "same month"),
+                cll.CustomLevel(
+                    f"abs(date_diff('day', {_date('l')}, {_date('r')})) > {MAX_BIRTH_DAYS_APART}",
+                    "more than a year apart",
+                ),
                 cll.ElseLevel(),
             ],
         ),
         cl.ExactMatch("gender"),
+        cl.ExactMatch("suffix"),
         cl.ExactMatch("postal_code"),
         cl.CustomComparison(
             output_column_name="address_line",
@@ -195,6 +221,10 @@ def _comparisons() -> list[object]:
     ]
 
 
+CANDIDATE_PROBABILITY = 0.0001
+"""Pairs the model scores at least this likely come out of it; the rules (`pipelines/identity/rules.py`)
+reject those below the review threshold unless they carry the pattern of a name change, whose disagreement
+on family name, address and phone the model weighs as strongly as a stranger's."""
 MAX_BLOCK_RECORDS = 1_000
 """The most records one blocking key may gather. A key shared by more (a placeholder birth date, a default
 e-mail, or a hostile source repeating one person thousands of times) carries no evidence of identity and
@@ -276,7 +306,8 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
                 continue
         if trained == 0:  # never link on an untrained model: identifiers alone decide
             return pl.DataFrame(schema=PAIR_SCHEMA)
-        predictions = linker.inference.predict(threshold_match_probability=matching_settings().review)
+        # below the review threshold too: a name change is a candidate the rules may still send to review
+        predictions = linker.inference.predict(threshold_match_probability=CANDIDATE_PROBABILITY)
         pairs = pl.from_pandas(predictions.as_pandas_dataframe())
     return pairs.select(
         pl.col("unique_id_l").cast(pl.String),
@@ -306,7 +337,14 @@ def _duckdb() -> Iterator[Any]:
 
     limit = os.environ.get("PATIENT_INSIGHTS_IDENTITY_MEMORY", "1GB")
     with tempfile.TemporaryDirectory(prefix="identity-duckdb-") as spill:
-        connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill, "threads": 1})
+        connection = duckdb.connect(
+            config={
+                "memory_limit": limit,
+                "temp_directory": spill,
+                "threads": 1,
+            }
+        )
+        connection.execute("SET enable_progress_bar = false")  # its bar would reach every run's console
         try:
             yield DuckDBAPI(connection=connection)
         finally:

@@ -66,6 +66,58 @@ def connected_components(unique_ids: pl.Series, edges: pl.DataFrame) -> pl.DataF
     raise RuntimeError("identity clusters did not converge")  # cannot happen for a finite graph
 
 
+def keep_apart(clusters: pl.DataFrame, edges: pl.DataFrame, apart: pl.DataFrame) -> pl.DataFrame:
+    """`clusters` (`unique_id`, `cluster`) with every pair of `apart` (`unique_id_l`, `unique_id_r`: a
+    "never link" decision or two records a rule knows to be two people) in different clusters.
+
+    Connected components join whatever a chain of links joins: twin A linked to a record that is also
+    linked to twin B makes one person of both. Only the clusters holding such a pair are rebuilt (a handful
+    in a population, so a loop over their edges costs nothing): their links are taken strongest first
+    (`edges` in that order) and a link is left out when it would bring an apart pair together."""
+    if apart.is_empty():
+        return clusters
+    cluster_of = clusters.select("unique_id", "cluster")
+    conflicts = (
+        apart.join(cluster_of.rename({"unique_id": "unique_id_l", "cluster": "_cl"}), on="unique_id_l")
+        .join(cluster_of.rename({"unique_id": "unique_id_r", "cluster": "_cr"}), on="unique_id_r")
+        .filter(pl.col("_cl") == pl.col("_cr"))
+    )
+    if conflicts.is_empty():
+        return clusters
+    torn = set(conflicts["_cl"].to_list())
+    members = cluster_of.filter(pl.col("cluster").is_in(list(torn)))
+    inside = set(members["unique_id"].to_list())
+    parent = {uid: uid for uid in inside}
+
+    def root(uid: str) -> str:
+        while parent[uid] != uid:
+            parent[uid] = parent[parent[uid]]
+            uid = parent[uid]
+        return uid
+
+    kept_apart = {(a, b) for a, b in conflicts.select("unique_id_l", "unique_id_r").iter_rows()}
+    groups = {uid: {uid} for uid in inside}
+    for left, right in (
+        edges.filter(pl.col("unique_id_l").is_in(list(inside)))
+        .select("unique_id_l", "unique_id_r")
+        .iter_rows()
+    ):
+        a, b = root(left), root(right)
+        if a == b:
+            continue
+        if any((x, y) in kept_apart or (y, x) in kept_apart for x in groups[a] for y in groups[b]):
+            continue
+        parent[b] = a
+        groups[a] |= groups.pop(b)
+    rebuilt = pl.DataFrame(
+        {"unique_id": list(inside), "_root": [root(uid) for uid in inside]},
+        schema={"unique_id": pl.String, "_root": pl.String},
+    ).with_columns(pl.col("unique_id").min().over("_root").alias("cluster"))
+    return pl.concat(
+        [clusters.filter(~pl.col("cluster").is_in(list(torn))), rebuilt.select("unique_id", "cluster")]
+    ).sort("unique_id")
+
+
 def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Person ids for `clusters` (`unique_id`, `cluster`) that keep the ids of `previous` (`unique_id`,
     `person_id`, may be empty), and the history events of this assignment."""

@@ -5,6 +5,11 @@ mapped to a canonical form through data_contracts/identity/nicknames.csv, phones
 ten digits, e-mails lower-cased, postal codes to five digits. Every name a record carries (official,
 maiden, old, ...) is kept as `family_names` so that a maiden name in one source meets the married name
 in the other.
+
+A generational suffix (Jr., Sr., II, III ...) is taken from HumanName.suffix or, where a system writes it
+into the name itself ("John Jr"), from the last word of the given or family name, and removed from the
+name: a father and his namesake son then differ in `suffix`, not in their names. Multiple-birth markers
+(`multipleBirthBoolean` / `multipleBirthInteger`) are kept to tell twins apart.
 """
 
 from __future__ import annotations
@@ -38,8 +43,25 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "phones": pl.List(pl.String()),
     "email": pl.String(),
     "ssn": pl.String(),
+    "suffix": pl.String(),  # generational: sr | jr | iii | iv (II is written jr: the second of the name)
+    "multiple_birth": pl.Boolean(),  # part of a multiple birth, when a source says so
+    "birth_order": pl.Int64(),  # multipleBirthInteger
     "last_updated": pl.String(),
 }
+GENERATIONAL_SUFFIXES = {
+    "sr": "sr",
+    "senior": "sr",
+    "jr": "jr",
+    "junior": "jr",
+    "ii": "jr",
+    "2nd": "jr",
+    "iii": "iii",
+    "3rd": "iii",
+    "iv": "iv",
+    "4th": "iv",
+}
+"""Folded suffix word → generation. "II" names the second of a name, as "Jr." does; "I" is left out: it is
+also a middle initial."""
 
 
 def fold(text: pl.Expr) -> pl.Expr:
@@ -69,7 +91,11 @@ def identity_records(lake: UPath) -> pl.DataFrame:
     if not parquet_files(table_path(lake, SILVER, "patient")):
         return pl.DataFrame(schema=RECORD_SCHEMA)
     patients = scan_table(lake, SILVER, "patient").collect()
-    names = _table(lake, "patient_name", {"source": pl.String, "patient_id": pl.String, "family": pl.String})
+    names = _table(
+        lake,
+        "patient_name",
+        {"source": pl.String, "patient_id": pl.String, "family": pl.String, "suffix": pl.String},
+    )
     identifiers = _table(
         lake,
         "patient_identifier",
@@ -83,18 +109,40 @@ def identity_records(lake: UPath) -> pl.DataFrame:
     return build_records(patients, names, identifiers, telecom)
 
 
+def _generation(word: pl.Expr) -> pl.Expr:
+    """The generation a folded word names (GENERATIONAL_SUFFIXES), else null."""
+    return word.replace_strict(GENERATIONAL_SUFFIXES, default=None, return_dtype=pl.String)
+
+
+def _split_suffix(words: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(the words without a trailing generational suffix, that suffix): "john jr" → ("john", "jr")."""
+    last = words.list.get(-1, null_on_oob=True)
+    suffix = pl.when(words.list.len() > 1).then(_generation(last))
+    return pl.when(suffix.is_not_null()).then(words.list.head(words.list.len() - 1)).otherwise(words), suffix
+
+
 def build_records(
     patients: pl.DataFrame, names: pl.DataFrame, identifiers: pl.DataFrame, telecom: pl.DataFrame
 ) -> pl.DataFrame:
     """The identity records from silver `patient`, `patient_name`, `patient_identifier`, `patient_telecom`."""
     key = ["source", "patient_id"]
-    given_words = fold(pl.col("given")).str.split(" ")
+    # lakes built before a column existed in the view read it as unknown
+    patients = patients.with_columns(
+        pl.lit(None, dtype).alias(column)
+        for column, dtype in (("multiple_birth_boolean", pl.Boolean), ("multiple_birth_integer", pl.Int64))
+        if column not in patients.columns
+    )
+    if "suffix" not in names.columns:
+        names = names.with_columns(pl.lit(None, pl.String).alias("suffix"))
+    given_words, given_suffix = _split_suffix(fold(pl.col("given")).str.split(" "))
+    family_words, family_suffix = _split_suffix(fold(pl.col("family")).str.split(" "))
     base = patients.select(
         "source",
         pl.col("id").alias("patient_id"),
         given_words.list.get(0, null_on_oob=True).alias("given"),
         given_words.list.get(1, null_on_oob=True).str.slice(0, 1).alias("middle_initial"),
-        fold(pl.col("family")).alias("family"),
+        family_words.list.join(" ").replace("", None).alias("family"),
+        pl.coalesce(given_suffix, family_suffix).alias("_name_suffix"),
         pl.col("birth_date").str.slice(0, 10).alias("birth_date"),
         pl.col("gender").str.to_lowercase().alias("gender"),
         pl.col("address_postal_code")
@@ -103,13 +151,35 @@ def build_records(
         .replace("", None)
         .alias("postal_code"),
         fold(pl.col("address_line")).alias("address_line"),
+        (
+            pl.col("multiple_birth_boolean").fill_null(False)
+            | (pl.col("multiple_birth_integer").cast(pl.Int64, strict=False) > 0).fill_null(False)
+        ).alias("multiple_birth"),
+        pl.col("multiple_birth_integer").cast(pl.Int64, strict=False).alias("birth_order"),
         pl.col("last_updated").cast(pl.String),
     )
+    folded_names = names.select(
+        *key,
+        _split_suffix(fold(pl.col("family")).str.split(" "))[0]
+        .list.join(" ")
+        .replace("", None)
+        .alias("name"),
+        fold(pl.col("suffix"))
+        .str.split(" ")
+        .list.eval(_generation(pl.element()))
+        .list.drop_nulls()
+        .alias("_g"),
+    )
     family_names = (
-        names.select(*key, fold(pl.col("family")).alias("name"))
-        .drop_nulls("name")
+        folded_names.drop_nulls("name")
         .group_by(key)
         .agg(pl.col("name").unique().sort().alias("family_names"))
+    )
+    suffixes = (
+        folded_names.select(*key, pl.col("_g").list.first().alias("_suffix"))
+        .drop_nulls("_suffix")
+        .group_by(key)
+        .agg(pl.col("_suffix").sort().first())
     )
     phones = (
         telecom.filter(pl.col("system").is_in(["phone", "sms"]))
@@ -133,6 +203,7 @@ def build_records(
     )
     records = (
         base.join(family_names, on=key, how="left")
+        .join(suffixes, on=key, how="left")
         .join(phones, on=key, how="left")
         .join(emails, on=key, how="left")
         .join(ssns, on=key, how="left")
@@ -147,6 +218,7 @@ def build_records(
             .list.sort()
             .alias("family_names"),
             pl.col("phones").fill_null([]),
+            pl.coalesce("_suffix", "_name_suffix").alias("suffix"),
         )
     )
     return records.select([pl.col(n).cast(t) for n, t in RECORD_SCHEMA.items()]).sort("unique_id")
