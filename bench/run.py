@@ -163,7 +163,10 @@ def bench_identity(work: Path) -> None:
     strangers with the same name, married names after a move, no SSN, birth dates a day off, initials) and on
     the same people with only the usual noise, scored per case kind → reports/identity.md."""
     people = int(os.environ.get("BENCH_IDENTITY_PEOPLE", "5000"))
-    measured_code = (_commit(), _uncommitted("pipelines", "bench"))
+    measured_code = (
+        _commit(),
+        _uncommitted("pipelines", "bench/run.py", "bench/stage.py", "bench/identity_score.py"),
+    )
     measured: dict[str, Measurements] = {}
     for name, cases in (("hard", True), ("easy", False)):
         folder = work / f"identity{people}-{name}"
@@ -418,7 +421,7 @@ def write_identity_report(
         f"The easy set, the same {people:,} people with only the population's usual noise (nicknames, typos, "
         f"maiden names, swapped birth dates, moves; no case added): {e['records']:,} records, "
         f"{e['true_pairs']:,} true pairs, pairwise precision {_share(e['precision'])}, recall "
-        f"{_share(e['recall'])}, {e['persons_in_review']:,} persons in review ({e['review_load']:.2%}); "
+        f"{_share(e['recall'])}, persons in review {e['persons_in_review']:,} ({e['review_load']:.2%}); "
         f"identity in {easy['seconds']:,.1f} s."
     )
     IDENTITY_REPORT.parent.mkdir(parents=True, exist_ok=True)
