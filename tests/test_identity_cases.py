@@ -155,6 +155,8 @@ def test_namesakes_share_the_name_and_home_and_are_a_generation_apart(boosted: I
         assert _home(rp) == _home(rc)
         gap = date.fromisoformat(rc["birthDate"]).year - date.fromisoformat(rp["birthDate"]).year
         assert 25 <= gap <= 35
+        assert _ssn(rp) is None or _ssn(rp) != _ssn(rc)
+        assert _email(rp) is None or _email(rp) != _email(rc)
     records = [r for i in boosted.of_kind("namesake") for r in boosted.records[i].values()]
     marked = [r for r in records if "suffix" in r["name"][0]]
     assert marked
@@ -172,6 +174,7 @@ def test_strangers_share_name_and_birth_year_only(boosted: IdentitySet) -> None:
         assert ra["birthDate"][:4] == rb["birthDate"][:4]
         assert ra["birthDate"] != rb["birthDate"]
         assert _home(ra) != _home(rb)
+        assert _email(ra) is None or _email(ra) != _email(rb)
 
 
 def test_two_record_cases_change_what_they_say(boosted: IdentitySet) -> None:

@@ -339,6 +339,16 @@ def _set_birth(person: Person, birth_day: int, clock: Clock) -> None:
     person.age = int((clock.as_of_day - birth_day) / 365.25)
 
 
+def _own_email(
+    rng: random.Random, email: str | None, given: str, family: str, taken: str | None
+) -> str | None:
+    """`email`, drawn again while it is the other person's (two people of one name may both draw a bare
+    given.family address; a mailbox belongs to one of them)."""
+    while email is not None and email == taken:
+        email = draw_email(rng, given, family)
+    return email
+
+
 def _middle(rng: random.Random, person: Person) -> str | None:
     """A middle name from the pool of the person's sex and tradition, or none (as often as the population)."""
     pool = (names.FEMALE_GIVEN if person.female else names.MALE_GIVEN)[person.tradition]
@@ -385,6 +395,7 @@ def _namesake_child(parent: Person, index: int, seed: int, clock: Clock, rng: ra
     true = parent.true
     middle = true.middle if rng.random() < 0.7 else _middle(rng, child)
     mobile, _, email = draw_contacts(rng, child.age, true.given, true.family)
+    email = _own_email(rng, email, true.given, true.family, true.email)
     child.true = Demographics(
         true.given,
         None if middle == true.given else middle,
@@ -421,6 +432,7 @@ def _stranger(namesake: Person, index: int, seed: int, clock: Clock, rng: random
     _set_birth(stranger, birth_day, clock)
     given, family = namesake.true.given, namesake.true.family
     mobile, home, email = draw_contacts(rng, stranger.age, given, family)
+    email = _own_email(rng, email, given, family, namesake.true.email)
     stranger.true = Demographics(
         given,
         _middle(rng, stranger),
