@@ -1,10 +1,14 @@
-"""`make bench`: generator, bronze ingest and silver build throughput and peak memory, the risk models, the
-dashboard's page render times, the command line's start-up, and the end-to-end targets (bench/reports/).
+"""`make bench`: generator, bronze ingest and silver build throughput and peak memory, identity per case kind
+of the hard identity set, the risk models, the dashboard's page render times, the command line's start-up,
+and the end-to-end targets (bench/reports/).
 
-Five parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `risk`, `dashboard`, `startup`,
-`e2e`; default all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m bench.run`:
+Six parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `identity`, `risk`, `dashboard`,
+`startup`, `e2e`; default all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m bench.run`:
 
 - pipeline: sizes from `BENCH_PATIENTS` (comma-separated, default 100000) → reports/pipeline.md;
+- identity: the hard identity set of `BENCH_IDENTITY_PEOPLE` (default 5000) people and the same people with
+  only the usual noise, through bronze, silver and identity, scored per case kind (twins, namesakes,
+  married names after a move ...) with the clerical-review load → reports/identity.md;
 - risk: the whole pipeline on `BENCH_RISK_PATIENTS` (default 10000) → reports/risk.md;
 - dashboard: the whole pipeline on `BENCH_DASHBOARD_PATIENTS` (default 100000), then every page rendered
   cold and warm → reports/dashboard.md;
@@ -38,6 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "bench" / "reports" / "pipeline.md"
 RISK_REPORT = ROOT / "bench" / "reports" / "risk.md"
 DASHBOARD_REPORT = ROOT / "bench" / "reports" / "dashboard.md"
+IDENTITY_REPORT = ROOT / "bench" / "reports" / "identity.md"
+IDENTITY_SEED = 42
+IDENTITY_TARGETS = {"precision": 0.995, "recall": 0.95, "review_load": 0.02}
+"""What identity is tuned to on the hard set, besides no link between twins or namesakes."""
 TARGET_S = 1.0
 """The acceptance target: a page renders in under this many seconds, warm."""
 console = Console()
@@ -150,6 +158,43 @@ def bench_dashboard(work: Path) -> None:
     console.print(f"report written to {DASHBOARD_REPORT.relative_to(ROOT)}")
 
 
+def bench_identity(work: Path) -> None:
+    """Identity on the hard identity set (`BENCH_IDENTITY_PEOPLE` base people, default 5000: twins, namesakes,
+    strangers with the same name, married names after a move, no SSN, birth dates a day off, initials) and on
+    the same people with only the usual noise, scored per case kind → reports/identity.md."""
+    people = int(os.environ.get("BENCH_IDENTITY_PEOPLE", "5000"))
+    measured_code = (
+        _commit(),
+        _uncommitted("pipelines", "bench/run.py", "bench/stage.py", "bench/identity_score.py"),
+    )
+    measured: dict[str, Measurements] = {}
+    for name, cases in (("hard", True), ("easy", False)):
+        folder = work / f"identity{people}-{name}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        console.print(f"[bold]identity, {name} set of {people:,} people[/bold]: generating")
+        gen = run_stage(
+            "generate_identity", out=str(folder / "landing"), people=people, seed=IDENTITY_SEED, cases=cases
+        )
+        console.print(f"  {gen['records']:,} Patient records; ingesting, building silver")
+        run_stage("ingest", landing=str(folder / "landing"), lake=str(folder / "lake"), buckets=4)
+        run_stage(
+            "silver",
+            landing=str(folder / "landing"),
+            lake=str(folder / "lake"),
+            buckets=4,
+            workers=os.cpu_count() or 1,
+        )
+        console.print("  building identity and scoring it per case kind")
+        measured[name] = {
+            **run_stage("identity_cases", lake=str(folder / "lake"), truth=str(folder / "ground_truth")),
+            "generated": gen,
+        }
+        shutil.rmtree(folder, ignore_errors=True)
+    write_identity_report(people, measured, *measured_code)
+    console.print(f"report written to {IDENTITY_REPORT.relative_to(ROOT)}")
+
+
 def bench_startup(work: Path) -> None:
     """The command line's start-up time (bench/startup.py) → reports/startup.md."""
     from bench.startup import bench_startup as startup
@@ -166,6 +211,7 @@ def bench_e2e(work: Path) -> None:
 
 PARTS = {
     "pipeline": bench_pipeline,
+    "identity": bench_identity,
     "risk": bench_risk,
     "dashboard": bench_dashboard,
     "startup": bench_startup,
@@ -286,6 +332,102 @@ def write_risk_report(patients: int, measured: Measurements) -> None:
     RISK_REPORT.write_text("\n".join(lines) + "\n")
 
 
+def _share(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def write_identity_report(
+    people: int, measured: dict[str, Measurements], commit: str, changed: list[str]
+) -> None:
+    """The identity report: per case kind of the hard set, pairs, pairwise precision and recall, false links
+    between relatives and persons in review; the overall figures against the targets; the easy set beside."""
+    hard, easy = measured["hard"], measured["easy"]
+    overall = hard["overall"]
+    kinds = {k["case_kind"]: k for k in hard["kinds"]}
+    relatives_linked = sum(
+        kinds[k]["false_links_between_relatives"] or 0 for k in ("twin", "namesake") if k in kinds
+    )
+    all_false_links = sum(k["false_links_between_relatives"] or 0 for k in hard["kinds"])
+    targets = [
+        ("no link between twins or namesakes", f"{relatives_linked} record pairs", relatives_linked == 0),
+        (
+            f"pairwise precision ≥ {IDENTITY_TARGETS['precision']}",
+            _share(overall["precision"]),
+            (overall["precision"] or 0) >= IDENTITY_TARGETS["precision"],
+        ),
+        (
+            f"pairwise recall ≥ {IDENTITY_TARGETS['recall']}",
+            _share(overall["recall"]),
+            (overall["recall"] or 0) >= IDENTITY_TARGETS["recall"],
+        ),
+        (
+            f"persons with a pending review pair ≤ {IDENTITY_TARGETS['review_load']:.0%}",
+            f"{overall['review_load']:.2%} ({overall['persons_in_review']:,} of {overall['persons']:,})",
+            overall["review_load"] <= IDENTITY_TARGETS["review_load"],
+        ),
+    ]
+    lines = [
+        "# Identity on the hard identity set, per case kind",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit or 'unknown'}"
+        + (f" with uncommitted changes to {', '.join(changed)}" if changed else "")
+        + f" with `{_command()}` (`BENCH_IDENTITY_PEOPLE` {people:,}, seed {IDENTITY_SEED}) on "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        "",
+        "The hard set (`patient-insights generate --identity-set hard`, "
+        f"`pipelines/generate/identity_cases.py`): {people:,} people drawn like the full generator's "
+        "population, plus their twins, namesake children and strangers with the same name: "
+        f"{overall['persons']:,} persons, {overall['records']:,} Patient records in two EHRs, "
+        f"{overall['true_pairs']:,} true record pairs, through bronze, silver and identity (identity "
+        f"{hard['seconds']:,.1f} s, peak {hard['peak_rss_mib']:,.0f} MiB). A predicted pair (two records "
+        "under one person_id) counts under the case kind of each true person it touches; false links between "
+        "relatives are record pairs of two related persons (twins, a parent and the child named after them, "
+        "two strangers with the same name and birth year) under one person_id. Persons in review: true "
+        "persons with a record in a clerical-review pair nobody has decided.",
+        "",
+        "| case kind | persons | true pairs | predicted pairs | correct | precision | recall "
+        "| false links between relatives (persons merged) | persons in review |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for k in hard["kinds"]:
+        false_links = (
+            ""
+            if k["false_links_between_relatives"] is None
+            else f"{k['false_links_between_relatives']:,} ({k['relatives_merged']:,})"
+        )
+        lines.append(
+            f"| {k['case_kind']} | {k['persons']:,} | {k['true_pairs']:,} | {k['predicted_pairs']:,} | "
+            f"{k['correct_pairs']:,} | {_share(k['precision'])} | {_share(k['recall'])} | {false_links} | "
+            f"{k['persons_in_review']:,} |"
+        )
+    lines += [
+        f"| **all** | {overall['persons']:,} | {overall['true_pairs']:,} | {overall['predicted_pairs']:,} | "
+        f"{overall['correct_pairs']:,} | {_share(overall['precision'])} | {_share(overall['recall'])} | "
+        f"{all_false_links:,} | "
+        f"{overall['persons_in_review']:,} |",
+        "",
+        f"Clerical review: {overall['review_pairs']:,} pending pairs, "
+        f"{overall['review_pairs_of_one_person']:,} of them two records of one person.",
+        "",
+        "Targets:",
+        "",
+        "| target | measured | met |",
+        "| --- | --- | --- |",
+        *[f"| {what} | {value} | {'yes' if met else '**no**'} |" for what, value, met in targets],
+        "",
+    ]
+    e = easy["overall"]
+    lines.append(
+        f"The easy set, the same {people:,} people with only the population's usual noise (nicknames, typos, "
+        f"maiden names, swapped birth dates, moves; no case added): {e['records']:,} records, "
+        f"{e['true_pairs']:,} true pairs, pairwise precision {_share(e['precision'])}, recall "
+        f"{_share(e['recall'])}, persons in review {e['persons_in_review']:,} ({e['review_load']:.2%}); "
+        f"identity in {easy['seconds']:,.1f} s."
+    )
+    IDENTITY_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    IDENTITY_REPORT.write_text("\n".join(lines) + "\n")
+
+
 def _command() -> str:
     """How this run was started: `make bench`, or the module with the `BENCH_*` settings that were given."""
     names = (
@@ -293,6 +435,7 @@ def _command() -> str:
         "BENCH_PATIENTS",
         "BENCH_RISK_PATIENTS",
         "BENCH_DASHBOARD_PATIENTS",
+        "BENCH_IDENTITY_PEOPLE",
         "BENCH_E2E_PATIENTS",
         "BENCH_E2E_REPEATS",
         "BENCH_FRESH_CLONE",

@@ -255,6 +255,65 @@ def identity(lake: str, truth: str) -> dict[str, object]:
     }
 
 
+def generate_identity(out: str, people: int, seed: int, cases: bool = True) -> dict[str, object]:
+    """Generate the hard identity set (Patients only), or with `cases` false the same base people with only
+    the population's usual noise (the easy set)."""
+    from pipelines.generate.identity_cases import ORDINARY_ONLY, CaseMix, generate_identity_set
+
+    started = time.perf_counter()
+    summary = generate_identity_set(Path(out), people, seed, mix=CaseMix() if cases else ORDINARY_ONLY)
+    return {
+        "seconds": time.perf_counter() - started,
+        "records": summary.records,
+        "bytes": _tree_bytes(Path(out)),
+        "persons": summary.persons,
+        "persons_by_kind": summary.persons_by_kind,
+    }
+
+
+def identity_cases(lake: str, truth: str) -> dict[str, object]:
+    """Build identity over the silver patients and score it per case kind of the identity set's ground truth
+    (`bench.identity_score`): pairwise precision and recall, false links between relatives, and the share of
+    persons left with a pending clerical-review pair."""
+    import polars as pl
+
+    from bench.identity_score import score_identity_cases
+    from pipelines.identity.build import build_identity
+    from pipelines.lake import read_table
+
+    started = time.perf_counter()
+    report = build_identity(UPath(lake))
+    seconds = time.perf_counter() - started
+    key = pl.format("{}|{}", "source", "source_patient_id").alias("unique_id")
+    truth_dir = Path(truth)
+    scores = score_identity_cases(
+        pl.read_csv(truth_dir / "identity.csv", infer_schema_length=0).select(key, "person_index"),
+        pl.read_csv(truth_dir / "identity_cases.csv", infer_schema_length=0),
+        read_table(UPath(lake), "identity", "person_link").select(key, "person_id"),
+        _pending_review(UPath(lake)),
+    )
+    return {
+        "seconds": seconds,
+        "records": report.records,
+        "bytes": 0,
+        "persons_built": report.persons,
+        "links_by_rule": report.links_by_rule,
+        **scores,
+    }
+
+
+def _pending_review(lake: UPath) -> Any:
+    """The clerical-review pairs nobody has decided (`pipelines.identity.decisions`; before decisions
+    existed, every review pair was pending)."""
+    try:
+        from pipelines.identity.decisions import pending_review
+    except ImportError:
+        from pipelines.lake import read_table
+
+        return read_table(lake, "identity", "clerical_review").select("unique_id_l", "unique_id_r")
+    return pending_review(lake).select("unique_id_l", "unique_id_r")
+
+
 def risk(landing: str, lake: str, truth: str, buckets: int) -> dict[str, object]:
     """The whole pipeline on a generated landing folder (as of 2026-06-30), then each deployed risk model's
     test metrics against its baseline, and the ceiling: the AUROC of the generator's own latent rates
@@ -579,6 +638,8 @@ STAGES = {
     "silver": silver,
     "compare": compare,
     "identity": identity,
+    "generate_identity": generate_identity,
+    "identity_cases": identity_cases,
     "risk": risk,
     "dashboard": dashboard,
 }

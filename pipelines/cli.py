@@ -40,6 +40,14 @@ def generate(
     defects: Annotated[float, typer.Option(help="Share of records replaced by defective ones (0–1).")] = 0.0,
     truth: Annotated[Path | None, typer.Option(help="Ground-truth folder (default: beside --out).")] = None,
     as_of: Annotated[str, typer.Option(help="Last day of the history (YYYY-MM-DD).")] = "2026-06-30",
+    identity_set: Annotated[
+        str,
+        typer.Option(
+            help="full: the whole landing folder. hard: Patients only, for matching: twins, Jr./Sr. "
+            "namesakes, strangers with the same name, married names after a move, no SSN, birth dates a "
+            "day off, initials (ground truth in identity_cases.csv)."
+        ),
+    ] = "full",
 ) -> None:
     """Write a synthetic landing folder: FHIR Bulk export, Bundles, device feeds, conversations."""
     from pipelines.generate import generate_landing
@@ -48,6 +56,11 @@ def generate(
         raise typer.BadParameter("--patients must be at least 1")
     if not 0.0 <= defects <= 1.0:
         raise typer.BadParameter("--defects must be between 0 and 1")
+    if identity_set not in ("full", "hard"):
+        raise typer.BadParameter("--identity-set must be full or hard")
+    if identity_set == "hard":
+        _generate_identity_set(out, patients, seed, truth, date.fromisoformat(as_of), defects)
+        return
     summary = generate_landing(
         out, patients, seed, defects=defects, truth_out=truth, as_of=date.fromisoformat(as_of), progress=True
     )
@@ -60,6 +73,27 @@ def generate(
     console.print(
         f"{summary.patients:,} people, {summary.files_written:,} files, "
         f"{summary.bytes_written / 1e6:,.1f} MB, {summary.defects_injected:,} defects, "
+        f"{summary.elapsed_seconds:.1f} s; ground truth in {summary.truth_out}"
+    )
+
+
+def _generate_identity_set(
+    out: Path, people: int, seed: int, truth: Path | None, as_of: date, defects: float
+) -> None:
+    from pipelines.generate.identity_cases import generate_identity_set
+
+    if defects:
+        raise typer.BadParameter("--defects applies to the full landing folder only")
+    summary = generate_identity_set(out, people, seed, truth_out=truth, as_of=as_of)
+    kinds = pl.DataFrame(
+        list(summary.persons_by_kind.items()),
+        schema={"case": pl.String, "persons": pl.Int64},
+        orient="row",
+    )
+    console.print(_table(f"Generated the hard identity set in {summary.out}", kinds))
+    console.print(
+        f"{summary.people:,} people and {summary.persons - summary.people:,} relatives or namesakes, "
+        f"{summary.records:,} Patient resources ({summary.true_pairs:,} pairs of one person), "
         f"{summary.elapsed_seconds:.1f} s; ground truth in {summary.truth_out}"
     )
 

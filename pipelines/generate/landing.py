@@ -127,21 +127,17 @@ def generate_landing(
         raise ValueError("defects must be a rate between 0 and 1")
     out = Path(out)
     truth_out = Path(truth_out) if truth_out is not None else out.parent / "ground_truth"
-    _check_target(out)
-    _check_target(truth_out)
-    a, b = out.resolve(), truth_out.resolve()
-    if a == b or a in b.parents or b in a.parents:
-        raise ValueError("the ground truth folder must be outside the landing folder (and vice versa)")
+    check_targets(out, truth_out)
     started = time.perf_counter()
-    landing, truth_dir = _staging(out), _staging(truth_out)
+    landing, truth_dir = staging_folder(out), staging_folder(truth_out)
     try:
         counters, people, truth = _generate(
             landing, truth_dir, patients, seed, float(defects), as_of, progress
         )
         counters.files += 1
         counters.bytes += len(MARKER_TEXT)
-        _swap_into_place(landing, out)
-        _swap_into_place(truth_dir, truth_out)
+        swap_into_place(landing, out)
+        swap_into_place(truth_dir, truth_out)
     except BaseException:
         shutil.rmtree(landing, ignore_errors=True)
         shutil.rmtree(truth_dir, ignore_errors=True)
@@ -262,7 +258,16 @@ def _progress_bar(total: int) -> tuple[Any, Any]:
 
 
 # --- folder safety -------------------------------------------------------------------------------------
-def _check_target(path: Path) -> None:
+def check_targets(out: Path, truth_out: Path) -> None:
+    """Refuse a landing and a ground-truth folder that are not separate or hold other files."""
+    check_target(out)
+    check_target(truth_out)
+    a, b = out.resolve(), truth_out.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise ValueError("the ground truth folder must be outside the landing folder (and vice versa)")
+
+
+def check_target(path: Path) -> None:
     """Refuse a target that exists and is neither empty nor a previous generator output."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} exists and is not a folder")
@@ -270,7 +275,7 @@ def _check_target(path: Path) -> None:
         raise ValueError(f"{path} is not empty and was not written by the generator (no {MARKER} marker)")
 
 
-def _staging(target: Path) -> Path:
+def staging_folder(target: Path) -> Path:
     """A fresh hidden sibling of `target` to write into, holding the marker from the start."""
     stage = target.parent / f".{target.name}.partial"
     if stage.exists():
@@ -282,10 +287,10 @@ def _staging(target: Path) -> Path:
     return stage
 
 
-def _swap_into_place(stage: Path, target: Path) -> None:
+def swap_into_place(stage: Path, target: Path) -> None:
     """Replace `target` (missing, empty or a previous output) with the finished `stage` folder."""
     if target.exists():
-        _check_target(target)
+        check_target(target)
         old = target.parent / f".{target.name}.old"
         if old.exists():
             shutil.rmtree(old)

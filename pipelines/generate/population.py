@@ -203,12 +203,7 @@ def make_person(rng: random.Random, index: int, seed: int, clock: Clock) -> Pers
     maiden = None
     if female and age >= 24 and rng.random() < 0.12:
         maiden, family = family, rng.choice(names.FAMILY[_TRADITION.pick(rng)])
-    mobile = _phone(rng) if rng.random() < (0.9 if 13 <= age < 75 else 0.55 if age >= 75 else 0.0) else None
-    home = _phone(rng) if rng.random() < (0.25 + 0.5 * (age >= 60)) else None
-    email = None
-    if age >= 13 and rng.random() < (0.85 if age < 70 else 0.5):
-        user = f"{_ascii(given).lower()}.{_ascii(family).split()[0].lower().replace(chr(39), '')}"
-        email = f"{user}{rint(rng, 1, 999) if rng.random() < 0.6 else ''}@{rng.choice(names.EMAIL_DOMAINS)}"
+    mobile, home, email = draw_contacts(rng, age, given, family)
     n = _scramble(index, seed, _SSN_MOD, 1_000_003)
     area, rest = divmod(n, 99 * 9999)
     group, serial = divmod(rest, 9999)
@@ -261,13 +256,55 @@ def make_person(rng: random.Random, index: int, seed: int, clock: Clock) -> Pers
     )
     for source in sources:
         person.ids[source] = new_uuid(rng)
-    if "ehr_a" in sources:
-        person.mrns["ehr_a"] = f"{_scramble(index, seed, _MRN_A_MOD, 7_654_321):08d}"
-        person.records["ehr_a"] = _record_a(rng, true)
-    if "ehr_b" in sources:
-        person.mrns["ehr_b"] = f"CB{_scramble(index, seed, _MRN_B_MOD, 123_456_791):09d}"
-        person.records["ehr_b"] = _record_b(rng, true, shared="ehr_a" in sources)
+    draw_source_records(rng, person, seed)
     return person
+
+
+def draw_source_records(rng: random.Random, person: Person, seed: int) -> None:
+    """Set the MRN and draw the record each of the person's sources keeps from `person.true`, with the
+    sources' usual noise (`make_person` does this; a generator that changes `true` afterwards, as the
+    identity test set does for relatives, draws them again)."""
+    person.records.clear()
+    if "ehr_a" in person.sources:
+        person.mrns["ehr_a"] = f"{_scramble(person.index, seed, _MRN_A_MOD, 7_654_321):08d}"
+        person.records["ehr_a"] = _record_a(rng, person.true)
+    if "ehr_b" in person.sources:
+        person.mrns["ehr_b"] = f"CB{_scramble(person.index, seed, _MRN_B_MOD, 123_456_791):09d}"
+        person.records["ehr_b"] = _record_b(rng, person.true, shared="ehr_a" in person.sources)
+
+
+def draw_phone(rng: random.Random) -> str:
+    """A new 555 phone number."""
+    return _phone(rng)
+
+
+def draw_address(rng: random.Random) -> Address:
+    """A new postal address in one of the generator's towns."""
+    return _address(rng)
+
+
+def draw_contacts(
+    rng: random.Random, age: int, given: str, family: str
+) -> tuple[str | None, str | None, str | None]:
+    """(mobile, home phone, e-mail) of a person of this age and name; each may be missing, more often for
+    children (no mobile, no e-mail under 13) and the old (fewer mobiles and e-mails, more home phones)."""
+    mobile = _phone(rng) if rng.random() < (0.9 if 13 <= age < 75 else 0.55 if age >= 75 else 0.0) else None
+    home = _phone(rng) if rng.random() < (0.25 + 0.5 * (age >= 60)) else None
+    email = None
+    if age >= 13 and rng.random() < (0.85 if age < 70 else 0.5):
+        email = draw_email(rng, given, family)
+    return mobile, home, email
+
+
+def draw_email(rng: random.Random, given: str, family: str) -> str:
+    """An e-mail address made of the given and (first word of the) family name, on an example domain."""
+    user = f"{_ascii(given).lower()}.{_ascii(family).split()[0].lower().replace(chr(39), '')}"
+    return f"{user}{rint(rng, 1, 999) if rng.random() < 0.6 else ''}@{rng.choice(names.EMAIL_DOMAINS)}"
+
+
+def ascii_text(text: str | None) -> str:
+    """`text` as EHR B stores it: accents dropped (empty for None)."""
+    return _ascii(text)
 
 
 def _record_a(rng: random.Random, true: Demographics) -> Demographics:
@@ -373,6 +410,7 @@ def patient_resource(person: Person, source: str, clock: Clock, last_updated: in
     if person.guardian:
         resource["contact"] = [person.guardian]
     resource["communication"] = [{"language": vocab.LANGUAGES[person.language], "preferred": True}]
-    resource["generalPractitioner"] = [{"reference": f"Practitioner/{person.pcp[source]}"}]
-    resource["managingOrganization"] = {"reference": f"Organization/{person.clinic[source]}"}
+    if source in person.pcp:  # a set of Patients alone (the identity test set) has no care team
+        resource["generalPractitioner"] = [{"reference": f"Practitioner/{person.pcp[source]}"}]
+        resource["managingOrganization"] = {"reference": f"Organization/{person.clinic[source]}"}
     return resource
