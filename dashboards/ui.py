@@ -65,13 +65,16 @@ def locations() -> data.Locations:
 
 
 def version() -> str:
-    """The lake's version: every cached read is keyed on it, so a new run shows at once."""
+    """The lake's version: every cached read is keyed on it (its `at_version` argument: Streamlit leaves an
+    argument whose name starts with `_` out of the key), so a new run shows at once."""
     where = locations()
     return data.lake_version(where.lake, where.exports)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _table(lake: str, _version: str, layer: str, name: str, columns: tuple[str, ...] | None) -> pl.DataFrame:
+def _table(
+    lake: str, at_version: str, layer: str, name: str, columns: tuple[str, ...] | None
+) -> pl.DataFrame:
     return data.read(UPath(lake), layer, name, list(columns) if columns else None)
 
 
@@ -81,7 +84,7 @@ def read(name: str, columns: tuple[str, ...] | None = None, layer: str = data.GO
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _search_index(lake: str, _version: str) -> pl.DataFrame:
+def _search_index(lake: str, at_version: str) -> pl.DataFrame:
     return data.search_index(UPath(lake))
 
 
@@ -91,18 +94,18 @@ def search_index() -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _outreach_index(exports: str, _version: str) -> pl.DataFrame:
+def _outreach_index(exports: str, at_version: str) -> pl.DataFrame:
     return data.outreach_index(UPath(exports))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _person(lake: str, exports: str, _version: str, what: str, person_id: str) -> pl.DataFrame:
+def _person(lake: str, exports: str, at_version: str, what: str, person_id: str) -> pl.DataFrame:
     if what == "results":
         return data.person_results(UPath(lake), person_id)
     if what == "device_days":
         return data.person_device_days(UPath(lake), person_id)
     if what == "outreach":
-        index = _outreach_index(exports, _version)
+        index = _outreach_index(exports, at_version)
         return index.filter(pl.col("person_id") == person_id).drop("person_id").sort("run_id", "campaign")
     return data.person_rows(UPath(lake), what, person_id)
 
@@ -114,7 +117,7 @@ def person(what: str, person_id: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _counts(lake: str, _version: str, layer: str, name: str, by: tuple[str, ...]) -> pl.DataFrame:
+def _counts(lake: str, at_version: str, layer: str, name: str, by: tuple[str, ...]) -> pl.DataFrame:
     return data.counts(UPath(lake), layer, name, list(by))
 
 
@@ -124,7 +127,7 @@ def counts(name: str, by: tuple[str, ...], layer: str = data.GOLD) -> pl.DataFra
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _care_gap_patients(lake: str, _version: str, measure: str, status: str) -> pl.DataFrame:
+def _care_gap_patients(lake: str, at_version: str, measure: str, status: str) -> pl.DataFrame:
     return data.care_gap_patients(UPath(lake), measure, status)
 
 
@@ -134,7 +137,7 @@ def care_gap_patients(measure: str, status: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _turns(lake: str, _version: str, conversation_id: str) -> pl.DataFrame:
+def _turns(lake: str, at_version: str, conversation_id: str) -> pl.DataFrame:
     return data.conversation_turns(UPath(lake), conversation_id)
 
 
@@ -144,7 +147,7 @@ def conversation_turns(conversation_id: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _campaign_history(exports: str, _version: str) -> pl.DataFrame:
+def _campaign_history(exports: str, at_version: str) -> pl.DataFrame:
     return data.campaign_history(UPath(exports))
 
 
@@ -154,7 +157,7 @@ def campaign_history() -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _pipeline_runs(lake: str, _version: str) -> list[dict]:
+def _pipeline_runs(lake: str, at_version: str) -> list[dict]:
     return data.pipeline_runs(UPath(lake))
 
 
@@ -164,7 +167,7 @@ def pipeline_runs() -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _shareable_terms(lake: str, _version: str, terms: tuple[str, ...]) -> frozenset[str]:
+def _shareable_terms(lake: str, at_version: str, terms: tuple[str, ...]) -> frozenset[str]:
     where = UPath(lake)
     return shareable_terms(data.term_persons(where, list(terms)), data.name_words(where))
 
