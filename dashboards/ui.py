@@ -1,5 +1,6 @@
 """The pieces every page uses: the viewer of the session, cached reads keyed on the lake's version, masked
-tables, empty states. Pages call these and never read the lake or show a frame directly."""
+tables, empty states, and the dashboard's one write (`decide`: a clerical-review decision). Pages call these
+and never read or write the lake or show a frame directly."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from upath import UPath
 
 from dashboards import data
 from dashboards.access import ANALYST, TEXT_DERIVED, Viewer, local_role, mask, role_for, shareable_terms
+from pipelines.identity.decisions import record_decision
 
 APP_NAME = "patient-insights"
 logging.getLogger("streamlit").setLevel(logging.WARNING)  # request logs could carry query strings
@@ -66,7 +68,7 @@ def locations() -> data.Locations:
 
 def version() -> str:
     """The lake's version: every cached read is keyed on it (its `at_version` argument: Streamlit leaves an
-    argument whose name starts with `_` out of the key), so a new run shows at once."""
+    argument whose name starts with `_` out of the key), so a new run or decision shows at once."""
     where = locations()
     return data.lake_version(where.lake, where.exports)
 
@@ -186,9 +188,63 @@ def visible(frame: pl.DataFrame, who: Viewer) -> pl.DataFrame:
     return mask(frame, who, _shareable_terms(str(locations().lake), version(), tuple(sorted(terms))))
 
 
-def show(frame: pl.DataFrame, who: Viewer, *, height: int | None = None, key: str | None = None) -> None:
-    """A sortable, filterable table of what `who` may see."""
-    st.dataframe(visible(frame, who), hide_index=True, width="stretch", height=height or "auto", key=key)
+def show(
+    frame: pl.DataFrame,
+    who: Viewer,
+    *,
+    height: int | None = None,
+    key: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """A sortable, filterable table of what `who` may see; `labels` gives columns headings in plain words
+    (masking goes by the column names, so a page names its columns by their kind and labels them here)."""
+    shown = visible(frame, who)
+    config = {c: st.column_config.Column(label) for c, label in (labels or {}).items() if c in shown.columns}
+    st.dataframe(
+        shown, hide_index=True, width="stretch", height=height or "auto", key=key, column_config=config
+    )
+
+
+def identity_built() -> bool:
+    """Has an identity build written its clerical-review table yet (the Identity review page's data)?"""
+    return data.has_clerical_review(locations().lake)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _review_queue(lake: str, at_version: str) -> pl.DataFrame:
+    return data.review_queue(UPath(lake))
+
+
+def review_queue() -> pl.DataFrame:
+    """The clerical-review pairs nobody has decided yet, most probable first (cached; a decision changes
+    the lake's version, so the queue refreshes at once)."""
+    return _review_queue(str(locations().lake), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _recent_decisions(lake: str, at_version: str) -> pl.DataFrame:
+    return data.recent_decisions(UPath(lake))
+
+
+def recent_decisions() -> pl.DataFrame:
+    """The identity decisions in force, newest first, with the records' names (cached)."""
+    return _recent_decisions(str(locations().lake), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _review_counts(lake: str, at_version: str) -> data.ReviewCounts:
+    return data.review_counts(UPath(lake))
+
+
+def review_counts() -> data.ReviewCounts:
+    """The clerical review in numbers (cached)."""
+    return _review_counts(str(locations().lake), version())
+
+
+def decide(unique_id_l: str, unique_id_r: str, decision: str, decided_by: str, note: str | None) -> None:
+    """Record a person's decision on a pair of records: the dashboard's one write, and only through
+    `record_decision` (the identity build honours it from its next run). Raises ValueError as it does."""
+    record_decision(locations().lake, unique_id_l, unique_id_r, decision, decided_by, note)
 
 
 def empty_state(what: str) -> None:
