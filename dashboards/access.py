@@ -57,9 +57,18 @@ _IDENTIFYING = {
     "event_id",
     "vendor_user_id",
     "device_id",
+    "ssn",
+    "phones",
+    "postal_code",
+    "suffix",  # Jr., Sr., III: part of a name
+    "review_note",  # a reviewer's free text about two patients' records
+    "decided_by",  # a reviewer's name
 }
 """Removed for analysts (the `guardian_*` columns, anything ending in `_name` or `_phone`, and every id
-column not in `_SHARED_IDS` too)."""
+column not in `_SHARED_IDS` too). A column of a record pair (`given_l`, `ssn_r`: identity's clerical review)
+is judged by its name without the side (`_PAIR_SIDES`)."""
+_PAIR_SIDES = ("_l", "_r")
+"""Suffixes of the left and right record of a pair: `birth_date_l` is a birth date, `unique_id_r` an id."""
 _SHARED_IDS = {
     "measure_id",
     "segment_id",
@@ -150,27 +159,40 @@ def mask(frame: pl.DataFrame, viewer: Viewer, shareable: Collection[str] = ()) -
     `shareable_terms`); terms outside it are removed from the `TEXT_DERIVED` columns."""
     if viewer.identifiable or not frame.columns:
         return frame
-    drop = [c for c in frame.columns if _identifying(c)]
-    out = frame.drop(drop)
+    out = frame.drop([c for c in frame.columns if _identifying(_unpaired(c))])
     changes = []
-    for name, dtype in out.schema.items():
-        if name in _PSEUDONYMIZED or name.endswith("person_id"):
-            changes.append(pseudonym(pl.col(name)).alias(name))
-        elif _is_path(name) and dtype == pl.String:
-            changes.append(_masked_paths(out[name]).alias(name))
-        elif name in TEXT_DERIVED:
-            changes.append(_vetted_terms(name, dtype, shareable))
-        elif name in _YEAR_ONLY:
-            changes.append(pl.col(name).cast(pl.String).str.slice(0, 4).alias(name))
-        elif name in _KEEP_DATES or name in _SHARED_IDS:  # a run id may be its day: not a person's date
-            continue
-        elif dtype == pl.Date or isinstance(dtype, pl.Datetime):
-            changes.append(pl.col(name).dt.strftime("%Y-%m").alias(name))
-        elif dtype == pl.List(pl.Date):
-            changes.append(pl.col(name).list.eval(pl.element().dt.strftime("%Y-%m")).alias(name))
-        elif dtype == pl.String and _holds_dates(out[name]):
-            changes.append(pl.col(name).str.slice(0, 7).alias(name))
+    for column in out.columns:
+        change = _masked_column(out[column], _unpaired(column), shareable)
+        if change is not None:
+            changes.append(change.alias(column))
     return out.with_columns(changes) if changes else out
+
+
+def _unpaired(column: str) -> str:
+    """A column's name without the side of a record pair (`given_l` → `given`)."""
+    return column[:-2] if column.endswith(_PAIR_SIDES) and len(column) > 2 else column
+
+
+def _masked_column(values: pl.Series, kind: str, shareable: Collection[str]) -> pl.Expr | pl.Series | None:
+    """The analyst's form of a kept column whose name (without a pair's side) is `kind`; None: as it is."""
+    name, dtype = values.name, values.dtype
+    if kind in _PSEUDONYMIZED or kind.endswith("person_id"):
+        return pseudonym(pl.col(name))
+    if _is_path(kind) and dtype == pl.String:
+        return _masked_paths(values)
+    if kind in TEXT_DERIVED:
+        return _vetted_terms(name, dtype, shareable)
+    if kind in _YEAR_ONLY:
+        return pl.col(name).cast(pl.String).str.slice(0, 4)
+    if kind in _KEEP_DATES or kind in _SHARED_IDS:  # a run id may be its day: not a person's date
+        return None
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        return pl.col(name).dt.strftime("%Y-%m")
+    if dtype == pl.List(pl.Date):
+        return pl.col(name).list.eval(pl.element().dt.strftime("%Y-%m"))
+    if dtype == pl.String and _holds_dates(values):
+        return pl.col(name).str.slice(0, 7)
+    return None
 
 
 def _identifying(column: str) -> bool:

@@ -1,6 +1,7 @@
 """patient-insights dashboard: `streamlit run dashboards/app.py` (or `make dashboard`).
 
-Read-only over the gold tables and the exports of `PATIENT_INSIGHTS_LAKE` / `PATIENT_INSIGHTS_EXPORTS`.
+Read-only over the lake and the exports of `PATIENT_INSIGHTS_LAKE` / `PATIENT_INSIGHTS_EXPORTS`, but for a
+care manager's identity decision (the Identity review page, through `ui.decide`).
 Each page is a script under `dashboards/views/`, listed once in `dashboards/pages.py`.
 """
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 import orjson
 import polars as pl
@@ -19,6 +21,7 @@ from upath import UPath
 from pipelines.config import DEFAULT_EXPORTS, DEFAULT_LAKE
 from pipelines.gold.patient_360 import result_values
 from pipelines.gold.records import PersonRecords, person_bucket_of
+from pipelines.identity.decisions import LINK, NEVER_LINK, current_decisions, decisions_path, pending_review
 from pipelines.lake import parquet_files, scan_table, table_path
 from pipelines.outreach.exports import campaign_runs
 from pipelines.run_record import META, PIPELINE_RUNS
@@ -48,13 +51,17 @@ class Locations:
 
 
 def lake_version(lake: UPath, exports: UPath) -> str:
-    """Changes whenever a run changes what the dashboard shows: the newest pipeline run record and the
-    newest file time of the gold tables and the exports' audit log (cache key of every read)."""
+    """Changes whenever a run changes what the dashboard shows: the newest pipeline run record, the
+    newest file time of the gold tables and the exports' audit log, and the time of the clerical-review
+    table and of the last decision recorded on it (cache key of every read: a decision taken on the Identity
+    review page refreshes its queue at once)."""
     parts = []
     runs = lake / META / PIPELINE_RUNS
     if runs.exists():
         names = sorted(p.name for p in runs.iterdir())
         parts.append(names[-1] if names else "")
+    for path in (clerical_review_path(lake), decisions_path(lake)):
+        parts.append(f"{path.stat().st_mtime:.6f}" if path.exists() else "")
     newest = 0.0
     gold = lake / GOLD
     if gold.exists():
@@ -407,3 +414,247 @@ def name_words(lake: UPath) -> set[str]:
         )
         words.update(found["word"].to_list())
     return words
+
+
+# Identity review: the pairs of records the matching model was unsure about, shown to a care manager who
+# decides whether they are one person (pipelines/identity/decisions.py records the decision).
+
+CLERICAL_REVIEW = "clerical_review"
+REVIEW_FIELDS = (
+    ("given", "Given name"),
+    ("family", "Family name"),
+    ("suffix", "Name suffix"),
+    ("birth_date", "Birth date"),
+    ("multiple_birth", "Multiple birth"),
+    ("gender", "Sex"),
+    ("address_line", "Address"),
+    ("postal_code", "Postal code"),
+    ("phones", "Phones"),
+    ("email", "E-mail"),
+    ("ssn", "SSN"),
+)
+"""(field, its name in plain words) of the evidence shown side by side, in the order shown; a field is
+shown when the clerical-review table has its `<field>_l` / `<field>_r` columns."""
+DECISION_WORDS = {LINK: "same person: linked", NEVER_LINK: "different people: never linked"}
+MISSING_IN_ONE, MISSING_IN_BOTH = "missing in one", "missing in both"
+_LEVEL_WORDS = {
+    "nickname or same canonical name": "close: a nickname or another form of the same name",
+    "another name of the record": "close: matches another name on the record (e.g. a former name)",
+    "first word of a compound name": "close: same first part of a double name",
+    "day and month swapped": "close: day and month swapped",
+    "year off by one": "close: same day and month, years one apart",
+    "same month": "close: same year and month, another day",
+    "a phone in common": "same: a phone number in common",
+}
+"""Plain words for the matching model's own level labels (pipelines/identity/matching.py)."""
+_SQL_SIGNS = re.compile(r"[\"=<>()]")
+
+
+def clerical_review_path(lake: UPath) -> UPath:
+    """Where the identity build writes the pairs it leaves to a person."""
+    return table_path(lake, IDENTITY, CLERICAL_REVIEW) / "data.parquet"
+
+
+def has_clerical_review(lake: UPath) -> bool:
+    """Has an identity build written its clerical-review table (possibly empty) yet?"""
+    return clerical_review_path(lake).exists()
+
+
+def _source(column: str) -> pl.Expr:
+    # a unique_id is '<source>|<patient id>': the source is a configured name, never an id
+    return pl.col(column).str.split_exact("|", 1).struct.field("field_0")
+
+
+def _title(column: str) -> pl.Expr:
+    # the model compares folded names (lower case, no accents): capitals make them easier to read
+    return pl.col(column).str.to_titlecase()
+
+
+def _full_name(given: pl.Expr, family: pl.Expr) -> pl.Expr:
+    name = pl.concat_str([given, family], separator=" ", ignore_nulls=True).replace("", None)
+    return name.fill_null("(no name)")
+
+
+def review_queue(lake: UPath) -> pl.DataFrame:
+    """The clerical-review pairs nobody has decided yet, most probable first, with each record's name
+    (`name_l`, `name_r`) and source (`source_l`, `source_r`) for a care manager's list."""
+    pending = pending_review(lake)
+    if pending.is_empty():
+        return pending.with_columns(
+            [pl.lit(None, pl.String).alias(c) for c in ("name_l", "name_r", "source_l", "source_r")]
+        )
+    named = pending.with_columns(
+        [
+            _full_name(_title(f"given_{side}"), _title(f"family_{side}")).alias(f"name_{side}")
+            if {f"given_{side}", f"family_{side}"} <= set(pending.columns)
+            else pl.lit("(no name)").alias(f"name_{side}")
+            for side in ("l", "r")
+        ]
+    ).with_columns(_source("unique_id_l").alias("source_l"), _source("unique_id_r").alias("source_r"))
+    if "match_probability" not in named.columns:
+        return named
+    return named.sort(
+        "match_probability", "unique_id_l", "unique_id_r", descending=[True, False, False], nulls_last=True
+    )
+
+
+def persons_involved(queue: pl.DataFrame) -> int:
+    """How many distinct persons (as the last build assigned them) the pairs of `queue` touch."""
+    columns = [c for c in ("person_id_l", "person_id_r") if c in queue.columns]
+    if not columns:  # an older table without person ids: count records instead
+        columns = ["unique_id_l", "unique_id_r"]
+    return pl.concat([queue.select(pl.col(c).alias("who")) for c in columns])["who"].drop_nulls().n_unique()
+
+
+def _level_words(label: str, is_null: bool) -> str:
+    """A comparison level of the matching model in plain words, from its label."""
+    if is_null:
+        return MISSING_IN_ONE
+    if label.startswith("Exact match"):
+        return "same"
+    if label == "All other comparisons":
+        return "different"
+    if label in _LEVEL_WORDS:
+        return _LEVEL_WORDS[label]
+    threshold = re.search(r"Jaro-Winkler .*>= ?([0-9.]+)", label)
+    if threshold:
+        return "close: a typo or small spelling difference" if float(threshold[1]) >= 0.9 else "alike"
+    if "Levenshtein" in label:
+        return "close: one character off (a typo)"
+    return "similar" if _SQL_SIGNS.search(label) else f"close: {label}"
+
+
+@cache
+def comparison_levels() -> dict[str, dict[int, str]]:
+    """Per field the matching model compares, each comparison level (`gamma_<field>`: its position counted
+    from the least similar, -1 for a missing value) in plain words, read from the model's own definition so
+    that the words follow its levels."""
+    from pipelines.identity.matching import _comparisons  # Splink: imported only when a pair is shown
+
+    levels: dict[str, dict[int, str]] = {}
+    for creator in _comparisons():
+        comparison = creator.get_comparison("duckdb")  # type: ignore[attr-defined]
+        levels[comparison.output_column_name] = {
+            level.comparison_vector_value: _level_words(level.label_for_charts, level.is_null_level)
+            for level in comparison.comparison_levels
+        }
+    return levels
+
+
+def comparison_words(gamma: int | None, levels: Mapping[int, str] | None = None) -> str:
+    """How two values compare, in plain words, from the model's comparison level `gamma` and the field's
+    `levels` (`comparison_levels`); a level the words do not know reads as "similar" (or "different" at 0,
+    the least similar level), so a new level of the model never breaks the page."""
+    if gamma is None:
+        return "not compared"
+    if gamma < 0:
+        return MISSING_IN_ONE
+    known = (levels or {}).get(gamma)
+    if known:
+        return known
+    return "different" if gamma == 0 else "similar"
+
+
+def _shown(field: str, value: object) -> str | None:
+    """One evidence value as a care manager reads it (the SSN by its last four digits only)."""
+    if value is None:
+        return None
+    if field == "phones":
+        return ", ".join(str(p) for p in value) or None  # type: ignore[attr-defined]
+    if field == "ssn":
+        digits = re.sub(r"[^0-9]", "", str(value))
+        return f"ending {digits[-4:]}" if digits else None
+    if field == "multiple_birth":
+        order = int(value)  # type: ignore[call-overload]
+        return "no" if order == 0 else "yes" if order == 1 else f"yes, birth order {order}"
+    if field in ("given", "family", "suffix"):
+        return str(value).title()
+    return str(value)
+
+
+def pair_evidence(pair: Mapping[str, object], levels: Mapping[str, Mapping[int, str]]) -> pl.DataFrame:
+    """The two records of one clerical-review pair side by side: a row per field in plain words (`field`),
+    each record's value (`record_l`, `record_r`) and how they compare (`comparison`: from the model's level
+    `gamma_<field>`, else from the values themselves)."""
+    rows = []
+    for field, words in REVIEW_FIELDS:
+        if f"{field}_l" not in pair or f"{field}_r" not in pair:
+            continue
+        left, right = _shown(field, pair[f"{field}_l"]), _shown(field, pair[f"{field}_r"])
+        gamma = pair.get(f"gamma_{field}")
+        if left is None and right is None:
+            compared = MISSING_IN_BOTH
+        elif left is None or right is None:
+            compared = MISSING_IN_ONE
+        elif gamma is not None:
+            compared = comparison_words(int(gamma), levels.get(field))  # type: ignore[call-overload]
+        else:
+            compared = "same" if left.lower() == right.lower() else "different"
+        rows.append((words, left, right, compared))
+    return pl.DataFrame(rows, schema=["field", "record_l", "record_r", "comparison"], orient="row").cast(
+        pl.String
+    )
+
+
+RECENT_DECISIONS = 50
+
+
+def recent_decisions(lake: UPath, limit: int = RECENT_DECISIONS) -> pl.DataFrame:
+    """The decisions in force, newest first (at most `limit`), with each record's name and source:
+    `unique_id_l`, `unique_id_r`, `name_l`, `source_l`, `name_r`, `source_r`, `decision`, `decided_by`,
+    `decided_at`, `review_note`. A record no longer in silver is named as such."""
+    decided = current_decisions(lake).sort("decided_at", descending=True).head(limit)
+    names = pl.DataFrame(schema={"source": pl.String, "id": pl.String, "name": pl.String})
+    if decided.height and parquet_files(table_path(lake, SILVER, "patient")):
+        ids = pl.concat([decided["unique_id_l"], decided["unique_id_r"]]).unique().to_list()
+        names = (
+            scan_table(lake, SILVER, "patient")
+            .select("source", "id", "given", "family")
+            .filter(pl.concat_str(["source", "id"], separator="|").is_in(ids))
+            .select("source", "id", _full_name(pl.col("given"), pl.col("family")).alias("name"))
+            .unique(["source", "id"], keep="first")
+            .collect()
+        )
+    keyed = names.select(pl.concat_str(["source", "id"], separator="|").alias("unique_id"), "name")
+    out = decided
+    for side in ("l", "r"):
+        out = out.join(
+            keyed.rename({"unique_id": f"unique_id_{side}", "name": f"name_{side}"}),
+            on=f"unique_id_{side}",
+            how="left",
+            maintain_order="left",
+        ).with_columns(
+            pl.col(f"name_{side}").fill_null("(a record no longer in the lake)"),
+            _source(f"unique_id_{side}").alias(f"source_{side}"),
+        )
+    return out.select(
+        "unique_id_l", "unique_id_r", "name_l", "source_l", "name_r", "source_r",
+        "decision", "decided_by", "decided_at", pl.col("note").alias("review_note"),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReviewCounts:
+    """What an analyst may know of the clerical review: counts only."""
+
+    pending: int  # pairs nobody has decided
+    persons: int  # distinct persons those pairs touch
+    decided: int  # pairs with a decision in force
+    by_decision: pl.DataFrame  # decision, pairs
+    by_reason: pl.DataFrame  # review_reason, pairs (pending)
+
+
+def review_counts(lake: UPath) -> ReviewCounts:
+    """The clerical review in numbers: pairs pending and the persons they touch, pairs decided by
+    decision, pairs pending by the reason they are in review."""
+    queue = review_queue(lake)
+    decided = current_decisions(lake)
+    by_decision = decided.group_by("decision").len("pairs").sort("decision")
+    by_reason = (
+        queue.group_by("review_reason").len("pairs").sort("pairs", "review_reason", descending=[True, False])
+        if "review_reason" in queue.columns
+        else pl.DataFrame(schema={"review_reason": pl.String, "pairs": pl.UInt32})
+    )
+    return ReviewCounts(
+        queue.height, persons_involved(queue) if queue.height else 0, decided.height, by_decision, by_reason
+    )

@@ -10,5 +10,6 @@ PAGES = (
     ("outreach.py", "Outreach", "outreach", ":material/campaign:"),
     ("sentiment.py", "Sentiment", "sentiment", ":material/forum:"),
     ("data_quality.py", "Data quality", "data_quality", ":material/rule:"),
+    ("identity_review.py", "Identity review", "identity_review", ":material/join:"),
 )
 """(script, title, url path, icon) of every page, in menu order; the first is the home page."""

@@ -1,5 +1,6 @@
 """The pieces every page uses: the viewer of the session, cached reads keyed on the lake's version, masked
-tables, empty states. Pages call these and never read the lake or show a frame directly."""
+tables, empty states, and the dashboard's one write (`decide`: a clerical-review decision). Pages call these
+and never read or write the lake or show a frame directly."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from upath import UPath
 
 from dashboards import data
 from dashboards.access import ANALYST, TEXT_DERIVED, Viewer, local_role, mask, role_for, shareable_terms
+from pipelines.identity.decisions import record_decision
 
 APP_NAME = "patient-insights"
 logging.getLogger("streamlit").setLevel(logging.WARNING)  # request logs could carry query strings
@@ -65,13 +67,16 @@ def locations() -> data.Locations:
 
 
 def version() -> str:
-    """The lake's version: every cached read is keyed on it, so a new run shows at once."""
+    """The lake's version: every cached read is keyed on it (its `at_version` argument: Streamlit leaves an
+    argument whose name starts with `_` out of the key), so a new run or decision shows at once."""
     where = locations()
     return data.lake_version(where.lake, where.exports)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _table(lake: str, _version: str, layer: str, name: str, columns: tuple[str, ...] | None) -> pl.DataFrame:
+def _table(
+    lake: str, at_version: str, layer: str, name: str, columns: tuple[str, ...] | None
+) -> pl.DataFrame:
     return data.read(UPath(lake), layer, name, list(columns) if columns else None)
 
 
@@ -81,7 +86,7 @@ def read(name: str, columns: tuple[str, ...] | None = None, layer: str = data.GO
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _search_index(lake: str, _version: str) -> pl.DataFrame:
+def _search_index(lake: str, at_version: str) -> pl.DataFrame:
     return data.search_index(UPath(lake))
 
 
@@ -91,18 +96,18 @@ def search_index() -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _outreach_index(exports: str, _version: str) -> pl.DataFrame:
+def _outreach_index(exports: str, at_version: str) -> pl.DataFrame:
     return data.outreach_index(UPath(exports))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _person(lake: str, exports: str, _version: str, what: str, person_id: str) -> pl.DataFrame:
+def _person(lake: str, exports: str, at_version: str, what: str, person_id: str) -> pl.DataFrame:
     if what == "results":
         return data.person_results(UPath(lake), person_id)
     if what == "device_days":
         return data.person_device_days(UPath(lake), person_id)
     if what == "outreach":
-        index = _outreach_index(exports, _version)
+        index = _outreach_index(exports, at_version)
         return index.filter(pl.col("person_id") == person_id).drop("person_id").sort("run_id", "campaign")
     return data.person_rows(UPath(lake), what, person_id)
 
@@ -114,7 +119,7 @@ def person(what: str, person_id: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _counts(lake: str, _version: str, layer: str, name: str, by: tuple[str, ...]) -> pl.DataFrame:
+def _counts(lake: str, at_version: str, layer: str, name: str, by: tuple[str, ...]) -> pl.DataFrame:
     return data.counts(UPath(lake), layer, name, list(by))
 
 
@@ -124,7 +129,7 @@ def counts(name: str, by: tuple[str, ...], layer: str = data.GOLD) -> pl.DataFra
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _care_gap_patients(lake: str, _version: str, measure: str, status: str) -> pl.DataFrame:
+def _care_gap_patients(lake: str, at_version: str, measure: str, status: str) -> pl.DataFrame:
     return data.care_gap_patients(UPath(lake), measure, status)
 
 
@@ -134,7 +139,7 @@ def care_gap_patients(measure: str, status: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _turns(lake: str, _version: str, conversation_id: str) -> pl.DataFrame:
+def _turns(lake: str, at_version: str, conversation_id: str) -> pl.DataFrame:
     return data.conversation_turns(UPath(lake), conversation_id)
 
 
@@ -144,7 +149,7 @@ def conversation_turns(conversation_id: str) -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _campaign_history(exports: str, _version: str) -> pl.DataFrame:
+def _campaign_history(exports: str, at_version: str) -> pl.DataFrame:
     return data.campaign_history(UPath(exports))
 
 
@@ -154,7 +159,7 @@ def campaign_history() -> pl.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _pipeline_runs(lake: str, _version: str) -> list[dict]:
+def _pipeline_runs(lake: str, at_version: str) -> list[dict]:
     return data.pipeline_runs(UPath(lake))
 
 
@@ -164,7 +169,7 @@ def pipeline_runs() -> list[dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _shareable_terms(lake: str, _version: str, terms: tuple[str, ...]) -> frozenset[str]:
+def _shareable_terms(lake: str, at_version: str, terms: tuple[str, ...]) -> frozenset[str]:
     where = UPath(lake)
     return shareable_terms(data.term_persons(where, list(terms)), data.name_words(where))
 
@@ -183,9 +188,63 @@ def visible(frame: pl.DataFrame, who: Viewer) -> pl.DataFrame:
     return mask(frame, who, _shareable_terms(str(locations().lake), version(), tuple(sorted(terms))))
 
 
-def show(frame: pl.DataFrame, who: Viewer, *, height: int | None = None, key: str | None = None) -> None:
-    """A sortable, filterable table of what `who` may see."""
-    st.dataframe(visible(frame, who), hide_index=True, width="stretch", height=height or "auto", key=key)
+def show(
+    frame: pl.DataFrame,
+    who: Viewer,
+    *,
+    height: int | None = None,
+    key: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """A sortable, filterable table of what `who` may see; `labels` gives columns headings in plain words
+    (masking goes by the column names, so a page names its columns by their kind and labels them here)."""
+    shown = visible(frame, who)
+    config = {c: st.column_config.Column(label) for c, label in (labels or {}).items() if c in shown.columns}
+    st.dataframe(
+        shown, hide_index=True, width="stretch", height=height or "auto", key=key, column_config=config
+    )
+
+
+def identity_built() -> bool:
+    """Has an identity build written its clerical-review table yet (the Identity review page's data)?"""
+    return data.has_clerical_review(locations().lake)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _review_queue(lake: str, at_version: str) -> pl.DataFrame:
+    return data.review_queue(UPath(lake))
+
+
+def review_queue() -> pl.DataFrame:
+    """The clerical-review pairs nobody has decided yet, most probable first (cached; a decision changes
+    the lake's version, so the queue refreshes at once)."""
+    return _review_queue(str(locations().lake), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _recent_decisions(lake: str, at_version: str) -> pl.DataFrame:
+    return data.recent_decisions(UPath(lake))
+
+
+def recent_decisions() -> pl.DataFrame:
+    """The identity decisions in force, newest first, with the records' names (cached)."""
+    return _recent_decisions(str(locations().lake), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _review_counts(lake: str, at_version: str) -> data.ReviewCounts:
+    return data.review_counts(UPath(lake))
+
+
+def review_counts() -> data.ReviewCounts:
+    """The clerical review in numbers (cached)."""
+    return _review_counts(str(locations().lake), version())
+
+
+def decide(unique_id_l: str, unique_id_r: str, decision: str, decided_by: str, note: str | None) -> None:
+    """Record a person's decision on a pair of records: the dashboard's one write, and only through
+    `record_decision` (the identity build honours it from its next run). Raises ValueError as it does."""
+    record_decision(locations().lake, unique_id_l, unique_id_r, decision, decided_by, note)
 
 
 def empty_state(what: str) -> None:

@@ -129,3 +129,18 @@ def test_tables_offer_no_csv_download_that_would_bypass_formula_neutralization()
 
     config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["client"]["disableDataExport"] is True
+
+
+def test_every_cached_read_is_keyed_on_the_lake_version() -> None:
+    """Streamlit leaves arguments named `_…` out of a cached function's key: a version passed as one would
+    never refresh anything (every read kept its first answer until the server restarted)."""
+    import inspect
+
+    from dashboards import ui
+
+    cached = [f for f in vars(ui).values() if callable(f) and hasattr(f, "clear")]  # st.cache_data's
+    assert len(cached) >= 10
+    for function in cached:
+        parameters = inspect.signature(function).parameters
+        assert "at_version" in parameters, function
+        assert not [p for p in parameters if p.startswith("_")], function

@@ -32,6 +32,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("/outreach", "Outreach", '[data-testid="stSelectbox"]'),
     ("/sentiment", "Sentiment", '[data-testid="stVegaLiteChart"]'),
     ("/data_quality", "Data quality", '[data-testid="stDataFrame"]'),
+    ("/identity_review", "Identity review", '[data-testid="stMetric"]'),
 ]
 
 REPO = Path(__file__).resolve().parents[1]
