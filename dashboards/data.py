@@ -438,7 +438,10 @@ shown when the clerical-review table has its `<field>_l` / `<field>_r` columns."
 DECISION_WORDS = {LINK: "same person: linked", NEVER_LINK: "different people: never linked"}
 MISSING_IN_ONE, MISSING_IN_BOTH = "missing in one", "missing in both"
 _LEVEL_WORDS = {
-    "nickname or same canonical name": "close: a nickname or another form of the same name",
+    "a short form of the same name": "close: a nickname or another form of the same name",
+    "one is the other's initial": "close: one is the other's initial",
+    "one day or one digit apart (within a year)": "close: one day apart or one digit mistyped",
+    "more than a year apart": "different: more than a year apart",
     "another name of the record": "close: matches another name on the record (e.g. a former name)",
     "first word of a compound name": "close: same first part of a double name",
     "day and month swapped": "close: day and month swapped",

@@ -81,6 +81,7 @@ def _records(people: int, seed: int) -> pl.DataFrame:
         pl.format("p{}", "person").alias("patient_id"),
         "given",
         pl.col("given").alias("given_canonical"),
+        pl.concat_list("given").alias("given_forms"),
         pl.lit(None, pl.String).alias("middle_initial"),
         "family",
         pl.col("family").alias("family_first_word"),
@@ -94,6 +95,7 @@ def _records(people: int, seed: int) -> pl.DataFrame:
         .then(pl.format("{}.{}@example.org", "given", "person"))
         .alias("email"),
         "ssn",
+        pl.col("birth_date").str.to_date(strict=False).cast(pl.Int32).alias("birth_days"),
         pl.lit(None, pl.String).alias("suffix"),
         pl.lit(False).alias("multiple_birth"),
         pl.lit(None, pl.Int64).alias("birth_order"),

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 
 from pipelines.generate import names, vocab
 from pipelines.generate.bulk_writer import ROTATE_LINES, RotatingNdjson
@@ -355,14 +356,33 @@ def _middle(rng: random.Random, person: Person) -> str | None:
     return rng.choice(pool) if rng.random() < 0.65 else None
 
 
+def _name_family(given: str) -> set[str]:
+    """The folded given names the identity index treats as forms of `given` (its nickname table)."""
+    from pipelines.identity.records import nicknames
+
+    folded = given.lower()
+    forms = nicknames().filter(pl.col("given") == folded)["forms"].to_list()
+    return {folded, *(forms[0] if forms else [])}
+
+
 def _twin(sibling: Person, index: int, seed: int, clock: Clock, rng: random.Random) -> Person:
     twin = make_person(rng, index, seed, clock)  # own SSN, MRNs, ids and sources; the rest is replaced
     twin.sex = sibling.sex if rng.random() < 0.5 else ("male" if sibling.female else "female")
     twin.tradition, twin.language = sibling.tradition, sibling.language
     _set_birth(twin, sibling.birth_day, clock)
     pool = (names.FEMALE_GIVEN if twin.female else names.MALE_GIVEN)[twin.tradition]
-    taken = {sibling.true.given, *names.NICKNAMES.get(sibling.true.given, ())}
-    given = rng.choice([g for g in pool if g not in taken])
+    # parents do not name twins Lawrence and Larry: no name of the sibling's name family (the name, its short
+    # forms, a name it is short for, or a name sharing a short form with it)
+    # (the generator's own table, and the identity index's: Gerald and Jerry)
+    own = {sibling.true.given, *names.NICKNAMES.get(sibling.true.given, ())}
+    family = _name_family(sibling.true.given)
+    given = rng.choice(
+        [
+            g
+            for g in pool
+            if g not in own and not own & {g, *names.NICKNAMES.get(g, ())} and g.lower() not in family
+        ]
+    )
     middle = _middle(rng, twin)
     family = sibling.true.family
     mobile, _, email = draw_contacts(rng, twin.age, given, family)

@@ -111,8 +111,9 @@ MAX_BIRTH_DAYS_APART = 366
 namesake son share a name and an address but not a birth year."""
 
 
-def _date(side: str) -> str:
-    return f'TRY_CAST("birth_date_{side}" AS DATE)'
+_DAYS_APART = 'abs("birth_days_l" - "birth_days_r")'
+"""SQL: days between two birth dates (`records.birth_days`: integers, far cheaper than date arithmetic on the
+million random pairs the model is estimated from)."""
 
 
 def _comparisons() -> list[object]:
@@ -129,14 +130,15 @@ def _comparisons() -> list[object]:
                 null("given"),
                 cll.ExactMatchLevel("given"),
                 cll.CustomLevel(
-                    '"given_canonical_l" = "given_canonical_r"', "nickname or same canonical name"
+                    'list_contains("given_forms_l", "given_r") OR list_contains("given_forms_r", "given_l")',
+                    "a short form of the same name",
                 ),
                 cll.CustomLevel(
                     '(length("given_l") = 1 OR length("given_r") = 1) AND '
                     'substr("given_l", 1, 1) = substr("given_r", 1, 1)',
                     "one is the other's initial",
                 ),
-                cll.JaroWinklerLevel("given", 0.92),
+                cll.JaroWinklerLevel("given", 0.92),  # a typo (one of a short form: `rules`)
                 cll.JaroWinklerLevel("given", 0.80),
                 cll.ElseLevel(),
             ],
@@ -169,9 +171,8 @@ def _comparisons() -> list[object]:
                     "day and month swapped",
                 ),
                 cll.CustomLevel(
-                    f"abs(date_diff('day', {_date('l')}, {_date('r')})) = 1 OR "
-                    '(damerau_levenshtein("birth_date_l", "birth_date_r") = 1 AND '
-                    f"abs(date_diff('day', {_date('l')}, {_date('r')})) <= {MAX_BIRTH_DAYS_APART})",
+                    f"{_DAYS_APART} = 1 OR ({_DAYS_APART} <= {MAX_BIRTH_DAYS_APART} AND "
+                    'damerau_levenshtein("birth_date_l", "birth_date_r") = 1)',
                     "one day or one digit apart (within a year)",
                 ),
                 cll.CustomLevel(
@@ -182,7 +183,7 @@ def _comparisons() -> list[object]:
                 ),
                 cll.CustomLevel('substr("birth_date_l", 1, 7) = substr("birth_date_r", 1, 7)', "same month"),
                 cll.CustomLevel(
-                    f"abs(date_diff('day', {_date('l')}, {_date('r')})) > {MAX_BIRTH_DAYS_APART}",
+                    f"{_DAYS_APART} > {MAX_BIRTH_DAYS_APART}",
                     "more than a year apart",
                 ),
                 cll.ElseLevel(),
@@ -284,8 +285,8 @@ def probabilistic_pairs(records: pl.DataFrame, seed: int = 42) -> pl.DataFrame:
         unique_id_column_name="unique_id",
         comparisons=_comparisons(),
         blocking_rules_to_generate_predictions=_blocking_rules(),
-        retain_intermediate_calculation_columns=False,
-        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=True,  # gamma_<field>: the rules and the review read them
+        retain_matching_columns=True,  # with the above, Splink writes gamma_<field>
     )
     with _duckdb() as db_api:
         # no basic logging: Splink's training chatter would reach the root logger and the Dagster console

@@ -31,12 +31,16 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "patient_id": pl.String(),
     "given": pl.String(),  # first given name, folded
-    "given_canonical": pl.String(),  # nickname → formal name
+    "given_canonical": pl.String(),  # nickname → formal name (the first, for blocking: "sam" → samantha)
+    # the name, every formal name it can stand for and, for a formal name, its short forms: sam → sam,
+    # samantha, samuel; samuel → sam, sammy, samuel (so Samuel meets Sam, never Samantha)
+    "given_forms": pl.List(pl.String()),
     "middle_initial": pl.String(),
     "family": pl.String(),  # official family name, folded (first word of a compound name kept separately)
     "family_first_word": pl.String(),
     "family_names": pl.List(pl.String()),  # every family name of every name of the record
     "birth_date": pl.String(),
+    "birth_days": pl.Int32(),  # days since 1970 (null when not a valid date): cheap arithmetic
     "gender": pl.String(),
     "postal_code": pl.String(),
     "address_line": pl.String(),
@@ -79,10 +83,27 @@ def fold(text: pl.Expr) -> pl.Expr:
 
 @cache
 def nicknames() -> pl.DataFrame:
-    """variant → canonical given name (a formal name maps to itself)."""
-    table = pl.read_csv(NICKNAMES_FILE, comment_prefix="#")
-    return table.select(pl.col("variant"), pl.col("name").alias("canonical")).unique(
-        subset="variant", keep="first"
+    """A given name → `canonical` (the first formal name a short form stands for, itself for a formal name)
+    and `forms`: the formal names it stands for ("Sam": Samantha and Samuel) and, for a formal name, its short
+    forms ("Samuel": Sam, Sammy)."""
+    table = pl.read_csv(NICKNAMES_FILE, comment_prefix="#").select("name", "variant")
+    as_variant = table.group_by("variant", maintain_order=True).agg(
+        pl.col("name").first().alias("canonical"), pl.col("name").alias("forms")
+    )
+    as_formal = table.group_by("name", maintain_order=True).agg(pl.col("variant").alias("forms"))
+    return (
+        pl.concat(
+            [
+                as_variant.rename({"variant": "given"}),
+                as_formal.select(pl.col("name").alias("given"), pl.col("name").alias("canonical"), "forms"),
+            ]
+        )
+        .group_by("given", maintain_order=True)
+        .agg(
+            pl.col("canonical").first(),
+            pl.col("forms").list.explode(keep_nulls=False, empty_as_null=False).unique().sort(),
+        )
+        .sort("given")
     )
 
 
@@ -144,6 +165,11 @@ def build_records(
         family_words.list.join(" ").replace("", None).alias("family"),
         pl.coalesce(given_suffix, family_suffix).alias("_name_suffix"),
         pl.col("birth_date").str.slice(0, 10).alias("birth_date"),
+        pl.col("birth_date")
+        .str.slice(0, 10)
+        .str.to_date("%Y-%m-%d", strict=False)
+        .cast(pl.Int32)
+        .alias("birth_days"),
         pl.col("gender").str.to_lowercase().alias("gender"),
         pl.col("address_postal_code")
         .str.replace_all(r"[^0-9]", "")
@@ -207,10 +233,15 @@ def build_records(
         .join(phones, on=key, how="left")
         .join(emails, on=key, how="left")
         .join(ssns, on=key, how="left")
-        .join(nicknames(), left_on="given", right_on="variant", how="left")
+        .join(nicknames(), on="given", how="left")
         .with_columns(
             pl.format("{}|{}", "source", "patient_id").alias("unique_id"),
             pl.coalesce("canonical", "given").alias("given_canonical"),
+            pl.concat_list(pl.col("given"), pl.col("forms").fill_null([]))
+            .list.drop_nulls()
+            .list.unique()
+            .list.sort()
+            .alias("given_forms"),
             pl.col("family").str.split(" ").list.first().alias("family_first_word"),
             pl.concat_list(pl.col("family_names").fill_null([]), pl.col("family").fill_null(pl.lit(None)))
             .list.drop_nulls()
