@@ -594,8 +594,11 @@ def pair_evidence(pair: Mapping[str, object], levels: Mapping[str, Mapping[int, 
         else:
             compared = "same" if left.lower() == right.lower() else "different"
         rows.append((words, left, right, compared))
-    return pl.DataFrame(rows, schema=["field", "record_l", "record_r", "comparison"], orient="row").cast(
-        pl.String
+    # a missing value reads as a dash, not as "None"
+    return (
+        pl.DataFrame(rows, schema=["field", "record_l", "record_r", "comparison"], orient="row")
+        .cast(pl.String)
+        .with_columns(pl.col("record_l", "record_r").fill_null("—"))
     )
 
 

@@ -174,10 +174,10 @@ def test_the_evidence_is_side_by_side_in_plain_words_with_the_ssn_cut_to_four_di
     assert rows["Given name"] == ("Jon", "John", NICKNAME)
     assert rows["Family name"] == ("Smith", "Smith", "same")
     assert rows["Birth date"][2] == "close: day and month swapped"
-    assert rows["Name suffix"] == ("Jr", None, MISSING_IN_ONE)
+    assert rows["Name suffix"] == ("Jr", "—", MISSING_IN_ONE)
     assert rows["Multiple birth"] == ("yes, birth order 2", "yes", "different")
-    assert rows["Phones"] == ("2015550100, 2015550101", None, MISSING_IN_ONE)
-    assert rows["E-mail"] == (None, None, MISSING_IN_BOTH)
+    assert rows["Phones"] == ("2015550100, 2015550101", "—", MISSING_IN_ONE)
+    assert rows["E-mail"] == ("—", "—", MISSING_IN_BOTH)
     assert rows["SSN"] == ("ending 6789", "ending 6798", "close: one character off (a typo)")
     shown = evidence.write_csv()
     assert not any(secret in shown for secret in ("123456789", "12345", "ehr_a|p1", "psn-1", "p2"))
