@@ -261,6 +261,10 @@ class _Export:
                     "element: nothing was read",
                 ) from None
             self._stopped(err, parser.ErrorByteIndex)
+        except (LookupError, ValueError):  # an encoding Python has no codec for, or one expat cannot use
+            raise _Refused(
+                INVALID_XML, "the XML declares a character encoding that cannot be read: nothing was read"
+            ) from None
         self._settle_loose_pressure()
 
     def _start(self, name: str, attributes: dict[str, str]) -> None:
