@@ -22,6 +22,7 @@ from pipelines.devices.build import DEVICE_READING, DEVICE_READING_REJECTS, buil
 from pipelines.devices.contract import REJECT_SCHEMA, SOURCE_READING_SCHEMA, ReaderOutput
 from pipelines.devices.csv_readings import read_device_csv as read_readings
 from pipelines.devices.csv_readings import read_device_csv_records
+from pipelines.devices.derived import usable
 from pipelines.lake import read_table
 from pipelines.layout import patient_bucket_keys
 from pipelines.silver.build import SILVER
@@ -115,6 +116,16 @@ def test_a_date_alone_covers_the_day_in_the_mapping_s_zone() -> None:
     assert out.readings.select("effective_start", "effective_end", "time_zone").rows() == [
         (utc(2026, 6, 30, 22), utc(2026, 7, 1, 22), "Europe/Berlin"),  # local midnight to midnight
         (utc(2026, 7, 1, 6, 30), None, "Europe/Berlin"),  # a time of day: a point reading
+    ]
+    # daily figures count it for the Berlin day written, not the UTC day its start falls on
+    linked = out.readings.with_columns(
+        pl.lit(True).alias("plausible"),
+        pl.lit("p1").alias("patient_id"),
+        pl.col("original_value").alias("value"),
+    )
+    assert usable(linked)["day"].to_list() == [date(2026, 7, 1)]  # the 08:30 slot is not a daily total
+    assert usable(linked.with_columns(pl.lit("+02:00").alias("time_zone")))["day"].to_list() == [
+        date(2026, 7, 1)
     ]
 
 
