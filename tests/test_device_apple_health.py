@@ -139,8 +139,10 @@ def test_hostile_exports_are_refused_whole_with_a_reason(make: object, name: str
     assert read.quarantine["reason_code"].to_list() == [code]
 
 
-def test_an_export_outside_a_person_folder_is_not_read() -> None:
-    read = bronze(several_metrics(), user=None)
+@pytest.mark.parametrize("user", [None, "apple_health_export"])
+def test_an_export_outside_a_person_folder_is_not_read(user: str | None) -> None:
+    """Directly in the source folder, or the Health app's zip unpacked there (its folder is no person)."""
+    read = bronze(several_metrics(), user=user)
     assert read.quarantine["reason_code"].to_list() == ["missing_id"]
     assert "folder per person" in read.quarantine["reason"][0]
 

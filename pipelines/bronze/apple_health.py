@@ -60,6 +60,9 @@ from pipelines.bronze.json_records import whole_file_quarantine
 from pipelines.bronze.tables import DEVICE_RECORDS, ReadResult
 
 RECORD_FORMAT = "apple_health"
+APPLE_FOLDER = "apple_health_export"
+"""The folder Apple's zip holds the export in: never a person's folder (two people's exports unpacked into
+one source would otherwise become one person)."""
 ROOT = "HealthData"
 BLOOD_PRESSURE = "HKCorrelationTypeIdentifierBloodPressure"
 SYSTOLIC = "HKQuantityTypeIdentifierBloodPressureSystolic"
@@ -120,7 +123,7 @@ def read_apple_health_export(
 
     Returns the bronze records of the carried types (`entry` = the element's position among the export's
     top-level elements), the quarantine, and the counts of what was skipped, by kind."""
-    if folder_user is None:
+    if folder_user is None or folder_user == APPLE_FOLDER:  # unpacked straight into the source folder
         reason = (
             "an Apple Health export is one person's and names nobody: deliver it in a folder per person "
             "(<source>/<person>/export.zip), whose name the enrolment file links to a patient"
