@@ -19,7 +19,7 @@ import polars as pl
 
 from pipelines.bronze.apple_health import BLOOD_PRESSURE, DIASTOLIC, RECORD_METRICS, SYSTOLIC
 from pipelines.devices.contract import REJECT_SCHEMA, ROW, ReaderOutput, conform, empty_readings
-from pipelines.devices.vendors import END, GROUP, START, ZONE, Emit, decode_records, evaluate, item, zones
+from pipelines.devices.vendors import END, GROUP, START, ZONE, Emit, decode_records, evaluate, item
 
 APPLE_TIME = "%Y-%m-%d %H:%M:%S %z"
 _ATTRIBUTES = pl.Struct(
@@ -32,7 +32,7 @@ _NODE = pl.Struct(
         "children": pl.List(pl.Struct({"element": pl.String, "attributes": _ATTRIBUTES})),
     }
 )
-_OFFSET = r"([+-]\d{2}:?\d{2}|Z)$"
+_OFFSET = r"([+-]\d{2}:?\d{2})$"
 _GLUCOSE_MOLAR = r"^mmol<180\.1\d*>/L$"
 NO_TIME = "the start or end date is missing or not a time with its UTC offset"
 
@@ -59,11 +59,16 @@ def _timed(frame: pl.DataFrame) -> pl.DataFrame:
     start_text, end_text = attribute(pl.col("_item"), "startDate"), attribute(pl.col("_item"), "endDate")
     start = start_text.str.to_datetime(APPLE_TIME, time_unit="us", time_zone="UTC", strict=False)
     end = end_text.str.to_datetime(APPLE_TIME, time_unit="us", time_zone="UTC", strict=False)
-    z = zones(frame, start_text.str.extract(_OFFSET, 1))
+    # the zone label '+HH:MM' straight from the offset that parsed (`vendors.Zones` reads any spelling of a
+    # zone, at several regular expressions per row: too slow for the millions of records of an export)
+    offset = start_text.str.extract(_OFFSET, 1).str.replace(":", "", literal=True)
+    label = pl.when(start.is_not_null()).then(
+        pl.format("{}:{}", offset.str.slice(0, 3), offset.str.slice(3, 2))
+    )
     return frame.with_columns(
         start.alias(START),
         pl.when(end != start).then(end).alias(END),  # a point in time has no end
-        z.label().alias(ZONE),
+        label.alias(ZONE),
         (end_text.is_not_null() & end.is_null()).alias("_bad_end"),
         (end < start).alias("_end_before_start"),
     )
