@@ -2,9 +2,10 @@
 
 Layout: `<landing>/<source>/…`; a source is a folder. Its format comes from an optional
 `<source>/source.yaml` (`format: fhir | openmhealth | ihealth | withings | fitbit | device_csv |
-device_enrolment | conversations | outreach_events`), else from the files themselves. Outreach outcome
-files (`*.csv`, `*.ndjson`, `*.jsonl`) are read as such only in a source declaring `outreach_events`;
-nothing sniffs for them. A `device_csv` source also names the column mapping its files follow
+device_enrolment | conversations | outreach_events | apple_health_export`), else from the files themselves.
+Outreach outcome files (`*.csv`, `*.ndjson`, `*.jsonl`) and Apple Health exports (`*.xml`, `*.zip`, one
+folder per person; the rest of an unpacked export is skipped) are read as such only in a source declaring
+them; nothing sniffs for them. A `device_csv` source also names the column mapping its files follow
 (`mapping: <name>` → data_contracts/devices/csv_mappings/<name>.yaml).
 A FHIR source holding a Bulk Data manifest (`manifest.json`, or any top-level `*.json` with
 `transactionTime` and `output`) is read through the manifest: only listed outputs, with `deleted[]` and
