@@ -123,6 +123,25 @@ HUGE_VALUES: dict[str, tuple[dict[str, str], dict[str, set[str]]]] = {
         {"0": "body_weight"},
         {"1": {"value_out_of_range"}, "2": {"value_out_of_range"}},
     ),
+    # issue 27: positions are the export's elements (0 and 1 are ExportDate and Me)
+    "apple_health/huge_values.xml": (
+        {"2": "heart_rate"},
+        {
+            **{str(entry): {"non_finite_value"} for entry in range(3, 7)},  # NaN 1e309 -1e309 INF
+            "7": {"value_out_of_range"},  # 1e308
+            "8": {"value_out_of_range"},  # 1e13
+            "9": {"invalid_value"},  # not a number at all
+        },
+    ),
+    "wide_csv/non_finite_values.csv": (
+        {"2": "body_weight"},
+        {
+            **{str(line): {"non_finite_value"} for line in range(3, 7)},  # inf NaN 1e309 -1e309
+            "7": {"value_out_of_range"},  # 1e308
+            "8": {"value_out_of_range"},  # 1e13
+            "9": {"invalid_value"},
+        },
+    ),
 }
 
 
@@ -148,6 +167,7 @@ ENROLMENT = (
     "vendor,vendor_user_id,device_id,device_type,patient_source,patient_id,enrolled_on,unenrolled_on\n"
     "openmhealth,omh-user-1,dev-1,blood_pressure_monitor,ehr_a,p1,2025-01-01,\n"
     "generic,bp-user-1,SN-1,blood_pressure_monitor,ehr_a,p2,2025-01-01,\n"
+    "apple_health,ah-user-1,cuff,blood_pressure_monitor,ehr_a,p3,2025-01-01,\n"
 )
 
 
@@ -156,6 +176,7 @@ ENROLMENT = (
     [
         ("omh_ndjson/future_readings.ndjson", ["2", "4"], "3"),
         ("device_csv/future_readings.csv", ["3", "5"], "4"),
+        ("apple_health/future_readings.xml", ["3", "5"], "4"),  # blood-pressure correlations
     ],
 )
 def test_readings_past_the_as_of_day_are_rejected_and_never_fire_alerts(

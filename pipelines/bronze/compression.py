@@ -97,7 +97,7 @@ def gunzip(data: bytes, limits: DecompressionLimits | None = None) -> bytes:
         with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as stream:
             while chunk := stream.read(CHUNK_BYTES):
                 total += len(chunk)
-                _check(total, len(data), limits)
+                check_inflation(total, len(data), limits)
                 chunks.append(chunk)
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
         raise DecompressionRefused(
@@ -106,7 +106,9 @@ def gunzip(data: bytes, limits: DecompressionLimits | None = None) -> bytes:
     return b"".join(chunks)
 
 
-def _check(total: int, delivered: int, limits: DecompressionLimits) -> None:
+def check_inflation(total: int, delivered: int, limits: DecompressionLimits) -> None:
+    """Raise `DecompressionRefused` (`decompression_limit`) when `total` bytes inflated from `delivered`
+    bytes pass the limits (gzip files here; the export member of an Apple Health zip)."""
     if total > limits.max_bytes:
         raise DecompressionRefused(
             LIMIT_EXCEEDED,

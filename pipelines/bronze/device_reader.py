@@ -582,27 +582,79 @@ def _parse_records(
 
 # --- device CSV exports described by a column mapping --------------------------------------------------
 CSV_MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "data_contracts" / "devices" / "csv_mappings"
+METRICS_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "devices" / "metrics.yaml"
 CSV_REQUIRED_ROLES = ("user_id", "timestamp", "metric", "value")
 CSV_OPTIONAL_ROLES = ("device_id", "time_zone", "unit", "group_id", "record_id")
+WIDE_REQUIRED_ROLES = ("user_id", "timestamp")
+LONG_ONLY_ROLES = ("metric", "value", "unit")
+"""Roles of a long file (one row per value) that a wide mapping's `value_columns` replace."""
 _MAPPING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _FIXED_OFFSET = re.compile(r"^[+-]\d{2}:?\d{2}$")
+TIME_OF_DAY_CODES = ("%H", "%I", "%k", "%l", "%M", "%S", "%T", "%R", "%X", "%c", "%p", "%s")
+"""strftime codes that put a time of day in a timestamp; a format with none of them is date-only."""
+
+
+@dataclass(frozen=True)
+class ValueColumn:
+    """One column of a wide device CSV: it holds values of `metric`, written in `unit`."""
+
+    column: str
+    metric: str
+    unit: str
 
 
 @dataclass(frozen=True)
 class CsvMapping:
-    """How to read one kind of device CSV export (data_contracts/devices/csv_mappings/<name>.yaml)."""
+    """How to read one kind of device CSV export (data_contracts/devices/csv_mappings/<name>.yaml).
+
+    A long file has one row per value (metric, value and unit columns); a wide file has one column per
+    metric (`value_columns`, each with its unit) and one row per time. Timestamps are tried against
+    `timestamp_formats` in order; the first that reads the whole text wins."""
 
     name: str
     columns: dict[str, str]  # role (user_id, timestamp, metric, value, ...) → CSV column name
-    timestamp_format: str  # strftime codes; local wall-clock time unless it has %z
+    timestamp_formats: tuple[str, ...]  # strftime codes; local wall-clock time unless they have %z
     fixed_time_zone: str | None = None  # the time zone of every row when there is no time_zone column
     metrics: dict[str, str] = field(default_factory=dict)  # the file's metric names → platform metrics
     units: dict[str, str] = field(default_factory=dict)  # the file's unit spellings → accepted spellings
+    value_columns: tuple[ValueColumn, ...] = ()  # a wide file's value columns, in the order they are tried
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timestamp_formats, str):  # one format given as a string
+            object.__setattr__(self, "timestamp_formats", (self.timestamp_formats,))
 
     @property
     def record_format(self) -> str:
         """The bronze `record_format` of this file kind's records."""
         return "device_csv"
+
+    @property
+    def wide(self) -> bool:
+        """One column per metric instead of metric/value/unit columns."""
+        return bool(self.value_columns)
+
+    @property
+    def offset_in_timestamp(self) -> bool:
+        """The timestamps carry their own UTC offset (%z)."""
+        return "%z" in self.timestamp_formats[0]
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Every CSV column the file's header must have."""
+        return (*self.columns.values(), *(v.column for v in self.value_columns))
+
+
+def date_only(timestamp_format: str) -> bool:
+    """Whether a timestamp format writes a day without a time of day (`4/12/2016`)."""
+    return not any(code in timestamp_format for code in TIME_OF_DAY_CODES)
+
+
+@cache
+def _catalogue_units() -> dict[str, frozenset[str]]:
+    """Platform metrics and the unit spellings each accepts (data_contracts/devices/metrics.yaml): a wide
+    mapping's metrics and units are checked against them when it is loaded."""
+    document = yaml.safe_load(METRICS_FILE.read_text(encoding="utf-8"))
+    return {name: frozenset(spec["units"]) for name, spec in document["metrics"].items()}
 
 
 def parse_csv_mapping(name: str, document: Any) -> CsvMapping:
@@ -615,22 +667,28 @@ def parse_csv_mapping(name: str, document: Any) -> CsvMapping:
         isinstance(k, str) and isinstance(v, str) and v for k, v in columns.items()
     ):
         raise ValueError(f"{where}: columns must map roles to CSV column names")
+    value_columns = _value_columns(where, document.get("value_columns"))
+    required = WIDE_REQUIRED_ROLES if value_columns else CSV_REQUIRED_ROLES
     unknown = sorted(set(columns) - set(CSV_REQUIRED_ROLES) - set(CSV_OPTIONAL_ROLES))
-    missing = [r for r in CSV_REQUIRED_ROLES if r not in columns]
+    missing = [r for r in required if r not in columns]
     if unknown or missing:
         raise ValueError(f"{where}: unknown column roles {unknown}, missing roles {missing}")
-    if len(set(columns.values())) != len(columns):
+    if value_columns and set(columns) & set(LONG_ONLY_ROLES):
+        raise ValueError(f"{where}: a mapping with value_columns has no metric, value or unit role")
+    named = [*columns.values(), *(v.column for v in value_columns)]
+    if len(set(named)) != len(named):
         raise ValueError(f"{where}: two roles name the same CSV column")
-    timestamp_format = document.get("timestamp_format")
-    if not isinstance(timestamp_format, str) or "%" not in timestamp_format:
-        raise ValueError(f"{where}: timestamp_format must be a strftime format")
+    formats = _timestamp_formats(where, document)
     fixed = document.get("fixed_time_zone")
     if fixed is not None and not (
         isinstance(fixed, str) and (_FIXED_OFFSET.match(fixed) or fixed in zoneinfo.available_timezones())
     ):
         raise ValueError(f"{where}: fixed_time_zone must be a UTC offset like +01:00 or an IANA name")
     # a timestamp is only an instant with its zone: from a column, the mapping, or the text itself (%z)
-    zone_sources = ("time_zone" in columns) + (fixed is not None) + ("%z" in timestamp_format)
+    with_offset = ["%z" in f for f in formats]
+    if any(with_offset) and not all(with_offset):
+        raise ValueError(f"{where}: either every timestamp format has %z or none has")
+    zone_sources = ("time_zone" in columns) + (fixed is not None) + all(with_offset)
     if zone_sources != 1:
         raise ValueError(f"{where}: give exactly one of a time_zone column, fixed_time_zone, or %z")
     translations = {}
@@ -642,8 +700,61 @@ def parse_csv_mapping(name: str, document: Any) -> CsvMapping:
             raise ValueError(f"{where}: {key} must map strings to strings")
         translations[key] = dict(value)
     return CsvMapping(
-        name, dict(columns), timestamp_format, fixed, translations["metrics"], translations["units"]
+        name,
+        dict(columns),
+        formats,
+        fixed,
+        translations["metrics"],
+        translations["units"],
+        value_columns,
     )
+
+
+def _timestamp_formats(where: str, document: dict[str, Any]) -> tuple[str, ...]:
+    """`timestamp_format: <format>` or `timestamp_formats: [<format>, ...]` (tried in order)."""
+    one, several = document.get("timestamp_format"), document.get("timestamp_formats")
+    if (one is None) == (several is None):
+        raise ValueError(f"{where}: give timestamp_format or timestamp_formats (a list tried in order)")
+    formats = [one] if several is None else several
+    if (
+        not isinstance(formats, list)
+        or not formats
+        or not all(isinstance(f, str) and "%" in f for f in formats)
+    ):
+        raise ValueError(f"{where}: timestamp_format must be a strftime format (timestamp_formats a list)")
+    if "%z" in "".join(formats) and any(date_only(f) for f in formats):
+        raise ValueError(f"{where}: a date-only timestamp format cannot carry an offset (%z)")
+    return tuple(formats)
+
+
+def _value_columns(where: str, value: Any) -> tuple[ValueColumn, ...]:
+    """A wide mapping's `value_columns: {<CSV column>: {metric: <metric>, unit: <unit>}}`; each metric must
+    be a platform metric and each unit a spelling metrics.yaml accepts for it (a configuration error is
+    found when the mapping is loaded, before any file is read)."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"{where}: value_columns must map CSV column names to a metric and unit")
+    catalogue = _catalogue_units()
+    found = []
+    for column, spec in value.items():
+        if not (
+            isinstance(column, str)
+            and column
+            and isinstance(spec, dict)
+            and set(spec) == {"metric", "unit"}
+            and all(isinstance(v, str) for v in spec.values())
+        ):
+            raise ValueError(f"{where}: value_columns entry {column!r} must be {{metric: ..., unit: ...}}")
+        if spec["metric"] not in catalogue:
+            raise ValueError(f"{where}: value column {column!r}: {spec['metric']!r} is not a platform metric")
+        if spec["unit"] not in catalogue[spec["metric"]]:
+            raise ValueError(
+                f"{where}: value column {column!r}: unit {spec['unit']!r} is not one metrics.yaml accepts "
+                f"for {spec['metric']}"
+            )
+        found.append(ValueColumn(column, spec["metric"], spec["unit"]))
+    return tuple(found)
 
 
 @cache
@@ -665,7 +776,7 @@ def read_device_csv(data: bytes, mapping: CsvMapping) -> ReadResult:
     Rows with a blank user id are quarantined (they could never be linked to a patient).
     """
     columns = mapping.columns
-    table = _csv_table(data, tuple(columns.values()))
+    table = _csv_table(data, mapping.required_columns)
     if table.rows is None:
         return table.result(pl.DataFrame())
     file_id = hashlib.sha256(data).hexdigest()[:16]

@@ -2,9 +2,10 @@
 
 Layout: `<landing>/<source>/…`; a source is a folder. Its format comes from an optional
 `<source>/source.yaml` (`format: fhir | openmhealth | ihealth | withings | fitbit | device_csv |
-device_enrolment | conversations | outreach_events`), else from the files themselves. Outreach outcome
-files (`*.csv`, `*.ndjson`, `*.jsonl`) are read as such only in a source declaring `outreach_events`;
-nothing sniffs for them. A `device_csv` source also names the column mapping its files follow
+device_enrolment | conversations | outreach_events | apple_health_export`), else from the files themselves.
+Outreach outcome files (`*.csv`, `*.ndjson`, `*.jsonl`) and Apple Health exports (`*.xml`, `*.zip`, one
+folder per person; the rest of an unpacked export is skipped) are read as such only in a source declaring
+them; nothing sniffs for them. A `device_csv` source also names the column mapping its files follow
 (`mapping: <name>` → data_contracts/devices/csv_mappings/<name>.yaml).
 A FHIR source holding a Bulk Data manifest (`manifest.json`, or any top-level `*.json` with
 `transactionTime` and `output`) is read through the manifest: only listed outputs, with `deleted[]` and
@@ -60,6 +61,7 @@ SOURCE_FORMATS = (
     "device_enrolment",
     "conversations",
     "outreach_events",
+    "apple_health_export",
 )
 SNIFF_BYTES = 65536
 MAX_URL_CHARS = 4096  # longer manifest urls are refused (and shown shortened): no file name is this long
@@ -81,6 +83,7 @@ IHEALTH = "ihealth_json"
 WITHINGS = "withings_json"
 FITBIT = "fitbit_json"
 DEVICE_CSV = "device_csv"
+APPLE_HEALTH = "apple_health_export"
 ENROLMENT_CSV = "device_enrolment_csv"
 CONVERSATIONS = "conversations_ndjson"
 OUTREACH_CSV = "outreach_events_csv"
@@ -307,7 +310,7 @@ def _discover_source(landing: UPath, root: str | None, source_dir: UPath, plan: 
     for p, checked in found:
         if p.parent == source_dir and p.name == SOURCE_CONFIG:
             continue  # configuration, read above
-        why = not_data(p.name)
+        why = not_data(p.name) or (_beside_an_export(p.name) if declared == "apple_health_export" else None)
         if why is not None:
             plan.not_read.append(NotRead(source, _relative(landing, p), SKIPPED, why))
         else:
@@ -348,6 +351,19 @@ def _discover_source(landing: UPath, root: str | None, source_dir: UPath, plan: 
 
 
 UNLISTED = "beside a Bulk manifest that does not list it"
+APPLE_CDA = "export_cda.xml"
+
+
+def _beside_an_export(name: str) -> str | None:
+    """Why a file of an Apple Health export source is not read: the Health app's zip unpacked holds, beside
+    the export XML (named in the phone's language: export.xml, exportar.xml, ...), the same data as a
+    clinical document (export_cda.xml), ECG recordings, workout routes and clinical records."""
+    content = content_name(name)
+    if content == APPLE_CDA:
+        return "the clinical-document copy of an Apple Health export (its records are read from export.xml)"
+    if not content.lower().endswith((".xml", ".zip")):
+        return "not an Apple Health export (only the export XML, or a .zip holding it, is read)"
+    return None
 
 
 class _Head:
@@ -573,6 +589,8 @@ def _file_format(path: UPath, declared: str | None, head_of: _Head) -> str:
         ("withings", ".json"): WITHINGS,
         ("fitbit", ".json"): FITBIT,
         ("device_csv", ".csv"): DEVICE_CSV,
+        ("apple_health_export", ".xml"): APPLE_HEALTH,
+        ("apple_health_export", ".zip"): APPLE_HEALTH,
         ("device_enrolment", ".csv"): ENROLMENT_CSV,
         ("conversations", ".ndjson"): CONVERSATIONS,
         ("conversations", ".jsonl"): CONVERSATIONS,

@@ -29,7 +29,8 @@ from upath import UPath
 
 from pipelines.bronze import discovery as d
 from pipelines.bronze.accounting import RELEASED, released_positions
-from pipelines.bronze.compression import DecompressionLimits, DecompressionRefused, gunzip
+from pipelines.bronze.apple_health import read_apple_health_export
+from pipelines.bronze.compression import DecompressionLimits, DecompressionRefused, content_name, gunzip
 from pipelines.bronze.device_reader import (
     load_csv_mapping,
     read_device_csv,
@@ -336,7 +337,7 @@ def _log_row(
         "manifest_file": landing_file.manifest,
         "manifest_transaction_time": landing_file.transaction_time,
         "manifest_errors": _manifest_errors(landing_file, result),
-        "detail": _detail(landing_file, issues_by_manifest, plan),
+        "detail": _detail(landing_file, issues_by_manifest, plan) or _skipped_detail(result),
         "started_at": done.started_at,
         "finished_at": datetime.now(UTC),
     }
@@ -356,6 +357,7 @@ READ_TARGETS: dict[str, str] = {
     d.WITHINGS: DEVICE_RECORDS,
     d.FITBIT: DEVICE_RECORDS,
     d.DEVICE_CSV: DEVICE_RECORDS,
+    d.APPLE_HEALTH: DEVICE_RECORDS,
     d.ENROLMENT_CSV: DEVICE_RECORDS,
     d.CONVERSATIONS: FEEDBACK_RECORDS,
     d.OUTREACH_CSV: OUTREACH_EVENTS,
@@ -388,6 +390,9 @@ READERS: dict[str, Reader] = {
     d.WITHINGS: lambda f, data, known: read_withings_payload(data, f.folder_user),
     d.FITBIT: lambda f, data, known: read_fitbit_payload(data, f.folder_user),
     d.DEVICE_CSV: lambda f, data, known: read_device_csv(data, load_csv_mapping(f.mapping or "")),
+    d.APPLE_HEALTH: lambda f, data, known: read_apple_health_export(
+        data, f.folder_user, content_name(f.path.name)
+    ),
     d.ENROLMENT_CSV: lambda f, data, known: read_enrolment_csv(data),
     d.CONVERSATIONS: lambda f, data, known: read_conversations_ndjson(data),
     d.OUTREACH_CSV: lambda f, data, known: read_outreach_events_csv(data),
@@ -469,6 +474,17 @@ def _detail(
     ).decode()
 
 
+def _skipped_detail(result: ReadResult) -> str | None:
+    """For a document whose elements are not all records (an Apple Health export): how many elements it
+    held and how many of each kind were skipped, so that elements = records in + skipped."""
+    if not result.skipped:
+        return None
+    skipped = sum(result.skipped.values())
+    return orjson.dumps(
+        {"elements": result.records_in + skipped, "skipped": skipped, "skipped_by_kind": result.skipped}
+    ).decode()
+
+
 def _manifest_errors(landing_file: d.LandingFile, result: ReadResult) -> str | None:
     """The diagnostics of a manifest's error[] OperationOutcomes (server messages, not patient data)."""
     if landing_file.format != d.FHIR_ERRORS or result.bronze.is_empty():
@@ -535,7 +551,9 @@ def _has_table(lake: UPath, table: str) -> bool:
     return folder.exists() and any(folder.glob("**/*.parquet"))
 
 
-FOLDER_KEYED_FORMATS = frozenset({d.OMH_NDJSON, d.OMH_DOCUMENT, d.IHEALTH, d.WITHINGS, d.FITBIT})
+FOLDER_KEYED_FORMATS = frozenset(
+    {d.OMH_NDJSON, d.OMH_DOCUMENT, d.IHEALTH, d.WITHINGS, d.FITBIT, d.APPLE_HEALTH}
+)
 """Formats whose records take their user from the folder a file was delivered in."""
 
 

@@ -6,7 +6,7 @@ bronze table (source, file, file_sha256, ingest_key, ingest_run_id) and the `buc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -47,10 +47,12 @@ FHIR_RECORD_SCHEMA: dict[str, pl.DataType] = {
 
 DEVICE_RECORD_SCHEMA: dict[str, pl.DataType] = {
     **POSITION_SCHEMA,
-    "record_format": pl.String(),  # openmhealth | ihealth | withings | fitbit | device_csv | device_enrolment
-    "record_type": pl.String(),  # OMH schema name, vendor list name, CSV mapping name, 'enrolment'
+    "record_format": pl.String(),  # openmhealth | ihealth | withings | fitbit | device_csv | apple_health |
+    # device_enrolment
+    "record_type": pl.String(),  # OMH schema name, vendor list name, CSV mapping name, HealthKit type,
+    # 'enrolment'
     "record_id": pl.String(),  # OMH header.id, vendor item id (else file hash/list/position), CSV row id,
-    # or '<vendor>/<user>/<device>' for enrolment
+    # '<file hash>/<element>' for an Apple Health record, or '<vendor>/<user>/<device>' for enrolment
     "device_id": pl.String(),
     "patient_key": pl.String(),  # the device source's own user key (vendor user id)
     "payload_context": pl.String(),  # JSON of payload-level fields (units, paging) for list items
@@ -149,6 +151,9 @@ class ReadResult:
     bronze: pl.DataFrame
     quarantine: pl.DataFrame
     blank_lines: int = 0
+    # elements of a document that are not records the platform reads (an Apple Health export's workouts,
+    # other record types, ...): counted by kind in the file's ingest_log `detail`, never stored
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.bronze = conform(self.bronze, RECORD_SCHEMAS.get(self.target_table, POSITION_SCHEMA))

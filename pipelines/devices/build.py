@@ -18,6 +18,7 @@ from upath import UPath
 
 from pipelines.bronze.tables import BRONZE, DEVICE_RECORDS
 from pipelines.buckets import assign_buckets
+from pipelines.devices.apple_health import read_apple_health
 from pipelines.devices.contract import (
     ROW,
     SOURCE_READING_SCHEMA,
@@ -47,6 +48,7 @@ READERS: dict[str, Callable[[pl.DataFrame], ReaderOutput]] = {
     "withings": read_withings,
     "fitbit": read_fitbit,
     "device_csv": read_device_csv_records,
+    "apple_health": read_apple_health,
 }
 """Reader per bronze `record_format` (enrolment rows are links, not readings)."""
 NOT_READINGS = ("device_enrolment",)
@@ -54,7 +56,7 @@ NOT_READINGS = ("device_enrolment",)
 DEVICE_READING_SCHEMA: dict[str, pl.DataType] = {
     "reading_id": pl.String(),  # '<source>|<raw_ref>|<metric>|<statistic>': stable across re-runs
     "source": pl.String(),
-    "record_format": pl.String(),  # openmhealth | ihealth | withings | fitbit | device_csv | fhir
+    "record_format": pl.String(),  # openmhealth|ihealth|withings|fitbit|device_csv|apple_health|fhir
     "raw_ref": pl.String(),  # its record: '<file>:<line>', '<file>#<entry>' or 'Observation/<id>'
     "vendor_user_id": pl.String(),
     "device_id": pl.String(),

@@ -11,6 +11,8 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from pipelines.devices.vendors import zones
+
 PATIENT = ["patient_source", "patient_id"]
 ADHERENCE_WINDOW_DAYS = 30
 ADHERENT_DAYS = 16
@@ -37,28 +39,20 @@ HEART_FAILURE_CODES = {
 
 def usable(readings: pl.DataFrame) -> pl.DataFrame:
     """Plausible, dated, single-value readings of linked patients, with their local `day` (step counts:
-    daily totals only)."""
-    minutes = (
-        pl.col("time_zone")
-        .str.slice(0, 1)
-        .replace_strict({"+": 1, "-": -1}, default=None, return_dtype=pl.Int64)
-        * (
-            pl.col("time_zone").str.slice(1, 2).cast(pl.Int64, strict=False) * 60
-            + pl.col("time_zone").str.slice(4, 2).cast(pl.Int64, strict=False)
-        )
-    ).fill_null(0)
+    daily totals only). The day is taken in the reading's zone, an offset (`-07:00`) or an IANA name (a
+    day-level reading from midnight to midnight in Europe/Berlin counts for that Berlin day); a reading
+    without a usable zone counts for its UTC day."""
     # step counts come as daily totals and as intraday slots covering the same walking: keep the totals
     partial_steps = (pl.col("metric") == "step_count") & (
         pl.col("effective_end").is_null()
         | (pl.col("effective_end") - pl.col("effective_start") < timedelta(hours=DAILY_TOTAL_HOURS))
     )
-    return (
-        readings.filter(
-            pl.col("plausible") & pl.col("effective_start").is_not_null() & pl.col("patient_id").is_not_null()
-        )
-        .filter(pl.col("statistic").is_null() & ~partial_steps)
-        .with_columns((pl.col("effective_start") + pl.duration(minutes=minutes)).dt.date().alias("day"))
-    )
+    kept = readings.filter(
+        pl.col("plausible") & pl.col("effective_start").is_not_null() & pl.col("patient_id").is_not_null()
+    ).filter(pl.col("statistic").is_null() & ~partial_steps)
+    start = pl.col("effective_start")
+    local = zones(kept, pl.col("time_zone")).local(start)
+    return kept.with_columns(pl.coalesce(local, start.dt.replace_time_zone(None)).dt.date().alias("day"))
 
 
 def daily_aggregates(readings: pl.DataFrame) -> pl.DataFrame:

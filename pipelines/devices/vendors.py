@@ -231,6 +231,22 @@ class Zones:
         """The zone is stated but is neither an offset nor a known IANA name."""
         return self.zone.is_not_null() & self.label().is_null()
 
+    def local(self, instant: pl.Expr) -> pl.Expr:
+        """The naive wall-clock time of a UTC `instant` in this zone; null when the zone is unusable or
+        absent."""
+        seconds = self._offset_seconds()
+        return pl.coalesce(
+            [
+                (instant + pl.duration(seconds=seconds)).dt.replace_time_zone(None),
+                *(
+                    pl.when(self.zone == name).then(
+                        instant.dt.convert_time_zone(name).dt.replace_time_zone(None)
+                    )
+                    for name in self.names
+                ),
+            ]
+        )
+
 
 def zones(frame: pl.DataFrame, zone: pl.Expr) -> Zones:
     """The `Zones` of an expression over `frame` ('Z' and 'UTC' read as offset zero)."""

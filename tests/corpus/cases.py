@@ -57,6 +57,8 @@ LAYOUTS: dict[str, Layout] = {
     "withings": Layout("format: withings\n", user_folder="wi-user-1"),
     "fitbit": Layout("format: fitbit\n", user_folder="fb-user-1"),
     "device_csv": Layout("format: device_csv\nmapping: generic_bp_csv\n"),
+    "wide_csv": Layout("format: device_csv\nmapping: fitbit_weight_log\n"),
+    "apple_health": Layout("format: apple_health_export\n", user_folder="ah-user-1"),
     "enrolment_csv": Layout("format: device_enrolment\n"),
     "conversations": Layout("format: conversations\n"),
     "outreach_events": Layout("format: outreach_events\n"),
@@ -1380,6 +1382,149 @@ LANDING_CASES += [
     case(C + "note_with_line_break_crlf.csv", 4),
     case(C + "unclosed_quote_at_end.csv", 1, unclosed_quote=[3]),
     case(OE + "stop_reply_crlf.csv", 3),
+]
+
+
+# issue 27: Apple Health exports (one person's folder) and wide device CSV (a Fitbit-style weight log);
+# silver outcomes of the values and dates in test_device_corpus.py and test_device_apple_health.py
+AH, WC = "apple_health/", "wide_csv/"
+
+
+def _apple(name: str, make: str, *args: object) -> Callable[[Path], None]:
+    """A maker writing an export built by tests/apple_health_samples.py (binary cases: zips, bombs)."""
+    from tests import apple_health_samples as samples
+
+    return _write(name, lambda: getattr(samples, make)(*args))
+
+
+def _apple_zip(member: str) -> Callable[[], bytes]:
+    from tests.apple_health_samples import several_metrics, zipped
+
+    return lambda: zipped(several_metrics(), member)
+
+
+def _apple_zip_without_export() -> bytes:
+    from tests.apple_health_samples import zipped
+
+    return zipped(b"<?xml version='1.0'?><ClinicalDocument><title>Zorblax</title></ClinicalDocument>")
+
+
+def _apple_unpacked(folder: Path) -> None:
+    """The Health app's zip unpacked: the export beside its clinical-document copy and an ECG file."""
+    export = folder / "apple_health_export"
+    (export / "electrocardiograms").mkdir(parents=True)
+    (export / "export.xml").write_bytes((CORPUS / AH / "clean.xml").read_bytes())
+    (export / "export_cda.xml").write_bytes(b"<?xml version='1.0'?><ClinicalDocument><title>Zorblax</title>")
+    (export / "electrocardiograms" / "ecg_2026-05-03.csv").write_bytes(b"Name,Zorblax Quuxley\n")
+
+
+def _apple_links(folder: Path) -> None:
+    """An export, a link to it beside it (the same delivery: read once) and a link to an export outside."""
+    (folder / "export.xml").write_bytes((CORPUS / AH / "clean.xml").read_bytes())
+    os.symlink("export.xml", folder / "latest.xml")
+    outside = _outside(folder.parent)
+    (outside / "export.xml").write_bytes((CORPUS / AH / "clean.xml").read_bytes())
+    os.symlink(outside / "export.xml", folder / "other.xml")
+
+
+def _apple_outside_a_person_folder(folder: Path) -> None:
+    (folder.parent / "export.xml").write_bytes((CORPUS / AH / "clean.xml").read_bytes())
+
+
+def _apple_nested(depth: int) -> bytes:
+    from tests.apple_health_samples import body, record
+
+    inner = "<x>" * depth + "</x>" * depth
+    one = record("HeartRate", "count/min", "70", "2026-05-03 08:00:00 -0700")
+    return body(one.replace("/>\n", f">{inner}</Record>\n"))
+
+
+def _apple_big_value() -> bytes:
+    from tests.apple_health_samples import body, record
+
+    return body(record("HeartRate", "count/min", _big_text(), "2026-05-03 08:00:00 -0700"))
+
+
+LANDING_CASES += [
+    case(AH + "clean.xml", 10),
+    case(AH + "bom_crlf.xml", 10),
+    case(AH + "latin1.xml", 10),
+    case(AH + "only_other_types.xml"),  # workouts, activity rings, other types: counted, nothing kept
+    case(AH + "huge_values.xml", 8),  # bronze keeps the text; silver rejects what no column holds
+    case(AH + "future_readings.xml", 5),
+    # XML that stops being well-formed: what came before is kept, the rest is one record with its line
+    case(AH + "truncated.xml", 10, invalid_xml=[50]),
+    case(AH + "broken_in_the_middle.xml", 3, invalid_xml=[39]),
+    case(AH + "junk_after_root.xml", 1, invalid_xml=[38]),
+    case(AH + "empty.xml", 0, invalid_xml=["file"]),
+    case(AH + "unknown_encoding.xml", 0, invalid_xml=["file"]),
+    case(AH + "not_health_data.xml", 0, unrecognized_format=["file"]),
+    # entities: the billion laughs, and one naming a file to read; refused before anything expands
+    case(AH + "entity_expansion.xml", 0, xml_entity_declaration=["file"]),
+    case(AH + "external_entity.xml", 0, xml_entity_declaration=["file"]),
+    case(AH + "nested_100k", 1, make=_write("export.xml", lambda: _apple_nested(100_000))),
+    case(AH + "ten_mb_value", 1, make=_write("export.xml", _apple_big_value)),
+    case(AH + "gzip", 10, make=_write("export.xml.gz", _gzip_of(AH + "clean.xml"))),
+    # the Health app's zip, under its English and Spanish names
+    case(AH + "zip", 10, make=_write("export.zip", _apple_zip("apple_health_export/export.xml"))),
+    case(
+        AH + "zip_localized", 10, make=_write("exportar.zip", _apple_zip("apple_health_export/exportar.xml"))
+    ),
+    case(
+        AH + "zip_without_export",
+        0,
+        unrecognized_format=["file"],
+        make=_write("export.zip", _apple_zip_without_export),
+    ),
+    case(
+        AH + "zip_with_traversal", 0, unsafe_archive=["file"], make=_apple("export.zip", "zip_with_traversal")
+    ),
+    case(
+        AH + "zip_truncated",
+        0,
+        invalid_compression=["file"],
+        make=_write("export.zip", lambda: _apple_zip("apple_health_export/export.xml")()[:-300]),
+    ),
+    case(
+        AH + "zip_bomb",
+        0,
+        decompression_limit=["file"],
+        make=_apple("export.zip", "zip_bomb", 4 << 20),
+        env=BOMB_ENV,
+    ),
+    case(
+        AH + "unpacked_zip",
+        10,
+        make=_apple_unpacked,
+        logged=(
+            (
+                "skipped",
+                "ah-user-1/apple_health_export/electrocardiograms/ecg_2026-05-03.csv",
+                "not an Apple",
+            ),
+            ("skipped", "ah-user-1/apple_health_export/export_cda.xml", "clinical-document copy"),
+        ),
+    ),
+    case(
+        AH + "links",
+        10,
+        make=_apple_links,
+        logged=(("refused", "ah-user-1/other.xml", "leads out of the landing folder"),),
+    ),
+    case(AH + "outside_a_person_folder", 0, missing_id=["file"], make=_apple_outside_a_person_folder),
+    # a Fitbit-style weight log read with the wide mapping fitbit_weight_log
+    case(WC + "clean.csv", 3),
+    case(WC + "bom_crlf.csv", 3),
+    case(WC + "mixed_formats.csv", 6),  # bronze keeps the rows; silver rejects what fits no format
+    case(WC + "non_finite_values.csv", 8),
+    case(WC + "quoted_newline.csv", 2),
+    case(WC + "header_only.csv"),
+    case(WC + "blank_id.csv", 1, missing_id=[3]),
+    case(WC + "short_row.csv", 1, malformed_csv_row=[3]),
+    case(WC + "invalid_utf8.csv", 1, invalid_utf8=[3]),
+    case(WC + "missing_value_column.csv", 0, unrecognized_format=[2, 3]),
+    case(WC + "daily_activity_file.csv", 0, unrecognized_format=[2]),
+    case(WC + "gzip", 3, make=_write("weightLogInfo.csv.gz", _gzip_of(WC + "clean.csv"))),
 ]
 
 
