@@ -96,6 +96,7 @@ def metadata_of(model: TrainedModel, data: TrainingSet, version: str, seed: int)
         "calibration": model.calibration.to_dicts(),
         "fairness": model.fairness.to_dicts(),
         "medians": model.medians,
+        "reference": model.reference,
         "reference_scores": model.reference_scores,
         "reference_drift": model.reference_drift,
         "sklearn_version": sklearn.__version__,
