@@ -16,7 +16,7 @@ from upath import UPath
 
 from assets.resources import LakeResource
 from assets.steps import BUCKETS_REBUILT, FULL, INCREMENTAL, MODE_TAG, wants_incremental
-from pipelines.gold.as_of import resolve_as_of
+from pipelines.gold.as_of import as_of_record, decide_as_of
 from pipelines.gold.build import deployed_model_versions
 from pipelines.run_record import PipelineRun, outcome_of_checks, record_run, record_state
 
@@ -96,10 +96,11 @@ def pipeline_run_record(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
         if success:
             record_state(
                 settings.lake,
-                resolve_as_of(settings.as_of, settings.lake),
+                decide_as_of(settings.as_of, settings.lake).day,
                 lake.buckets_of_lake(),
                 deployed_model_versions(settings.lake),
             )
+        decided = decide_as_of(settings.as_of, settings.lake)
         run = PipelineRun(
             success,
             context.run.run_id,
@@ -109,6 +110,7 @@ def pipeline_run_record(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
             run_stages(context.instance, context.run.run_id),
             INCREMENTAL if wants_incremental(context) else FULL,
             checks,
+            as_of=as_of_record(decided),
         )
         record_run(settings.lake, run, datetime.fromtimestamp(started, UTC).replace(microsecond=0))
         return dg.MaterializeResult(
@@ -118,6 +120,8 @@ def pipeline_run_record(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                 "failed_checks": ", ".join(failed) or "none",
                 "warnings": ", ".join(warnings) or "none",
                 "state_recorded": success,
+                "as_of": decided.day.isoformat(),
+                "as_of_basis": decided.basis,
             }
         )
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     # imported by the commands that take a lake: upath loads fsspec, which `views run` does not need
     from upath import UPath
 
+    from pipelines.config import Settings
     from pipelines.run_record import PipelineRun
 
 app = typer.Typer(help="patient-insights: FHIR and device ingest, patient 360, care gaps, risk, outreach.")
@@ -177,6 +178,7 @@ def ingest(
     for warning in run.warnings:
         console.print(f"[yellow]check warning[/yellow]: {warning} (see the Dagster UI for details)")
     _print_ingest_outcome(run)
+    _print_as_of(settings)
     code = exit_code(run)
     if code == EXIT_FAILED:
         console.print(
@@ -189,6 +191,16 @@ def ingest(
             f"[yellow]{len(refused_sources(run))} landing source(s) refused[/yellow]: exit code {code}"
         )
         raise typer.Exit(code)
+
+
+def _print_as_of(settings: Settings) -> None:
+    """Which as-of day the run measured with, and why (a warning when the data ends long before today)."""
+    from pipelines.gold.as_of import decide_as_of
+
+    decided = decide_as_of(settings.as_of, settings.lake)
+    console.print(f"as-of day {decided.day.isoformat()}: {decided.why}")
+    if decided.warning:
+        console.print(f"[yellow]{decided.warning}[/yellow]")
 
 
 def _print_ingest_outcome(run: PipelineRun) -> None:

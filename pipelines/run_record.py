@@ -30,6 +30,7 @@ class PipelineRun:
     mode: str = "full"  # or "incremental": only what changed since the last successful run
     checks: list[dict] = field(default_factory=list)  # every check: asset, check, passed, severity
     assets: dict[str, dict] = field(default_factory=dict)  # asset key → its materialization's metadata
+    as_of: dict = field(default_factory=dict)  # day, basis, why, data_ends, warning (`gold.as_of.AsOf`)
 
 
 EXIT_FAILED = 1
@@ -74,6 +75,7 @@ def record_run(lake: UPath, run: PipelineRun, started_at: datetime) -> None:
         "warnings": run.warnings,
         "stages": run.stages,
         "checks": run.checks,
+        "as_of": run.as_of,
     }
     name = f"{started_at.strftime('%Y%m%dT%H%M%SZ')}_{run.run_id}.json"
     write_bytes_atomic(orjson.dumps(record, option=orjson.OPT_INDENT_2), lake / META / PIPELINE_RUNS / name)

@@ -262,3 +262,32 @@ def test_the_hard_identity_set_meets_the_targets(tmp_path: Path) -> None:
     overall = score["overall"]
     assert overall["precision"] >= 0.995 and overall["recall"] >= 0.95, overall
     assert overall["review_load"] <= 0.02, overall
+
+
+def test_a_placeholder_birth_date_is_no_evidence_of_identity() -> None:
+    from pipelines.identity.records import build_records
+
+    patients = pl.DataFrame(
+        {
+            "source": ["a", "a", "b"],
+            "id": ["1", "2", "3"],
+            "given": ["Ann", "Bo", "Cy"],
+            "family": ["Lee", "Lee", "Lee"],
+            "birth_date": ["1900-01-01", "1975", "1980-02-03"],
+            "gender": ["female", "male", "male"],
+            "address_postal_code": [None, None, None],
+            "address_line": [None, None, None],
+            "last_updated": [None, None, None],
+        },
+        schema_overrides={c: pl.String for c in ("address_postal_code", "address_line", "last_updated")},
+    )
+    empty = pl.DataFrame(
+        schema={"source": pl.String, "patient_id": pl.String, "system": pl.String, "value": pl.String}
+    )
+    names = pl.DataFrame(schema={"source": pl.String, "patient_id": pl.String, "family": pl.String})
+    records = build_records(patients, names, empty, empty)
+    assert records.select("birth_date", "birth_days").rows() == [
+        (None, None),
+        (None, None),
+        ("1980-02-03", 3685),
+    ]

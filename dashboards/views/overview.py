@@ -15,12 +15,20 @@ if people.is_empty():
 
 living = people.filter(~pl.col("deceased").cast(pl.Boolean).fill_null(False))
 as_of = people["as_of"].max()
+runs = ui.pipeline_runs()
+decided = (runs[0].get("as_of") or {}) if runs else {}  # which as-of day the last run used, and why
 columns = st.columns(5)
 columns[0].metric("Persons", f"{people.height:,}", help="One person per identity across sources")
 columns[1].metric("Living", f"{living.height:,}")
 columns[2].metric("Open care gaps", f"{int(living['open_care_gaps'].cast(pl.Int64).fill_null(0).sum()):,}")
 columns[3].metric("High risk", f"{living.filter(pl.col('risk_tier') == 'high').height:,}")
-columns[4].metric("As of", str(as_of))
+columns[4].metric(
+    "As of",
+    str(as_of),
+    help=f"Figures are measured as of this day: {decided['why']}." if decided.get("why") else None,
+)
+if decided.get("notice"):
+    st.warning(decided["notice"])
 
 left, right = st.columns(2)
 with left:
@@ -71,7 +79,6 @@ with right:
 
 st.subheader("Data freshness and the last run")
 ingests = ui.read("ingest_log", ("source", "finished_at", "records_in"), layer="bronze")
-runs = ui.pipeline_runs()
 fresh = st.columns(3)
 if ingests.height:
     latest = ingests.group_by("source").agg(

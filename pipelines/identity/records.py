@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 from upath import UPath
 
+from pipelines.fhir.birth_dates import unusable_birth_date
 from pipelines.lake import parquet_files, scan_table, table_path
 from pipelines.silver.build import SILVER
 
@@ -164,12 +165,11 @@ def build_records(
         given_words.list.get(1, null_on_oob=True).str.slice(0, 1).alias("middle_initial"),
         family_words.list.join(" ").replace("", None).alias("family"),
         pl.coalesce(given_suffix, family_suffix).alias("_name_suffix"),
-        pl.col("birth_date").str.slice(0, 10).alias("birth_date"),
-        pl.col("birth_date")
-        .str.slice(0, 10)
-        .str.to_date("%Y-%m-%d", strict=False)
-        .cast(pl.Int32)
-        .alias("birth_days"),
+        # a placeholder (1900-01-01), a date before 1900 or a partial date is no evidence of identity: two
+        # strangers given the same placeholder must not agree on it
+        pl.when(~unusable_birth_date(pl.col("birth_date").str.slice(0, 10)))
+        .then(pl.col("birth_date").str.slice(0, 10))
+        .alias("birth_date"),
         pl.col("gender").str.to_lowercase().alias("gender"),
         pl.col("address_postal_code")
         .str.replace_all(r"[^0-9]", "")
@@ -183,6 +183,8 @@ def build_records(
         ).alias("multiple_birth"),
         pl.col("multiple_birth_integer").cast(pl.Int64, strict=False).alias("birth_order"),
         pl.col("last_updated").cast(pl.String),
+    ).with_columns(
+        pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False).cast(pl.Int32).alias("birth_days")
     )
     folded_names = names.select(
         *key,
