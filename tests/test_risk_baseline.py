@@ -22,6 +22,7 @@ from models.risk.baselines import (
 )
 from models.risk.config import risk_config
 from models.risk.score import CHARLSON_BASELINE, LACE_BASELINE, score_discharges_with_baseline
+from tests.test_dashboard import use_lake  # noqa: F401  (the dashboard's lake and role, cache cleared)
 
 AS_OF = date(2026, 6, 30)
 
@@ -189,3 +190,36 @@ def test_new_baseline_cut_offs_rescore_every_person(monkeypatch) -> None:
     assert first == f"{CHARLSON_BASELINE} 1/3"
     assert deployed_model_versions(lake)["person_180d"] != first
     assert config_module.risk_config().charlson_tiers == (1, 3)
+
+
+def test_the_dashboard_says_the_clinical_baseline_scored(untrainable_lake, use_lake) -> None:  # noqa: F811
+    """Overview and patient 360 say in plain words that the tiers come from the Charlson baseline, and the
+    patient's risk tab shows points and the conditions that count, never a probability."""
+    from tests.test_dashboard import open_page, texts
+
+    lake = untrainable_lake
+    use_lake(Path(str(lake)), Path(str(lake)).parent / "exports")
+    words = "**Clinical baseline (Charlson comorbidity index)**: no model trained on this data yet"
+    overview = open_page("views/overview.py")
+    assert not overview.exception, [e.value for e in overview.exception]
+    assert words in texts(overview)
+    scores = pl.read_parquet(Path(str(lake)) / "gold" / "risk_scores" / "**" / "*.parquet")
+    view = pl.read_parquet(Path(str(lake)) / "gold" / "patient_360" / "**" / "*.parquet")
+    person = (
+        view.join(scores.filter(pl.col("points") > 0), on="person_id")
+        .drop_nulls(["given", "family"])
+        .sort("points", "person_id", descending=[True, False])
+        .row(0, named=True)
+    )
+    patient = open_page("views/patient.py")
+    patient.text_input(key="search").input(f"{person['family']} {person['given'].split()[0]}").run()
+    options = [str(o) for o in patient.selectbox[0].options]
+    chosen = next(i for i, o in enumerate(options) if person["family"] in o and person["birth_date"] in o)
+    patient.selectbox[0].select(chosen).run()
+    shown = texts(patient)
+    assert not patient.exception, [e.value for e in patient.exception]
+    assert (
+        words in shown and "Charlson comorbidity index (risk of an ED visit or unplanned admission)" in shown
+    )
+    assert f"{person['points']} point" in shown and person["reasons"][0] in shown
+    assert "%" not in shown.split("Charlson comorbidity index (risk")[1].split("\n")[0]

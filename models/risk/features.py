@@ -208,6 +208,10 @@ def point_in_time_features(
         parts.append(_open_care_gaps(records, points))
     for part in parts:
         frame = frame.join(part, on=POINT, how="left")
+    # a part with no records at all (a bucket without encounters, say) still gives its features' columns
+    absent = [f.name for f in PERSON_FEATURES if f.name not in frame.columns]
+    absent = [name for name in absent if with_care_gaps or name != "open_care_gaps"]
+    frame = frame.with_columns(pl.lit(None, pl.Float64).alias(name) for name in absent)
     return _filled(frame).sort(POINT)
 
 
