@@ -158,14 +158,16 @@ with tabs[3]:
                 f"{score['points']} point{'' if score['points'] == 1 else 's'} · {score['tier']} tier",
             )
             why = score["reasons"] or ["no condition the Charlson index counts"]
+            against = "a person with none of these conditions"
         else:
             st.metric(
                 "180-day risk of an ED visit or unplanned admission",
                 f"{score['score']:.1%} · {score['tier']} tier",
             )
             why = score["reasons"] or ["no factor stands out from a typical person"]
+            against = "a typical person of those the model learnt from"
         st.caption(f"**{source.title}**: {source.why}. Tiers — {source.tiers}.")
-        st.write("Why, compared with a typical person: " + "; ".join(why))
+        st.write(f"Why, compared with {against}: " + "; ".join(why))
 
 with tabs[4]:
     conversations = ui.person("sentiment_conversation", person_id)
