@@ -103,6 +103,69 @@ def person_rows(lake: UPath, table: str, person_id: str) -> pl.DataFrame:
     return pl.scan_parquet(str(path)).filter(pl.col("person_id") == person_id).collect()
 
 
+@dataclass(frozen=True)
+class RiskSource:
+    """Which score a person's risk tier comes from, in plain words for a care manager."""
+
+    baseline: bool  # the clinical baseline scored (no model deployed), not a model trained on this data
+    title: str  # what scored, e.g. "Clinical baseline (Charlson comorbidity index)"
+    why: str  # why it is this one
+    tiers: str  # how its tiers are made
+
+    @property
+    def words(self) -> str:
+        """Title and reason in one line."""
+        return f"{self.title}: {self.why}"
+
+
+def risk_versions(lake: UPath) -> list[str]:
+    """The model versions (or baselines) that scored the lake's persons, most persons first."""
+    if not parquet_files(table_path(lake, GOLD, "risk_scores")):
+        return []
+    counted = scan_table(lake, GOLD, "risk_scores").group_by("model_version").len().collect()
+    return counted.sort("len", "model_version", descending=[True, False])["model_version"].to_list()
+
+
+def risk_source(lake: UPath, model_version: str) -> RiskSource:
+    """What `model_version` (a registered person model, or `baseline:charlson`) is, in words."""
+    from models.registry import has_version, read_metadata, registry_of
+    from models.risk.config import risk_config
+    from models.risk.score import BASELINE_PREFIX, PERSON_MODEL
+
+    registry = registry_of(lake)
+    if model_version.startswith(BASELINE_PREFIX):
+        medium, high = risk_config().charlson_tiers
+        trained = any((registry / PERSON_MODEL).glob("*/metadata.json")) if registry.exists() else False
+        return RiskSource(
+            True,
+            "Clinical baseline (Charlson comorbidity index)",
+            "no model trained on this data has ranked people better yet"
+            if trained
+            else "no model trained on this data yet",
+            f"high: {high} Charlson points or more, medium: {medium} to {high - 1}, low: none "
+            "(serious long-term conditions, weighted as Charlson published); no probability",
+        )
+    config = risk_config()
+    tiers = (
+        f"high: the highest {config.tier_high:.0%} of scores, medium: the next {config.tier_medium:.0%} "
+        "(what a care team can take on)"
+    )
+    title = f"Risk model trained on this data (version {model_version})"
+    if not has_version(registry, PERSON_MODEL, model_version):
+        return RiskSource(False, title, "its record is not in this lake's model registry", tiers)
+    metadata = read_metadata(registry, PERSON_MODEL, model_version)
+    metrics, baseline = metadata.get("metrics", {}), metadata.get("baseline", "charlson_index")
+    model_auroc = metrics.get("model", {}).get("auroc")
+    baseline_auroc = metrics.get(baseline, {}).get("auroc")
+    why = "the 180-day chance of an ED visit or unplanned admission"
+    if model_auroc is not None and baseline_auroc is not None:
+        why += (
+            f"; on the latest people it was tested on it ranks them better than the Charlson comorbidity "
+            f"index (AUROC {model_auroc:.2f} against {baseline_auroc:.2f})"
+        )
+    return RiskSource(False, title, why, tiers)
+
+
 def search_index(lake: UPath) -> pl.DataFrame:
     """Everyone in patient_360 with the fields a care manager searches by: name, birth date and every
     source identifier (MRNs, SSN last digits are not indexed)."""

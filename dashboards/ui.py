@@ -128,6 +128,26 @@ def counts(name: str, by: tuple[str, ...], layer: str = data.GOLD) -> pl.DataFra
     return _counts(str(locations().lake), version(), layer, name, by)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _risk_sources(lake: str, at_version: str) -> list[data.RiskSource]:
+    return [data.risk_source(UPath(lake), v) for v in data.risk_versions(UPath(lake))]
+
+
+def risk_sources() -> list[data.RiskSource]:
+    """What scored the lake's persons (the model, or the clinical baseline), most persons first (cached)."""
+    return _risk_sources(str(locations().lake), version())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _risk_source(lake: str, at_version: str, model_version: str) -> data.RiskSource:
+    return data.risk_source(UPath(lake), model_version)
+
+
+def risk_source(model_version: str) -> data.RiskSource:
+    """What one score's `model_version` is, in words (cached)."""
+    return _risk_source(str(locations().lake), version(), model_version)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _care_gap_patients(lake: str, at_version: str, measure: str, status: str) -> pl.DataFrame:
     return data.care_gap_patients(UPath(lake), measure, status)

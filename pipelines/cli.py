@@ -418,11 +418,21 @@ def _print_risk_summary(lake: UPath) -> None:
     if parquet_files(lake / "gold" / "risk_scores"):
         tiers = (
             read_table(lake, "gold", "risk_scores")
-            .group_by("tier")
+            .group_by("model_version", "tier")
             .agg(pl.len().alias("persons"))
-            .sort("tier")
+            .sort("model_version", "tier")
+            .rename({"model_version": "scored by"})
         )
         console.print(_table("Risk tiers", tiers))
+        if tiers["scored by"].str.starts_with("baseline:").any():
+            from models.risk.config import risk_config
+
+            medium, high = risk_config().charlson_tiers
+            console.print(
+                "risk: no person model is deployed, so the Charlson comorbidity index scores everyone "
+                f"(medium from {medium} point, high from {high}); the models__risk step says why no model "
+                "was trained or deployed"
+            )
 
 
 def _print_sentiment_summary(lake: UPath) -> None:

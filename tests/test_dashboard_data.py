@@ -205,3 +205,43 @@ def test_term_persons_counts_distinct_writers_of_negative_patient_texts(tmp_path
     counts = term_persons(UPath(tmp_path), ["long", "long wait", "wait long", "again", "absent"])
     # agent turns and positive texts are not what themes are made of; stop words fall out before pairing
     assert counts == {"long": 2, "long wait": 2, "wait long": 0, "again": 0, "absent": 0}
+
+
+def test_the_risk_source_says_in_words_whether_a_model_or_the_clinical_baseline_scored(tmp_path) -> None:
+    """Which score a tier comes from: the Charlson baseline (with why no model scores yet) or a model trained
+    on the lake's data (with how it compares with the baseline)."""
+    import json
+
+    from upath import UPath
+
+    from dashboards.data import risk_source, risk_versions
+
+    lake = UPath(tmp_path / "lake")
+    assert risk_versions(lake) == []
+    baseline = risk_source(lake, "baseline:charlson")
+    assert baseline.baseline
+    assert (
+        baseline.words == "Clinical baseline (Charlson comorbidity index): no model trained on this data yet"
+    )
+    assert "3 Charlson points or more" in baseline.tiers
+    version = "person_180d-0123456789ab"
+    folder = tmp_path / "lake" / "models" / "person_180d" / version
+    folder.mkdir(parents=True)
+    metadata = {
+        "metrics": {"model": {"auroc": 0.681}, "charlson_index": {"auroc": 0.593}},
+        "baseline": "charlson_index",
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    assert (
+        "no model trained on this data has ranked people better yet"
+        in risk_source(lake, "baseline:charlson").why
+    )
+    model = risk_source(lake, version)
+    assert not model.baseline and model.title == f"Risk model trained on this data (version {version})"
+    assert "AUROC 0.68 against 0.59" in model.why and "highest 5%" in model.tiers
+    scores = tmp_path / "lake" / "gold" / "risk_scores" / "bucket=00"
+    scores.mkdir(parents=True)
+    pl.DataFrame(
+        {"person_id": ["a", "b", "c"], "model_version": [version, version, "baseline:charlson"]}
+    ).write_parquet(scores / "data.parquet")
+    assert risk_versions(lake) == [version, "baseline:charlson"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -241,11 +241,116 @@ def test_scoring_gives_every_living_person_a_score_tier_and_reasons(trained) -> 
     scores, features = score_persons(records, AS_OF, model, config)
     assert scores.height == features.height > 50
     assert scores["score"].is_between(0, 1).all() and set(scores["tier"]) <= {"high", "medium", "low"}
-    assert (scores["reasons"].list.len() >= 1).all() and (scores["reasons"].list.len() <= 3).all()
+    assert scores["points"].is_null().all() and set(scores["model_version"]) == {model.version}
+    # a person typical in every way has nothing that stands out; almost everybody has something
+    assert (scores["reasons"].list.len() >= 1).mean() > 0.9 and (scores["reasons"].list.len() <= 3).all()
     first = scores["reasons"].explode().drop_nulls().to_list()
     assert all(r.startswith(("raises risk: ", "lowers risk: ")) for r in first)
     high_share = (scores["tier"] == "high").mean()
     assert high_share < 0.2  # about the configured 5% of a population like the reference
+
+
+def _reasons_against_the_model(model, scores: pl.DataFrame, features: pl.DataFrame) -> list[dict]:
+    """Every reason of `scores` with the feature it names (exactly one, by the words of its scored value),
+    that feature's value and reference, and its recomputed contribution: the person re-scored with that
+    feature alone at the model's reference value."""
+    from models.risk.explain import describe, reference_array
+    from models.risk.train import matrix
+
+    by_name = {f.name: f for f in PERSON_FEATURES}
+    used = [by_name[f] for f in model.features]
+    rows = features.join(scores.select("person_id", "reasons"), on="person_id").sort("person_id")
+    x = matrix(rows, model.features)
+    reference = reference_array(model.metadata, model.features)
+    said: list[dict] = []
+    for i, reasons in enumerate(rows["reasons"].to_list()):
+        for reason in reasons:
+            words = reason.split(": ", 1)[1]
+            named = [j for j, f in enumerate(used) if describe(f, float(x[i, j])) == words]
+            assert len(named) == 1, reason
+            j = named[0]
+            said.append(
+                {"row": i, "reason": reason, "feature": used[j], "value": x[i, j], "reference": reference[j]}
+            )
+    typical = x[[r["row"] for r in said]].copy()
+    for k, r in enumerate(said):
+        typical[k, model.features.index(r["feature"].name)] = r["reference"]
+    base = model.estimator.predict_proba(x[[r["row"] for r in said]])[:, 1]
+    for r, effect in zip(said, base - model.estimator.predict_proba(typical)[:, 1], strict=True):
+        r["effect"] = float(effect)
+    return said
+
+
+def test_no_reason_contradicts_its_score_on_a_generated_lake(trained) -> None:
+    """Property over every scored person of the 800-person lake: the feature a reason names pushes the
+    score the way the words say, and no admission, ED visit, diagnosis or alert above the typical person's
+    is said to lower risk."""
+    from models.risk.score import FEATURE_NAMES, score_persons
+
+    lake, config, outcomes = trained
+    person = next(o for o in outcomes if o.name == "person_180d")
+    model = load_model(lake, "person_180d", FEATURE_NAMES, version=person.version)
+    checked = []
+    for bucket in ("00", "01", "02", "03"):
+        scores, features = score_persons(PersonRecords.load(lake, bucket, 4), AS_OF, model, config)
+        checked += _reasons_against_the_model(model, scores, features)
+    assert len(checked) > 1500
+    wrong = [r for r in checked if (r["effect"] > 0) != r["reason"].startswith("raises risk: ")]
+    assert not wrong, wrong[:5]
+    assert all(abs(r["effect"]) > 0 for r in checked)
+    events_lowering = [
+        r
+        for r in checked
+        if r["feature"].direction > 0
+        and r["value"] > r["reference"]
+        and r["reason"].startswith("lowers risk")
+    ]
+    assert not events_lowering, events_lowering[:5]
+
+
+def _with_open_stays(records: PersonRecords, day: date) -> PersonRecords:
+    """The same records with some inpatient stays still running at the end of `day`: no end recorded yet,
+    or an end after it."""
+    changed = PersonRecords(records.lake, records.persons, records.links, records.bucket, records.buckets)
+    for key, rows in records._tables.items():
+        changed._tables[key] = rows
+    encounters = records.table("encounter").with_row_index("_row")
+    stays = encounters.filter(pl.col("class_code") == "IMP")["_row"]
+    open_now, ending_later = stays.head(15), stays.slice(15, 15)
+    changed._tables[("silver", "encounter")] = encounters.with_columns(
+        pl.when(pl.col("_row").is_in(open_now.implode()) | pl.col("_row").is_in(ending_later.implode()))
+        .then(pl.lit(f"{(day - timedelta(days=3)).isoformat()}T08:00:00+00:00"))
+        .otherwise(pl.col("period_start"))
+        .alias("period_start"),
+        pl.when(pl.col("_row").is_in(open_now.implode()))
+        .then(pl.lit(None, pl.String))
+        .when(pl.col("_row").is_in(ending_later.implode()))
+        .then(pl.lit(f"{(day + timedelta(days=9)).isoformat()}T08:00:00+00:00"))
+        .otherwise(pl.col("period_end"))
+        .alias("period_end"),
+    ).drop("_row")
+    return changed
+
+
+def test_utilization_in_reasons_equals_the_360_view_also_for_stays_still_open(trained) -> None:
+    """One definition of utilization: the 360 view's columns equal the risk features' (and so the numbers
+    the reasons say), with stays still running at the as-of day counting their days so far."""
+    from pipelines.gold.patient_360 import build_patient_360
+
+    lake, _, _ = trained
+    records = _with_open_stays(PersonRecords.load(lake), AS_OF)
+    view = build_patient_360(records, AS_OF)
+    features = point_in_time_features(records, person_points(records.persons, [AS_OF]), with_care_gaps=False)
+    joined = view.join(features, on="person_id", suffix="_feature")
+    assert joined.height > 500
+    for column in ("ed_visits_6m", "ed_visits_12m", "inpatient_admissions_12m", "bed_days_12m"):
+        assert (joined[column].cast(pl.Float64) == joined[f"{column}_feature"]).all(), column
+    assert (joined["outpatient_visits_12m"].cast(pl.Float64) == joined["outpatient_visits_12m_feature"]).all()
+    # the open stays began 3 days before the end of the as-of day: 3 days so far each, none to come
+    opened = records.table("encounter").filter(pl.col("period_start") == "2026-06-27T08:00:00+00:00")
+    persons = opened["person_id"].unique()
+    assert persons.len() > 5
+    assert (joined.filter(pl.col("person_id").is_in(persons.implode()))["bed_days_12m"] >= 3).all()
 
 
 def test_a_model_pinned_to_an_unknown_version_is_refused(trained, monkeypatch) -> None:
@@ -277,6 +382,7 @@ def test_risk_assets_materialize_train_score_and_check_drift(identity, tmp_path)
     root, source = identity
     lake = tmp_path / "lake"
     shutil.copytree(str(source), lake)  # the module's lake keeps no model of this test
+    shutil.rmtree(lake / "models", ignore_errors=True)  # nor this test one of the module's (`trained`)
     resource = LakeResource(landing=str(root / "landing"), lake=str(lake), buckets=4, as_of="2026-06-30")
     instance = dg.DagsterInstance.ephemeral()
     trained = dg.materialize([risk_models], resources={"lake": resource}, instance=instance)

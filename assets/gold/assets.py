@@ -82,7 +82,7 @@ _PERSON_TABLES: dict[str, tuple[str, list[Any]]] = {
     RISK_SCORES: (
         "One row per living person: the deployed model's calibrated probability of an ED visit or unplanned "
         "admission within 180 days, its tier by care-team capacity, the top factors in words, the model "
-        "version.",
+        "version; while no model is deployed, the Charlson baseline's points, tier and conditions.",
         [["models", "risk"], *_READS],
     ),
     RISK_FEATURES: (

@@ -32,6 +32,9 @@ status = right.selectbox("Status", statuses, key="status")
 chosen = ui.care_gap_patients(measure, status)
 st.caption(f"{chosen.height:,} persons with {measure} {status}")
 ui.show(chosen, who, key="drill", height=360)
+sources = ui.risk_sources()
+if sources and "risk_tier" in chosen.columns:
+    st.caption("Risk tier — " + "; ".join(source.words for source in sources) + ".")
 
 st.subheader("Segments")
 membership = ui.read("segment_membership", ("segment_id", "segment_type", "entered", "exited"))

@@ -21,7 +21,11 @@ columns = st.columns(5)
 columns[0].metric("Persons", f"{people.height:,}", help="One person per identity across sources")
 columns[1].metric("Living", f"{living.height:,}")
 columns[2].metric("Open care gaps", f"{int(living['open_care_gaps'].cast(pl.Int64).fill_null(0).sum()):,}")
-columns[3].metric("High risk", f"{living.filter(pl.col('risk_tier') == 'high').height:,}")
+columns[3].metric(
+    "High risk",
+    f"{living.filter(pl.col('risk_tier') == 'high').height:,}",
+    help=" ".join(f"{source.words}. Tiers — {source.tiers}." for source in ui.risk_sources()) or None,
+)
 columns[4].metric(
     "As of",
     str(as_of),
@@ -65,6 +69,8 @@ with right:
     if tiers.is_empty():
         ui.empty_state("risk scores")
     else:
+        for source in ui.risk_sources():  # which score the tiers come from: the model or the baseline
+            st.caption(f"**{source.title}**: {source.why}. Tiers — {source.tiers}.")
         order = {"high": 0, "medium": 1, "low": 2}
         tiers = tiers.sort(pl.col("risk_tier").replace_strict(order, default=3))
         charts.bars(

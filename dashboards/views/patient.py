@@ -68,7 +68,13 @@ with st.container(border=True):
     card[1].metric("Sex", person["sex"] or "?")
     card[2].metric("Language", person["language"] or "?")
     card[3].metric("Open care gaps", person["open_care_gaps"] or 0)
-    card[4].metric("Risk tier", person["risk_tier"] or "not scored")
+    card[4].metric(
+        "Risk tier",
+        person["risk_tier"] or "not scored",
+        help="From the clinical baseline (Charlson comorbidity index): no risk model yet"
+        if person["risk_tier"] and person["risk_score"] is None
+        else None,
+    )
     card[5].metric(
         "Latest sentiment",
         f"{person['latest_sentiment']:+.2f}" if person["latest_sentiment"] is not None else "none",
@@ -145,12 +151,23 @@ with tabs[3]:
         ui.empty_state("a risk score for this person")
     else:
         score = risk.row(0, named=True)
-        st.metric(
-            "180-day risk of an ED visit or unplanned admission",
-            f"{score['score']:.1%}",
-            help=score["model_version"],
-        )
-        st.write("Why: " + "; ".join(score["reasons"] or ["no factor stands out"]))
+        source = ui.risk_source(score["model_version"])
+        if source.baseline:  # points and a tier, no probability
+            st.metric(
+                "Charlson comorbidity index (risk of an ED visit or unplanned admission)",
+                f"{score['points']} point{'' if score['points'] == 1 else 's'} · {score['tier']} tier",
+            )
+            why = score["reasons"] or ["no condition the Charlson index counts"]
+            against = "a person with none of these conditions"
+        else:
+            st.metric(
+                "180-day risk of an ED visit or unplanned admission",
+                f"{score['score']:.1%} · {score['tier']} tier",
+            )
+            why = score["reasons"] or ["no factor stands out from a typical person"]
+            against = "a typical person of those the model learnt from"
+        st.caption(f"**{source.title}**: {source.why}. Tiers — {source.tiers}.")
+        st.write(f"Why, compared with {against}: " + "; ".join(why))
 
 with tabs[4]:
     conversations = ui.person("sentiment_conversation", person_id)

@@ -23,12 +23,14 @@ LACE_HIGH_RISK = 10
 
 @cache
 def charlson_categories() -> dict[str, dict]:
-    """Category → {weight, supersedes, snomed, icd10cm} from data_contracts/risk/charlson.yaml."""
+    """Category → {words, weight, supersedes, snomed, icd10cm} from data_contracts/risk/charlson.yaml."""
     path = CONTRACTS / "charlson.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))["categories"]
     for name, category in data.items():
         if int(category.get("weight", 0)) not in (1, 2, 3, 6):
             raise ValueError(f"{path.name}: {name} has no Charlson weight (1, 2, 3 or 6)")
+        if not str(category.get("words") or "").strip():
+            raise ValueError(f"{path.name}: {name} has no words to say it to a care manager")
         if category.get("supersedes") and category["supersedes"] not in data:
             raise ValueError(f"{path.name}: {name} supersedes unknown category {category['supersedes']}")
     return data
@@ -53,17 +55,70 @@ def charlson_category_flags(conditions: pl.DataFrame, keys: list[str]) -> pl.Dat
     return conditions.group_by(keys).agg(flags)
 
 
-def charlson_index(flags: pl.DataFrame) -> pl.Expr:
-    """The Charlson Comorbidity Index of rows of category flags (missing categories count as absent)."""
+def _counted(flags: pl.DataFrame) -> dict[str, pl.Expr]:
+    """Per category, whether it counts in rows of category flags: present (missing categories count as
+    absent) and not superseded by its severe form."""
     categories = charlson_categories()
     superseded = {c["supersedes"]: name for name, c in categories.items() if c.get("supersedes")}
-    terms = []
-    for name, category in categories.items():
+    counted = {}
+    for name in categories:
         present = pl.col(name).fill_null(False) if name in flags.columns else pl.lit(False)
         if name in superseded and superseded[name] in flags.columns:
             present = present & ~pl.col(superseded[name]).fill_null(False)
-        terms.append(present.cast(pl.Int32) * int(category["weight"]))
+        counted[name] = present
+    return counted
+
+
+def charlson_index(flags: pl.DataFrame) -> pl.Expr:
+    """The Charlson Comorbidity Index of rows of category flags (missing categories count as absent)."""
+    categories = charlson_categories()
+    terms = [
+        present.cast(pl.Int32) * int(categories[name]["weight"]) for name, present in _counted(flags).items()
+    ]
     return pl.sum_horizontal(terms).cast(pl.Int32).alias("charlson_index")
+
+
+def charlson_reasons(flags: pl.DataFrame, keys: list[str], top: int) -> pl.DataFrame:
+    """`keys` and `reasons`: per row of category flags, its `top` counted categories in words, heaviest
+    first, e.g. 'raises risk: heart failure (Charlson 1 point)' (against a person with no condition of the
+    index, every counted category raises the score by its weight); rows with none are left out."""
+    categories = charlson_categories()
+    counted = flags.select(*keys, **_counted(flags))
+    table = pl.DataFrame(
+        {
+            "_category": list(categories),
+            "_order": list(range(len(categories))),
+            "_weight": [int(c["weight"]) for c in categories.values()],
+            "_words": [str(c["words"]) for c in categories.values()],
+        }
+    )
+    return (
+        counted.unpivot(index=keys, variable_name="_category", value_name="_counts")
+        .filter(pl.col("_counts"))
+        .join(table, on="_category")
+        .sort([*keys, "_weight", "_order"], descending=[*[False] * len(keys), True, False])
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.format(
+                "raises risk: {} (Charlson {} point{})", "_words", "_weight", _plural(pl.col("_weight"))
+            )
+            .head(top)
+            .alias("reasons")
+        )
+    )
+
+
+def baseline_tier(points: pl.Expr, cut_offs: tuple[int, int]) -> pl.Expr:
+    """`high` from the second cut-off's points up, `medium` from the first's, else `low`."""
+    medium, high = cut_offs
+    return (
+        pl.when(points >= high)
+        .then(pl.lit("high"))
+        .when(points >= medium)
+        .then(pl.lit("medium"))
+        .otherwise(pl.lit("low"))
+        .alias("tier")
+    )
 
 
 def lace_length_points(days: pl.Expr) -> pl.Expr:
@@ -105,3 +160,50 @@ def lace_index(days: pl.Expr, emergent: pl.Expr, charlson: pl.Expr, ed_visits_6m
         + lace_comorbidity_points(charlson)
         + lace_ed_points(ed_visits_6m)
     ).alias("lace_index")
+
+
+def lace_reasons(stays: pl.DataFrame, top: int) -> pl.Series:
+    """Per discharge (`length_of_stay_days`, `emergent_admission`, `charlson_index`, `ed_visits_before_6m`),
+    its `top` LACE components with points, most points first, e.g. 'raises risk: admitted through the
+    emergency department (LACE 3 points)' (against a planned stay of under a day with no comorbidity and no
+    ED visit, every point raises the score)."""
+    days, ed = pl.col("length_of_stay_days"), pl.col("ed_visits_before_6m")
+    parts = [
+        (lace_length_points(days), pl.format("a {}-day hospital stay", days.floor().cast(pl.Int64))),
+        (
+            lace_acuity_points(pl.col("emergent_admission")),
+            pl.lit("admitted through the emergency department"),
+        ),
+        (
+            lace_comorbidity_points(pl.col("charlson_index")),
+            pl.format("Charlson comorbidity index {}", pl.col("charlson_index")),
+        ),
+        (
+            lace_ed_points(ed),
+            pl.format("{} ED visit{} in the 6 months before admission", ed.cast(pl.Int64), _plural(ed)),
+        ),
+    ]
+    indexed = stays.with_row_index("_stay")
+    long = pl.concat(
+        [
+            indexed.select("_stay", pl.lit(k).alias("_order"), points.alias("_points"), words.alias("_words"))
+            for k, (points, words) in enumerate(parts)
+        ]
+    )
+    said = (
+        long.filter(pl.col("_points") > 0)
+        .sort("_stay", "_points", "_order", descending=[False, True, False])
+        .group_by("_stay", maintain_order=True)
+        .agg(
+            pl.format("raises risk: {} (LACE {} point{})", "_words", "_points", _plural(pl.col("_points")))
+            .head(top)
+            .alias("reasons")
+        )
+    )
+    reasons = indexed.select("_stay").join(said, on="_stay", how="left", maintain_order="left")["reasons"]
+    return reasons.fill_null(pl.lit([], dtype=pl.List(pl.String)))
+
+
+def _plural(count: pl.Expr) -> pl.Expr:
+    """The plural ending of a count's noun: empty for 1."""
+    return pl.when(count == 1).then(pl.lit("")).otherwise(pl.lit("s"))

@@ -63,6 +63,11 @@ def model_card(model: TrainedModel, data: TrainingSet, version: str) -> str:
         f"Chosen by validation AUROC: **{model.chosen}** (candidates: "
         + ", ".join(f"{k} {_number(v)}" for k, v in sorted(model.candidates.items()))
         + f"); calibrated with the {model.calibration_method} method on the validation rows.",
+        "Every candidate is held to the clinical direction of "
+        + ", ".join(f.name for f in data.features if f.direction > 0)
+        + " (more never lowers the risk)"
+        + "".join(f" and of {f.name} (more never raises it)" for f in data.features if f.direction < 0)
+        + ".",
         "",
         "## Test-set metrics against the clinical baseline",
         f"Baseline: {_BASELINES.get(data.baseline, data.baseline)}; a prevalence-only model predicts the "
@@ -92,8 +97,9 @@ def model_card(model: TrainedModel, data: TrainingSet, version: str) -> str:
         "- Outcomes are counted from encounters in the data; an admission is unplanned unless the source "
         "records a referral or outpatient admit source.",
         "- Small slices have wide uncertainty: read AUROC of a group with few positives with care.",
-        "- Explanations compare a person's value with the training median one feature at a time; correlated "
-        "features share credit imperfectly.",
+        "- Explanations compare a person with a typical training person (each feature's median, or no value "
+        "where most people have none); correlated features are ranked as a group and said through the "
+        "feature that pushes the score the group's way, so their credit is shared imperfectly.",
         "- HEDIS-aligned care-gap counts are an input; they are not NCQA-certified measures.",
         "",
     ]

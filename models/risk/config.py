@@ -40,6 +40,8 @@ class RiskConfig:
     top_factors: int
     person_max_train_rows: int = PERSON_MAX_TRAIN_ROWS
     discharge_max_train_rows: int = DISCHARGE_MAX_TRAIN_ROWS
+    charlson_tiers: tuple[int, int] = (1, 3)  # the Charlson points where medium and high start
+    lace_tiers: tuple[int, int] = (5, 10)  # the LACE points where medium and high start
 
 
 @cache
@@ -61,11 +63,16 @@ def risk_config(path: Path = CONTRACTS / "model.yaml") -> RiskConfig:
             tier_medium=float(data["tiers"]["medium"]),
             psi_warning=float(data["drift"]["psi_warning"]),
             top_factors=int(data["explanations"]["top_factors"]),
+            charlson_tiers=_cut_offs(data.get("baselines", {}).get("charlson"), (1, 3)),
+            lace_tiers=_cut_offs(data.get("baselines", {}).get("lace"), (5, 10)),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path.name}: missing or invalid setting ({error})") from None
     if not 0 < config.tier_high < config.tier_high + config.tier_medium <= 1:
         raise ValueError(f"{path.name}: tiers must be shares with 0 < high and high + medium <= 1")
+    for name, (medium, high) in (("charlson", config.charlson_tiers), ("lace", config.lace_tiers)):
+        if not 1 <= medium <= high:
+            raise ValueError(f"{path.name}: baselines.{name} needs 1 <= medium <= high (points)")
     if config.train_points < 1:
         raise ValueError(f"{path.name}: person.train_points must be at least 1")
     if min(config.person_max_train_rows, config.discharge_max_train_rows) < 1:
@@ -73,3 +80,10 @@ def risk_config(path: Path = CONTRACTS / "model.yaml") -> RiskConfig:
             f"{path.name}: person.max_train_rows and discharge.max_train_rows must be at least 1"
         )
     return config
+
+
+def _cut_offs(given: dict | None, default: tuple[int, int]) -> tuple[int, int]:
+    """(medium, high) points of a baseline's tiers, the published cut-offs when not given."""
+    if given is None:
+        return default
+    return int(given["medium"]), int(given["high"])

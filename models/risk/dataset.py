@@ -25,13 +25,11 @@ from upath import UPath
 from models.risk.config import RiskConfig
 from models.risk.features import (
     DISCHARGE_FEATURES,
-    ENCOUNTER_COLUMNS,
     PERSON_FEATURES,
     POINT,
     POINT_SCHEMA,
     CareGapInputs,
     Feature,
-    encounter_times_of,
     end_of_day,
     open_care_gaps,
     person_points,
@@ -40,6 +38,7 @@ from models.risk.features import (
 )
 from models.risk.outcomes import discharge_points, inpatient_stays, person_outcomes
 from pipelines.gold.records import PersonRecords
+from pipelines.gold.utilization import ENCOUNTER_COLUMNS, encounter_times_of
 from pipelines.identity.build import IDENTITY, PERSON, PERSON_LINK
 from pipelines.lake import read_table, scan_table
 from pipelines.silver.build import SILVER

@@ -21,6 +21,15 @@ from pipelines.fhir.birth_dates import MAX_AGE_YEARS, unusable_birth_date
 from pipelines.fhir.times import fhir_timestamp
 from pipelines.gold.patient_360 import clinical_codes, result_values
 from pipelines.gold.records import PersonRecords
+from pipelines.gold.utilization import (
+    INPATIENT,
+    discharged,
+    encounter_times,
+    known_encounters,
+    last_discharge,
+    window_counts,
+    within,
+)
 from pipelines.measures.definitions import load_measures, value_sets
 from pipelines.measures.engine import PERSON_SCHEMA, evaluate_measure, events_of
 from pipelines.measures.events import _SOURCES as _EVENT_SOURCES  # what person_events reads
@@ -33,17 +42,30 @@ POINT_SCHEMA: dict[str, pl.DataType] = {
     "as_of": pl.Date(),
     "cutoff": pl.Datetime("us", "UTC"),  # records strictly before this instant are known
 }
-_ENCOUNTER_CLASSES = {"ed": "EMER", "inpatient": "IMP", "outpatient": "AMB"}
+_UTILIZATION_FEATURES = (
+    "ed_visits_6m",
+    "ed_visits_12m",
+    "ed_visits_36m",
+    "inpatient_admissions_12m",
+    "inpatient_admissions_36m",
+    "bed_days_12m",
+    "outpatient_visits_12m",
+)
+"""The features counted by the shared utilization definition (`pipelines/gold/utilization.py`)."""
 
 
 @dataclass(frozen=True)
 class Feature:
-    """A model input and how to say it to a care manager (`says` is formatted with the value `v`)."""
+    """A model input and how to say it to a care manager (`says` is formatted with the value `v`, and `s`:
+    the plural ending, empty for a value of 1)."""
 
     name: str
     says: str
     missing: str = ""  # what a null value means, in words
     group: str = ""  # correlated features explained together (default: the feature alone)
+    # clinical knowledge the models are held to (monotone constraints): 1, more of it never lowers the risk
+    # (an admission, a diagnosis, an alert); -1, more of it never raises it; 0, learnt from the data alone
+    direction: int = 0
 
     @property
     def explained_as(self) -> str:
@@ -67,24 +89,47 @@ _ED, _HOSPITAL, _BP = "ed_use", "hospital_use", "blood_pressure"
 PERSON_FEATURES: tuple[Feature, ...] = (
     Feature("age", "age {v:.0f}"),
     Feature("female", "{sex}"),
-    Feature("ed_visits_6m", "{v:.0f} ED visits in the last 6 months", group=_ED),
-    Feature("ed_visits_12m", "{v:.0f} ED visits in the last 12 months", group=_ED),
-    Feature("ed_visits_36m", "{v:.0f} ED visits in the last 3 years", group=_ED),
-    Feature("inpatient_admissions_12m", "{v:.0f} hospital admissions in the last 12 months", group=_HOSPITAL),
-    Feature("inpatient_admissions_36m", "{v:.0f} hospital admissions in the last 3 years", group=_HOSPITAL),
+    Feature("ed_visits_6m", "{v:.0f} ED visit{s} in the last 6 months", group=_ED, direction=1),
+    Feature("ed_visits_12m", "{v:.0f} ED visit{s} in the last 12 months", group=_ED, direction=1),
+    Feature("ed_visits_36m", "{v:.0f} ED visit{s} in the last 3 years", group=_ED, direction=1),
     Feature(
-        "readmissions_36m", "{v:.0f} readmissions within 30 days of a discharge in 3 years", group=_HOSPITAL
+        "inpatient_admissions_12m",
+        "{v:.0f} hospital admission{s} in the last 12 months",
+        group=_HOSPITAL,
+        direction=1,
     ),
-    Feature("bed_days_12m", "{v:.0f} days in hospital in the last 12 months", group=_HOSPITAL),
     Feature(
-        "mean_stay_days_36m", "hospital stays of {v:.1f} days on average", "no hospital stay", group=_HOSPITAL
+        "inpatient_admissions_36m",
+        "{v:.0f} hospital admission{s} in the last 3 years",
+        group=_HOSPITAL,
+        direction=1,
     ),
-    Feature("outpatient_visits_12m", "{v:.0f} outpatient visits in the last 12 months"),
-    Feature("days_since_discharge", "discharged {v:.0f} days ago", "no hospital stay", group=_HOSPITAL),
-    *[Feature(f"has_{k}", "{has} " + words) for k, words in _CONDITION_WORDS.items()],
-    Feature("charlson_index", "Charlson comorbidity index {v:.0f}"),
-    Feature("medications_12m", "{v:.0f} different medications prescribed in 12 months"),
-    Feature("last_hba1c", "last HbA1c {v:.1f}%", "no HbA1c result", group="hba1c"),
+    Feature(
+        "readmissions_36m",
+        "{v:.0f} readmission{s} within 30 days of a discharge in 3 years",
+        group=_HOSPITAL,
+        direction=1,
+    ),
+    Feature("bed_days_12m", "{v:.0f} day{s} in hospital in the last 12 months", group=_HOSPITAL, direction=1),
+    Feature(
+        "mean_stay_days_36m",
+        "hospital stays of {v:.1f} days on average in the last 3 years",
+        "no hospital stay in the last 3 years",
+        group=_HOSPITAL,
+        direction=1,
+    ),
+    Feature("outpatient_visits_12m", "{v:.0f} outpatient visit{s} in the last 12 months"),
+    Feature(
+        "days_since_discharge",
+        "discharged from hospital {v:.0f} day{s} ago",
+        "no hospital stay on record",
+        group=_HOSPITAL,
+        direction=-1,
+    ),
+    *[Feature(f"has_{k}", "{has} " + words, direction=1) for k, words in _CONDITION_WORDS.items()],
+    Feature("charlson_index", "Charlson comorbidity index {v:.0f}", direction=1),
+    Feature("medications_12m", "{v:.0f} different medication{s} prescribed in 12 months", direction=1),
+    Feature("last_hba1c", "last HbA1c {v:.1f}%", "no HbA1c result", group="hba1c", direction=1),
     Feature("hba1c_change", "HbA1c {v:+.1f} since the result before", "no HbA1c trend", group="hba1c"),
     Feature("last_systolic_bp", "last systolic blood pressure {v:.0f} mmHg", "no blood pressure", group=_BP),
     Feature(
@@ -98,16 +143,16 @@ PERSON_FEATURES: tuple[Feature, ...] = (
         "weight_change", "weight {v:+.1f} kg since the measurement before", "no weight trend", group="weight"
     ),
     Feature("last_ldl", "last LDL cholesterol {v:.0f} mg/dL", "no LDL result"),
-    Feature("missed_appointments_12m", "{v:.0f} missed appointments in 12 months"),
-    Feature("poor_survey_ratings_12m", "{v:.0f} poor survey ratings in 12 months"),
+    Feature("missed_appointments_12m", "{v:.0f} missed appointment{s} in 12 months", direction=1),
+    Feature("poor_survey_ratings_12m", "{v:.0f} poor survey rating{s} in 12 months", direction=1),
     Feature("device_days_30d", "home-device readings on {v:.0f} of the last 30 days"),
-    Feature("device_alerts_30d", "{v:.0f} home-device alerts in the last 30 days"),
-    Feature("open_care_gaps", "{v:.0f} open care gaps"),
+    Feature("device_alerts_30d", "{v:.0f} home-device alert{s} in the last 30 days", direction=1),
+    Feature("open_care_gaps", "{v:.0f} open care gap{s}", direction=1),
 )
 DISCHARGE_FEATURES: tuple[Feature, ...] = (
     *[f for f in PERSON_FEATURES if f.name != "open_care_gaps"],
-    Feature("length_of_stay_days", "a {v:.0f}-day hospital stay"),
-    Feature("emergent_admission", "{emergent}"),
+    Feature("length_of_stay_days", "a {v:.0f}-day hospital stay", direction=1),
+    Feature("emergent_admission", "{emergent}", direction=1),
 )
 _RESULTS = {"hba1c": "hba1c", "systolic_bp": "systolic_bp", "bmi": "bmi", "weight": "weight", "ldl": "ldl"}
 
@@ -163,6 +208,10 @@ def point_in_time_features(
         parts.append(_open_care_gaps(records, points))
     for part in parts:
         frame = frame.join(part, on=POINT, how="left")
+    # a part with no records at all (a bucket without encounters, say) still gives its features' columns
+    absent = [f.name for f in PERSON_FEATURES if f.name not in frame.columns]
+    absent = [name for name in absent if with_care_gaps or name != "open_care_gaps"]
+    frame = frame.with_columns(pl.lit(None, pl.Float64).alias(name) for name in absent)
     return _filled(frame).sort(POINT)
 
 
@@ -212,95 +261,47 @@ def _known(rows: pl.DataFrame, points: pl.DataFrame, at: str) -> pl.DataFrame:
 
 
 def _within(at: str, days: int) -> pl.Expr:
-    return pl.col(at) >= pl.col("cutoff") - pl.duration(days=days)
+    return within(days, at)
 
 
 def _empty(**columns: pl.DataType) -> pl.DataFrame:
     return pl.DataFrame(schema={"person_id": pl.String, "as_of": pl.Date, **columns})
 
 
-ENCOUNTER_COLUMNS = ("person_id", "id", "class_code", "admit_source_code", "period_start", "period_end")
-"""The encounter columns `encounter_times_of` reads."""
-
-
-def encounter_times(records: PersonRecords) -> pl.DataFrame:
-    """Encounters with parsed start and end instants (`_start`, `_end`) and class."""
-    # kept with the records' tables: utilization, both outcomes and the discharge points all need them,
-    # and parsing FHIR times is most of what they cost
-    key = ("risk", "encounter_times")
-    if key not in records._tables:
-        records._tables[key] = encounter_times_of(records.table("encounter"))
-    return records._tables[key]
-
-
-def encounter_times_of(encounters: pl.DataFrame) -> pl.DataFrame:
-    """`encounter_times` of encounter rows with `person_id` (only ENCOUNTER_COLUMNS are read)."""
-    if not encounters.height or "class_code" not in encounters.columns:
-        return pl.DataFrame(
-            schema={
-                "person_id": pl.String,
-                "id": pl.String,
-                "class_code": pl.String,
-                "admit_source_code": pl.String,
-                "_start": pl.Datetime("us", "UTC"),
-                "_end": pl.Datetime("us", "UTC"),
-            }
-        )
-    return encounters.select(
-        "person_id",
-        "id",
-        "class_code",
-        pl.col("admit_source_code") if "admit_source_code" in encounters.columns else pl.lit(None, pl.String),
-        fhir_timestamp(pl.col("period_start")).alias("_start"),
-        fhir_timestamp(pl.col("period_end")).alias("_end"),
-    )
-
-
 def _utilization(records: PersonRecords, points: pl.DataFrame) -> pl.DataFrame:
-    known = _known(encounter_times(records), points, "_start")
+    """Utilization at each point (the shared definition of `pipelines/gold/utilization.py`, which the 360
+    view also uses), readmissions, mean stay and days since the last discharge."""
+    known = known_encounters(encounter_times(records), points.select(list(POINT_SCHEMA)))
     if not known.height:
         return _empty()
     # a stay that began within 30 days of the person's previous discharge (both known at the cutoff)
-    stays = known.filter(pl.col("class_code") == "IMP").sort([*POINT, "_start"])
+    stays = known.filter(pl.col("class_code") == INPATIENT).sort([*POINT, "_start"])
     previous_end = pl.col("_end").shift(1).over(POINT)
     readmissions = (
         stays.filter(
-            _within("_start", 1096)
+            within(1096)
             & (previous_end < pl.col("cutoff"))
             & (pl.col("_start") - previous_end <= pl.duration(days=30))
         )
         .group_by(POINT)
         .agg(pl.len().alias("readmissions_36m"))
     )
-    ed, inpatient, outpatient = (pl.col("class_code") == c for c in _ENCOUNTER_CLASSES.values())
-    # a stay still running at the cutoff: only the days so far are known
-    stay_end = pl.min_horizontal(pl.col("_end").fill_null(pl.col("cutoff")), pl.col("cutoff"))
-    discharged = inpatient & pl.col("_end").is_not_null() & (pl.col("_end") < pl.col("cutoff"))
     return (
         known.group_by(POINT)
         .agg(
-            (ed & _within("_start", 183)).sum().alias("ed_visits_6m"),
-            (ed & _within("_start", 365)).sum().alias("ed_visits_12m"),
-            (ed & _within("_start", 1096)).sum().alias("ed_visits_36m"),
-            (inpatient & _within("_start", 365)).sum().alias("inpatient_admissions_12m"),
-            (inpatient & _within("_start", 1096)).sum().alias("inpatient_admissions_36m"),
-            pl.when(inpatient & _within("_start", 365))
-            .then((stay_end - pl.col("_start")).dt.total_days().clip(lower_bound=1))
-            .otherwise(0)
-            .sum()
-            .alias("bed_days_12m"),
-            (outpatient & _within("_start", 365)).sum().alias("outpatient_visits_12m"),
+            *window_counts(),
             (pl.col("_end") - pl.col("_start"))
-            .filter(discharged & _within("_start", 1096))
+            .filter(discharged() & within(1096))
             .mean()
             .dt.total_hours()
             .truediv(24)
             .alias("mean_stay_days_36m"),
-            (pl.col("cutoff").first() - pl.col("_end").filter(discharged).max())
+            (pl.col("cutoff").first() - last_discharge())
             .dt.total_days()
             .cast(pl.Float64)
             .alias("days_since_discharge"),
         )
+        .select(*POINT, *_UTILIZATION_FEATURES, "mean_stay_days_36m", "days_since_discharge")
         .join(readmissions, on=POINT, how="left")
     )
 

@@ -14,8 +14,9 @@ from datetime import datetime
 import polars as pl
 
 from models.risk.baselines import charlson_category_flags, charlson_index, lace_index
-from models.risk.features import POINT, POINT_SCHEMA, active_conditions, encounter_times
+from models.risk.features import POINT, POINT_SCHEMA, active_conditions
 from pipelines.gold.records import PersonRecords
+from pipelines.gold.utilization import encounter_times
 
 PLANNED_ADMIT_SOURCES = ["gp", "outp"]
 EMERGENCY_ADMIT_SOURCES = ["emd"]

@@ -1,10 +1,10 @@
 """Risk models in the registry (`models/registry.py`: `<lake>/models/<name>/<version>/`, a deployed
 pointer, and `PATIENT_INSIGHTS_RISK_MODEL_VERSION` to pin another version).
 
-A version id is derived from the training data's fingerprint, the settings and the code's feature list,
-so training twice on the same data gives the same version (and the second time reuses it). Loading
-refuses a model whose features differ from what this code computes, or that was saved by another major
-version of scikit-learn, with a message that says what to do.
+A version id is derived from the training data's fingerprint, the settings, and the code's feature list
+with the features' clinical directions, so training twice on the same data gives the same version (and
+the second time reuses it). Loading refuses a model whose features differ from what this code computes,
+or that was saved by another major version of scikit-learn, with a message that says what to do.
 """
 
 from __future__ import annotations
@@ -60,7 +60,14 @@ def fingerprint(data: TrainingSet) -> str:
 def version_id(data: TrainingSet, seed: int) -> str:
     """The version a training run on `data` produces."""
     payload = json.dumps(
-        {"data": fingerprint(data), "seed": seed, "features": [f.name for f in data.features]}, sort_keys=True
+        {
+            "data": fingerprint(data),
+            "seed": seed,
+            "features": [f.name for f in data.features],
+            # the clinical directions the candidates are held to: other directions, another model
+            "directions": [f.direction for f in data.features],
+        },
+        sort_keys=True,
     )
     return f"{data.name}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
@@ -96,6 +103,7 @@ def metadata_of(model: TrainedModel, data: TrainingSet, version: str, seed: int)
         "calibration": model.calibration.to_dicts(),
         "fairness": model.fairness.to_dicts(),
         "medians": model.medians,
+        "reference": model.reference,
         "reference_scores": model.reference_scores,
         "reference_drift": model.reference_drift,
         "sklearn_version": sklearn.__version__,

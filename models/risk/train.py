@@ -3,7 +3,10 @@
 Three candidates, chosen by validation AUROC (the tiers rank people, so ranking is what matters), not by
 taste: a logistic regression (median imputation with missing-value indicators, standardized inputs) and
 two regularized histogram gradient-boosted tree models (depth 3 and depth 2; they handle missing values
-themselves). The winner is calibrated on the
+themselves). Every candidate is held to the clinical direction of the features that have one
+(`Feature.direction`: more admissions, diagnoses or alerts never lower the risk): left free, correlated
+inputs share their credit in ways that flip signs (admissions in 3 years weighed against admissions in 12
+months), and a care manager would read "lowers risk: 1 hospital admission". The winner is calibrated on the
 validation rows it was not fitted on (isotonic when there are enough positives, else sigmoid), then
 evaluated once on the test rows against the clinical baseline and a prevalence-only model.
 """
@@ -16,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -33,6 +38,7 @@ from models.risk.evaluate import (
     probability_metrics,
     ranking_metrics,
 )
+from models.risk.explain import reference_values
 
 MIN_CLASS_ROWS = 10
 """Below this many rows with (or without) the outcome in a split, metrics and calibration are noise."""
@@ -58,20 +64,82 @@ class TrainedModel:
     metrics: dict[str, dict[str, float]]  # model / baseline / prevalence -> metrics on the test rows
     calibration: pl.DataFrame
     fairness: pl.DataFrame
-    medians: dict[str, float]  # training medians: the reference values of explanations
+    medians: dict[str, float]  # training medians (missing values count as 0 where all are missing)
+    reference: dict[str, float | None]  # the typical training person: what explanations compare with
     reference_scores: list[float]  # test-set score quantiles (0, 1, ..., 100 %): tiers
     reference_drift: dict[str, dict[str, list[float]]]  # `score` and each feature: PSI bins of the test rows
     rows: dict[str, int]
     positives: dict[str, int]
 
 
-def candidates(seed: int) -> dict[str, Pipeline | HistGradientBoostingClassifier]:
-    """The model families compared on the validation rows."""
+class MonotoneLogisticRegression(ClassifierMixin, BaseEstimator):
+    """Binary logistic regression with an L2 penalty (scikit-learn's objective: `C` times the summed log
+    loss plus half the squared coefficients) whose coefficients keep the signs asked for: `directions[j]` 1
+    keeps column j's coefficient >= 0, -1 <= 0, 0 (and columns past the list, such as missing-value
+    indicators) leaves it free. Fitted by L-BFGS-B with bounds; scikit-learn's own LogisticRegression has no
+    sign constraints."""
+
+    def __init__(self, C: float = 1.0, directions: tuple[int, ...] = (), max_iter: int = 5000) -> None:
+        self.C = C
+        self.directions = directions
+        self.max_iter = max_iter
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MonotoneLogisticRegression:
+        """Fit on rows `x` (no missing values) and 0/1 outcomes `y`."""
+        x = np.asarray(x, dtype=float)
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) != 2:
+            raise ValueError("MonotoneLogisticRegression needs both outcomes in the training rows")
+        target = (y == self.classes_[1]).astype(float)
+        columns = x.shape[1]
+        directions = list(self.directions)[:columns] + [0] * max(0, columns - len(self.directions))
+        bounds = [(0.0, None) if d > 0 else (None, 0.0) if d < 0 else (None, None) for d in directions]
+        bounds.append((None, None))  # the intercept
+
+        def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+            z = x @ w[:-1] + w[-1]
+            # log(1 + e^z) - y z, summed; its gradient is (sigmoid(z) - y)
+            loss = float(np.sum(np.logaddexp(0.0, z) - target * z))
+            residual = expit(z) - target
+            gradient = np.append(self.C * (x.T @ residual) + w[:-1], self.C * residual.sum())
+            return self.C * loss + 0.5 * float(w[:-1] @ w[:-1]), gradient
+
+        start = np.zeros(columns + 1)
+        result = minimize(
+            objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": self.max_iter}
+        )
+        self.coef_ = result.x[:-1].reshape(1, -1)
+        self.intercept_ = result.x[-1:].copy()
+        self.n_iter_ = np.array([result.nit])
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """The log-odds of the outcome."""
+        return np.asarray(x, dtype=float) @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities of (no outcome, outcome)."""
+        p = expit(self.decision_function(x))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The likelier outcome."""
+        return self.classes_[(self.decision_function(x) > 0).astype(int)]
+
+
+def candidates(
+    seed: int, directions: tuple[int, ...] = ()
+) -> dict[str, Pipeline | HistGradientBoostingClassifier]:
+    """The model families compared on the validation rows, held to the features' `directions` (one per
+    feature column, see `Feature.direction`; empty: none)."""
+    constraints = list(directions) if any(directions) else None
     return {
         "logistic_regression": make_pipeline(
+            # the missing-value indicators come after the feature columns: their coefficients stay free
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             StandardScaler(),
-            LogisticRegression(C=0.5, max_iter=5000),
+            MonotoneLogisticRegression(C=0.5, directions=tuple(directions)),
         ),
         "gradient_boosting": HistGradientBoostingClassifier(
             learning_rate=0.03,
@@ -80,6 +148,7 @@ def candidates(seed: int) -> dict[str, Pipeline | HistGradientBoostingClassifier
             min_samples_leaf=60,
             l2_regularization=3.0,
             early_stopping=False,
+            monotonic_cst=constraints,
             random_state=seed,
         ),
         # stumps-and-pairs: few interactions, hard to overfit on a few thousand rows
@@ -89,6 +158,7 @@ def candidates(seed: int) -> dict[str, Pipeline | HistGradientBoostingClassifier
             max_depth=2,
             min_samples_leaf=80,
             early_stopping=False,
+            monotonic_cst=constraints,
             random_state=seed,
         ),
     }
@@ -124,7 +194,8 @@ def _train_model(data: TrainingSet, seed: int) -> TrainedModel:
     y = {role: part["outcome"].cast(pl.Int8).to_numpy() for role, part in parts.items()}
     scores: dict[str, float] = {}
     fitted = {}
-    for name, estimator in candidates(seed).items():
+    directions = tuple(f.direction for f in data.features)
+    for name, estimator in candidates(seed, directions).items():
         estimator.fit(x["train"], y["train"])
         fitted[name] = estimator
         scores[name] = ranking_metrics(y["validation"], estimator.predict_proba(x["validation"])[:, 1])[
@@ -146,6 +217,7 @@ def _train_model(data: TrainingSet, seed: int) -> TrainedModel:
     }
     train_frame = parts["train"].select([pl.col(f).cast(pl.Float64) for f in features])
     medians = {f: _finite(train_frame[f].median()) for f in features}
+    reference = reference_values(parts["train"], features)
     test_frame = parts["test"].select([pl.col(f).cast(pl.Float64) for f in features])
     return TrainedModel(
         name=data.name,
@@ -159,6 +231,7 @@ def _train_model(data: TrainingSet, seed: int) -> TrainedModel:
         calibration=calibration_table(y["test"], test_p),
         fairness=fairness_slices(parts["test"], test_p),
         medians=medians,
+        reference=reference,
         reference_scores=[float(q) for q in np.quantile(test_p, np.linspace(0, 1, 101))],
         reference_drift={
             "score": psi_reference(test_p),

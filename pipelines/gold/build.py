@@ -1,7 +1,8 @@
 """Build every gold person table of one person bucket in one pass over its records.
 
 Order matters and shows the data flow: the 360 view, the timeline, care gaps (which fill the view's
-`open_care_gaps`), risk scores with the deployed model (which fill `risk_score` and `risk_tier`),
+`open_care_gaps`), risk scores with the deployed model, or the Charlson baseline while none is deployed
+(which fill `risk_score` and `risk_tier`),
 sentiment of the persons' messages (which fills `latest_sentiment`), trigger events, then segments.
 Each silver table is read once for the bucket (`PersonRecords`) and every table is written to
 `gold/<table>/bucket=<key>/data.parquet` atomically. Trigger events, segment membership and static
@@ -22,13 +23,13 @@ from models.registry import registry_of
 from models.risk.config import risk_config
 from models.risk.registry import RegisteredModel, deployed_risk_version, load_model
 from models.risk.score import (
+    CHARLSON_BASELINE,
     FEATURE_NAMES,
     PERSON_MODEL,
-    RISK_FEATURE_SCHEMA,
     RISK_FEATURES,
-    RISK_SCHEMA,
     RISK_SCORES,
     score_persons,
+    score_persons_with_baseline,
 )
 from models.sentiment.aggregate import summarize_conversations
 from models.sentiment.registry import deployed_sentiment_version, load_sentiment_model
@@ -97,7 +98,7 @@ def build_person_tables(
 ) -> dict[str, pl.DataFrame]:
     """Every gold person table for the persons of `records` as of `as_of`, given the previous
     trigger events, segment membership and snapshots of the same persons (`history`, by table), scored
-    with `risk_model` when one is deployed (else the risk tables are empty and the risk columns null)."""
+    with `risk_model` when one is deployed, else with the clinical baseline (the Charlson index)."""
     view = build_patient_360(records, as_of)
     timeline = build_timeline(records, as_of)
     gaps = evaluate_care_gaps(view, person_events(records), as_of)
@@ -105,8 +106,7 @@ def build_person_tables(
     if risk_model is not None:
         scores, features = score_persons(records, as_of, risk_model, risk_config())
     else:
-        scores = pl.DataFrame(schema=RISK_SCHEMA)
-        features = pl.DataFrame(schema=RISK_FEATURE_SCHEMA)
+        scores, features = score_persons_with_baseline(records, as_of, risk_config())
     view = with_risk(view, scores)
     version, scorer = sentiment_model or (None, None)
     messages = build_sentiment_messages(records, as_of, scorer, version)
@@ -179,7 +179,8 @@ def deployed_sentiment_model(lake: UPath) -> tuple[str, Any] | None:
 
 
 def with_risk(view: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
-    """The 360 view with `risk_score` and `risk_tier` from the person's score (null when unscored)."""
+    """The 360 view with `risk_score` and `risk_tier` from the person's score (null when unscored; the score
+    is null too when the clinical baseline scored: it gives points and a tier, not a probability)."""
     return (
         view.drop("risk_score", "risk_tier")
         .join(
@@ -218,11 +219,13 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
 
 
 def deployed_model_versions(lake: UPath) -> dict[str, str | None]:
-    """The model versions the person tables are scored with (a change rebuilds every person bucket)."""
+    """The model versions the person tables are scored with (a change rebuilds every person bucket); while no
+    person model is deployed, the Charlson baseline with its tier cut-offs (new cut-offs rescore everyone)."""
     from models.registry import registry_of
     from models.sentiment.registry import NAME, deployed_sentiment_version
 
+    medium, high = risk_config().charlson_tiers
     return {
-        PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL),
+        PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL) or f"{CHARLSON_BASELINE} {medium}/{high}",
         NAME: deployed_sentiment_version(registry_of(lake)),
     }

@@ -19,6 +19,13 @@ from pipelines.fhir.birth_dates import birth_date_problem, parsed_birth_date
 from pipelines.fhir.times import fhir_timestamp
 from pipelines.future_dates import FUTURE_DATE, is_future
 from pipelines.gold.records import PersonRecords
+from pipelines.gold.utilization import (
+    WINDOW_DAYS,
+    encounter_times,
+    known_encounters,
+    last_discharge,
+    window_counts,
+)
 
 CODES_FILE = Path(__file__).resolve().parents[2] / "data_contracts" / "gold" / "clinical_codes.yaml"
 PATIENT_360 = "patient_360"
@@ -87,7 +94,7 @@ def build_patient_360(records: PersonRecords, as_of: date) -> pl.DataFrame:
         _conditions(records),
         _medications(records),
         _latest_results(records, at),
-        _utilization(records, at),
+        _utilization(records, as_of),
         _appointments(records, at),
         _devices(records, as_of),
     ]
@@ -457,43 +464,19 @@ def _latest_results(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
     return wide
 
 
-def _utilization(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
-    """ED visits, inpatient admissions and bed days, outpatient visits in 6 and 12 months; last discharge."""
-    encounters = records.table("encounter")
-    if not encounters.height or "class_code" not in encounters.columns:
+def _utilization(records: PersonRecords, as_of: date) -> pl.DataFrame:
+    """ED visits, inpatient admissions and bed days, outpatient visits in 6 and 12 months; last discharge
+    (the shared definition of `pipelines/gold/utilization.py`, which the risk features also use)."""
+    cutoff = datetime.combine(as_of + timedelta(days=1), time())
+    points = records.persons.select("person_id", pl.lit(cutoff).dt.replace_time_zone("UTC").alias("cutoff"))
+    known = known_encounters(encounter_times(records), points)
+    if not known.height:
         return pl.DataFrame(schema={"person_id": pl.String})
-    frame = encounters.with_columns(
-        fhir_timestamp(pl.col("period_start")).alias("_start"),
-        fhir_timestamp(pl.col("period_end")).alias("_end"),
-    ).filter(pl.col("_start") <= at)
-    aggs = []
-    for months, days in ((6, 183), (12, 365)):
-        recent = pl.col("_start") > at - pl.duration(days=days)
-        aggs += [
-            (recent & (pl.col("class_code") == "EMER")).sum().cast(pl.Int64).alias(f"ed_visits_{months}m"),
-            (recent & (pl.col("class_code") == "IMP"))
-            .sum()
-            .cast(pl.Int64)
-            .alias(f"inpatient_admissions_{months}m"),
-            (recent & (pl.col("class_code") == "AMB"))
-            .sum()
-            .cast(pl.Int64)
-            .alias(f"outpatient_visits_{months}m"),
-            pl.when(recent & (pl.col("class_code") == "IMP"))
-            .then((pl.col("_end") - pl.col("_start")).dt.total_days().clip(lower_bound=1))
-            .otherwise(0)
-            .sum()
-            .cast(pl.Int64)
-            .alias(f"bed_days_{months}m"),
-        ]
-    aggs.append(
-        pl.col("_end")
-        .filter((pl.col("class_code") == "IMP") & (pl.col("_end") <= at))
-        .max()
-        .dt.date()
-        .alias("last_discharge_date")
+    windows = {name: WINDOW_DAYS[name] for name in ("6m", "12m")}
+    return known.group_by("person_id").agg(
+        *[count.cast(pl.Int64) for count in window_counts(windows)],
+        last_discharge().dt.date().alias("last_discharge_date"),
     )
-    return frame.group_by("person_id").agg(aggs)
 
 
 def _appointments(records: PersonRecords, at: pl.Expr) -> pl.DataFrame:
