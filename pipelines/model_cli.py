@@ -88,7 +88,7 @@ def sentiment_score(
     from upath import UPath
 
     from models.registry import RegistryError, registry_of
-    from models.sentiment.labelled import LabelledFileError, read_table_file
+    from models.sentiment.labelled import LabelledFileError, clean_texts, read_table_file
     from models.sentiment.provenance import written_by_generator
     from models.sentiment.registry import LEXICON_VERSION, choose_scorer
     from pipelines.config import Settings
@@ -114,12 +114,13 @@ def sentiment_score(
     if version == LEXICON_VERSION:
         console.print(f"[yellow]scoring with VADER[/yellow]: {scorer.reason}")
     parts = []
+    texts = clean_texts(frame[text_column])  # as `sentiment train` and `evaluate` read them (`&#039;` → ')
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("scoring", total=frame.height)
         for start in range(0, frame.height, SCORE_BATCH):
-            parts.append(model.score(frame[text_column].slice(start, SCORE_BATCH)))
+            parts.append(model.score(texts.slice(start, SCORE_BATCH)))
             progress.advance(task, min(SCORE_BATCH, frame.height - start))
-    scored = pl.concat(parts) if parts else model.score(frame[text_column])
+    scored = pl.concat(parts) if parts else model.score(texts)
     result = frame.with_columns(
         scored["sentiment_label"],
         scored["sentiment_score"],

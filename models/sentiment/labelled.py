@@ -230,7 +230,7 @@ def labelled_texts(
     for role, column in (("text", text_column), ("label", label_column), ("rating", rating_column)):
         if column is not None and column not in frame.columns:
             raise LabelledFileError(_missing_column(role, column, source, frame.columns))
-    texts = _clean_texts(frame[text_column])
+    texts = clean_texts(frame[text_column])
     status = text_status(texts)
     data = pl.DataFrame({"text": texts, "_status": status})
     if label_column is not None:
@@ -285,8 +285,9 @@ def read_labelled_file(
     )
 
 
-def _clean_texts(texts: pl.Series) -> pl.Series:
-    """Texts with HTML character references decoded and surrounding whitespace and quotes removed."""
+def clean_texts(texts: pl.Series) -> pl.Series:
+    """Texts with HTML character references decoded and surrounding whitespace and quotes removed: what
+    training, evaluating and scoring read, so a model scores texts the way it learnt them."""
     texts = texts.cast(pl.String)
     escaped = texts.str.contains("&", literal=True).fill_null(False)
     if escaped.any():  # only the texts that hold an '&' go through the standard library's decoder
