@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from models.sentiment.labelled import describe_bands, read_labelled_file
+from models.sentiment.labelled import describe_bands, rating_label, read_labelled_file
 from models.sentiment.models import ClassifierModel, LexiconModel
 from models.sentiment.train import (
     SURVEY_SCALE,
@@ -61,7 +61,7 @@ BEFORE = "weak-label path as before issue 27 (no class weights, no filter)"
 
 
 def _generated_surveys(work: Path, patients: int, seed: int) -> tuple[pl.DataFrame, Path]:
-    """Survey comments (`text`, `label`: the rating's band, `kind`, `weak`, `truth`) of a generated
+    """Survey comments (`text`, `label`: the rating's band, `kind`, `weak`, `rating`, `truth`) of a generated
     landing folder built through bronze and silver, and the folder's ground truth."""
     from upath import UPath
 
@@ -79,17 +79,23 @@ def _generated_surveys(work: Path, patients: int, seed: int) -> tuple[pl.DataFra
         for key in partition_keys(BUCKETS):
             build_partition(lake, key)
     answers = read_table(lake, "silver", "questionnaire_response_item")
-    weak = survey_weak_labels(answers)
-    # the rating beside each comment, for bands other than the pipeline's (a comparison only)
+    # each comment with its own response's rating, for bands other than the pipeline's (a comparison only)
     key = ["source", "questionnaire_response_id"]
     ratings = answers.filter(pl.col("item_link_id") == "rating").select(
         *key, pl.col("answer_value_integer").alias("rating")
     )
     comments = answers.filter(pl.col("item_link_id") == "comment").select(
-        *key, pl.col("answer_value_string").alias("text")
+        *key, pl.col("answer_value_string").alias("text"), "authored"
     )
-    rating_of = comments.join(ratings.unique(key), on=key).group_by("text").agg(pl.col("rating").first())
-    weak = weak.join(rating_of, on="text", how="left", maintain_order="left")
+    rated = comments.join(ratings.drop_nulls("rating").unique(key), on=key).sort("authored", "text", "rating")
+    weak = rated.select(
+        "text",
+        rating_label(pl.col("rating"), SURVEY_SCALE).alias("label"),
+        pl.lit("survey_comment").alias("kind"),
+        pl.lit(True).alias("weak"),
+        "rating",
+    ).drop_nulls("label")
+    assert weak.height == survey_weak_labels(answers).height  # the pipeline's weak labels, with the rating
     return weak.with_columns(survey_truth(weak["text"])), root / "ground_truth"
 
 
