@@ -16,6 +16,7 @@ from upath import UPath
 
 from assets.resources import LakeResource
 from assets.steps import BUCKETS_REBUILT, FULL, INCREMENTAL, MODE_TAG, wants_incremental
+from models.sentiment.provenance import written_by_generator
 from pipelines.gold.as_of import as_of_record, decide_as_of
 from pipelines.gold.build import deployed_model_versions
 from pipelines.run_record import PipelineRun, outcome_of_checks, record_run, record_state
@@ -98,7 +99,7 @@ def pipeline_run_record(upstream: list[dg.AssetKey]) -> dg.AssetsDefinition:
                 settings.lake,
                 decide_as_of(settings.as_of, settings.lake).day,
                 lake.buckets_of_lake(),
-                deployed_model_versions(settings.lake),
+                deployed_model_versions(settings.lake, written_by_generator(settings.landing)),
             )
         decided = decide_as_of(settings.as_of, settings.lake)
         run = PipelineRun(

@@ -1,15 +1,18 @@
 """`make bench`: generator, bronze ingest and silver build throughput and peak memory, identity per case kind
-of the hard identity set, the risk models, the dashboard's page render times, the command line's start-up,
-and the end-to-end targets (bench/reports/).
+of the hard identity set, the risk models, the sentiment paths, the dashboard's page render times, the
+command line's start-up, and the end-to-end targets (bench/reports/).
 
-Six parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `identity`, `risk`, `dashboard`,
-`startup`, `e2e`; default all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m bench.run`:
+Seven parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `identity`, `risk`, `sentiment`,
+`dashboard`, `startup`, `e2e`; default all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m
+bench.run`:
 
 - pipeline: sizes from `BENCH_PATIENTS` (comma-separated, default 100000) → reports/pipeline.md;
 - identity: the hard identity set of `BENCH_IDENTITY_PEOPLE` (default 5000) people and the same people with
   only the usual noise, through bronze, silver and identity, scored per case kind (twins, namesakes,
   married names after a move ...) with the clerical-review load → reports/identity.md;
 - risk: the whole pipeline on `BENCH_RISK_PATIENTS` (default 10000) → reports/risk.md;
+- sentiment: the weak-label path, the human-label path and VADER on generated surveys whose true labels are
+  known and on the UCI drug reviews (`bench.sentiment`) → reports/sentiment.md;
 - dashboard: the whole pipeline on `BENCH_DASHBOARD_PATIENTS` (default 100000), then every page rendered
   cold and warm → reports/dashboard.md;
 - startup: the start-up time of the commands that do not run the pipeline (`bench.startup`) →
@@ -133,6 +136,13 @@ def bench_risk(work: Path) -> None:
     console.print(f"report written to {RISK_REPORT.relative_to(ROOT)}")
 
 
+def bench_sentiment(work: Path) -> None:
+    """The sentiment paths on texts of known true label (bench/sentiment.py) → reports/sentiment.md."""
+    from bench.sentiment import bench_sentiment as sentiment
+
+    sentiment(work)
+
+
 def bench_dashboard(work: Path) -> None:
     """The whole pipeline on `BENCH_DASHBOARD_PATIENTS`, then every dashboard page's render time."""
     patients = int(os.environ.get("BENCH_DASHBOARD_PATIENTS", "100000"))
@@ -213,6 +223,7 @@ PARTS = {
     "pipeline": bench_pipeline,
     "identity": bench_identity,
     "risk": bench_risk,
+    "sentiment": bench_sentiment,
     "dashboard": bench_dashboard,
     "startup": bench_startup,
     "e2e": bench_e2e,
@@ -434,6 +445,9 @@ def _command() -> str:
         "BENCH_ONLY",
         "BENCH_PATIENTS",
         "BENCH_RISK_PATIENTS",
+        "BENCH_SENTIMENT_PATIENTS",
+        "BENCH_SENTIMENT_SEEDS",
+        "BENCH_SENTIMENT_SPLITS",
         "BENCH_DASHBOARD_PATIENTS",
         "BENCH_IDENTITY_PEOPLE",
         "BENCH_E2E_PATIENTS",

@@ -446,7 +446,14 @@ def _print_sentiment_summary(lake: UPath) -> None:
     metadata = json.loads((pointer.parent / version / "metadata.json").read_text())
     rows = [(name, round(m["macro_f1"], 3), m["n"]) for name, m in sorted(metadata["metrics"].items())]
     table = pl.DataFrame(rows, schema=["model", "held-out macro-F1", "held-out texts"], orient="row")
-    console.print(_table(f"Sentiment ({version}: {metadata['kind']} deployed)", table))
+    provenance = metadata.get("provenance", "unrecorded")
+    console.print(_table(f"Sentiment ({version}: {metadata['kind']} deployed, {provenance} texts)", table))
+    if provenance != "organisation":
+        learnt = "learnt from generated texts" if provenance == "generated" else "kept no record of its texts"
+        console.print(
+            f"This sentiment model {learnt}: it scores only the generator's texts, and VADER scores every "
+            "other text (`sentiment train` on your own labels or ratings replaces it)"
+        )
     routes = ", ".join(f"{kind} → {name}" for kind, name in sorted(metadata.get("model_by_kind", {}).items()))
     if routes:
         console.print(f"Sentiment model per kind of text: {routes}")

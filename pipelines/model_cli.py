@@ -25,6 +25,9 @@ risk_app = typer.Typer(help="Risk models: train on the lake's own data and evalu
 SCORE_BATCH = 10_000
 EXIT_BAD_INPUT = 2
 EXIT_NOT_POSSIBLE = 1
+_LEFT_OUT = {
+    "improvement_answer_under_good_rating": 'under a good rating, they answer "what could we improve"'
+}
 METRIC_COLUMNS = ("macro_f1", "accuracy", "f1_negative", "f1_neutral", "f1_positive", "n")
 
 InputFile = Annotated[Path, typer.Option("--input", help="CSV or TSV file (UTF-8 unless --encoding).")]
@@ -39,7 +42,9 @@ RatingScale = Annotated[
     str,
     typer.Option(
         help="0-10: 0-6 negative, 7-8 neutral, 9-10 positive (NPS); 1-5: 1-2 / 3 / 4-5; 1-10: 1-4 / 5-6 / "
-        "7-10. Other ratings (e.g. 'don't know' codes) are excluded and counted."
+        "7-10. Written the other way round (5-1, 10-1, 10-0) when the lowest number is the best, e.g. the "
+        "NHS Friends and Family Test's 1 = very good: 5-1 bands 1-2 positive, 3 neutral, 4-5 negative. "
+        "Other ratings (e.g. 'don't know' codes) are excluded and counted."
     ),
 ]
 Kind = Annotated[
@@ -75,13 +80,17 @@ def sentiment_score(
     separator: Separator = None,
 ) -> None:
     """Add `sentiment_label` (negative/neutral/positive), `sentiment_score` ([-1, 1]) and
-    `sentiment_text_status` (ok, empty, not_text, not_english: only `ok` texts are scored) to a CSV."""
+    `sentiment_text_status` (ok, empty, not_text, not_english: only `ok` texts are scored) to a CSV.
+    The deployed model scores when it learnt from the organisation's own texts; a model of the demo's
+    generated texts scores only the generator's own files, and VADER scores everything else (and
+    everything when no model is deployed)."""
     from rich.progress import Progress
     from upath import UPath
 
-    from models.registry import RegistryError
-    from models.sentiment.labelled import LabelledFileError, read_table_file
-    from models.sentiment.registry import load_sentiment_model
+    from models.registry import RegistryError, registry_of
+    from models.sentiment.labelled import LabelledFileError, clean_texts, read_table_file
+    from models.sentiment.provenance import written_by_generator
+    from models.sentiment.registry import LEXICON_VERSION, choose_scorer
     from pipelines.config import Settings
     from pipelines.csv_cells import csv_bytes
     from pipelines.lake import write_bytes_atomic
@@ -96,17 +105,22 @@ def sentiment_score(
             f"no column {text_column!r} in {input_file.name} ({len(frame.columns)} columns)"
         )
     try:
-        version, model = load_sentiment_model(UPath(lake) if lake else Settings.from_env().lake)
+        registry = registry_of(UPath(lake) if lake else Settings.from_env().lake)
+        scorer = choose_scorer(registry, generated_texts=written_by_generator(input_file))
     except RegistryError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(EXIT_NOT_POSSIBLE) from None
+    version, model = scorer.version, scorer.model
+    if version == LEXICON_VERSION:
+        console.print(f"[yellow]scoring with VADER[/yellow]: {scorer.reason}")
     parts = []
+    texts = clean_texts(frame[text_column])  # as `sentiment train` and `evaluate` read them (`&#039;` → ')
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("scoring", total=frame.height)
         for start in range(0, frame.height, SCORE_BATCH):
-            parts.append(model.score(frame[text_column].slice(start, SCORE_BATCH)))
+            parts.append(model.score(texts.slice(start, SCORE_BATCH)))
             progress.advance(task, min(SCORE_BATCH, frame.height - start))
-    scored = pl.concat(parts) if parts else model.score(frame[text_column])
+    scored = pl.concat(parts) if parts else model.score(texts)
     result = frame.with_columns(
         scored["sentiment_label"],
         scored["sentiment_score"],
@@ -138,15 +152,24 @@ def sentiment_train(
     card, and deployed only when it beats the deployed model on the same held-out texts (or --force)."""
     from models.registry import RegistryError
     from models.sentiment.lifecycle import train_on_labelled_texts
+    from models.sentiment.provenance import ORGANISATION, training_provenance, written_by_generator
     from models.sentiment.train import SentimentTrainingError
 
     texts = _labelled(
         input_file, text_column, label_column, rating_column, rating_scale, kind, encoding, separator
     )
+    provenance = training_provenance(written_by_generator(input_file))
+    if provenance != ORGANISATION:
+        console.print(
+            f"[yellow]{input_file.name} lies in a folder written by `patient-insights generate`[/yellow]: "
+            "the model will score only generated texts"
+        )
     where = _registry(registry)
     try:
         with console.status("training"):
-            outcome = train_on_labelled_texts(where, texts.frame, texts.describe(), force=force)
+            outcome = train_on_labelled_texts(
+                where, texts.frame, texts.describe(), provenance=provenance, weak=texts.weak, force=force
+            )
     except SentimentTrainingError as error:
         console.print(f"[red]cannot train[/red]: {error}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -177,9 +200,26 @@ def sentiment_train(
         console.print(_metrics_table(title, compared.metrics, deployed_names))
         if compared.seen_unknown:
             console.print("[yellow]the deployed version kept no record of its training texts[/yellow]")
+    for role, found in training.excluded.items():
+        for reason, count in found.items():
+            console.print(
+                f"{count:,} {role.replace('_', '-')} comments left out: {_LEFT_OUT.get(reason, reason)}"
+            )
+    if training.class_weights is not None:
+        weights = ", ".join(f"{label} x{weight:.2f}" for label, weight in training.class_weights.items())
+        console.print(f"class weights chosen on out-of-fold predictions of the training texts: {weights}")
     _print_decision(outcome.decision, outcome.version, outcome.detail, "sentiment")
     if report is not None:
-        _write_json(report, {"input": texts.source, "excluded": texts.excluded, **outcome.as_dict()})
+        _write_json(
+            report,
+            {
+                "input": texts.source,
+                "excluded": texts.excluded,
+                "labels_from": texts.labels_from,
+                "rating_bands": texts.rating_bands,
+                **outcome.as_dict(),
+            },
+        )
 
 
 @sentiment_app.command("evaluate")
@@ -405,6 +445,20 @@ def _labelled(
     console.print(
         f"{path.name}: {texts.rows_read:,} rows read, {texts.frame.height:,} usable ({texts.labels_from})"
     )
+    if texts.rating_bands is not None:
+        bands = pl.DataFrame(
+            [
+                (
+                    label,
+                    f"{low}" if low == high else f"{low}-{high}",
+                    int((texts.frame["label"] == label).sum()),
+                )
+                for label, (low, high) in texts.rating_bands.items()
+            ],
+            ["label", f"ratings ({rating_scale} scale)", "texts"],
+            orient="row",
+        )
+        console.print(_table("How ratings were banded into labels", bands))
     if texts.excluded:
         excluded = pl.DataFrame(
             [(EXCLUSION_REASONS[r], n) for r, n in texts.excluded.items()],

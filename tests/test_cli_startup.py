@@ -140,12 +140,13 @@ def test_generate_loads_neither_pipeline_nor_models(tmp_path: Path) -> None:
 def test_sentiment_score_loads_the_model_but_not_the_pipeline(tmp_path: Path) -> None:
     # a deployed model trained on the small labelled texts of the sentiment tests (well under a second)
     from models.sentiment.lifecycle import train_and_deploy_sentiment
+    from models.sentiment.provenance import ORGANISATION
     from models.sentiment.train import split_held_out
     from tests.test_sentiment import labelled
 
     lake = tmp_path / "lake"
     train, held_out = split_held_out(labelled(30, seed=3))
-    train_and_deploy_sentiment(UPath(lake) / "models", train, held_out, "test texts")
+    train_and_deploy_sentiment(UPath(lake) / "models", train, held_out, "test texts", provenance=ORGANISATION)
     source, out = tmp_path / "in.csv", tmp_path / "out.csv"
     pl.DataFrame({"comment": ["Awful, nobody called me back.", "Thank you so much!"]}).write_csv(source)
     args = ["--input", str(source), "--text-column", "comment", "--output", str(out), "--lake", str(lake)]

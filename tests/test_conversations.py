@@ -135,3 +135,17 @@ def test_sentiment_assets_train_score_summarize_and_report(identity, tmp_path) -
     view = read_table(UPath(lake), "gold", "patient_360")
     assert view["latest_sentiment"].is_not_null().sum() > 100
     assert list((tmp_path / "exports" / "sentiment_reports").glob("*/report.html"))
+    # the landing folder is the generator's: the model learnt from generated texts and scores only those
+    model = trained.asset_materializations_for_node("models__sentiment")[0].metadata
+    assert model["provenance"].value == "generated"
+    assert set(patients.drop_nulls("label")["model_version"]) == {model["version"].value}
+    # the same lake fed from a landing folder the generator did not write: VADER scores its texts
+    own = tmp_path / "own_landing"
+    own.mkdir()
+    real = LakeResource(
+        landing=str(own), lake=str(lake), exports=str(tmp_path / "exports"), buckets=4, as_of="2026-06-30"
+    )
+    assert dg.materialize([person_tables], resources={"lake": real}, instance=instance).success
+    rescored = read_table(UPath(lake), "gold", "sentiment_message").filter(pl.col("speaker") == "patient")
+    assert set(rescored.drop_nulls("label")["model_version"]) == {"vader"}
+    assert rescored["label"].is_not_null().mean() > 0.9

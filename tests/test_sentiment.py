@@ -16,6 +16,7 @@ from models.registry import RegistryError
 from models.sentiment.labelled import rating_label
 from models.sentiment.lifecycle import train_and_deploy_sentiment
 from models.sentiment.models import ClassifierModel, LexiconModel, RoutedModel, text_classifier
+from models.sentiment.provenance import ORGANISATION
 from models.sentiment.registry import load_sentiment_model
 from models.sentiment.text import text_status
 from models.sentiment.train import (
@@ -157,10 +158,14 @@ def test_the_registry_deploys_the_better_model_and_the_cli_scores_a_csv(tmp_path
     data = labelled(80, seed=3)
     train, held_out = split_held_out(data)
     training = train_sentiment(train, held_out)
-    outcome = train_and_deploy_sentiment(lake / "models", train, held_out, "test texts")
+    outcome = train_and_deploy_sentiment(
+        lake / "models", train, held_out, "test texts", provenance=ORGANISATION
+    )
     assert (outcome.status, outcome.decision) == ("registered", "deployed")  # the registry's first model
     version = outcome.version
-    again = train_and_deploy_sentiment(lake / "models", train, held_out, "test texts")  # a re-run
+    again = train_and_deploy_sentiment(
+        lake / "models", train, held_out, "test texts", provenance=ORGANISATION
+    )  # a re-run
     assert (again.version, again.status, again.decision) == (version, "reused", "already_deployed")
     loaded_version, model = load_sentiment_model(lake)
     assert loaded_version == version and isinstance(model, RoutedModel)  # the per-kind choices, as judged

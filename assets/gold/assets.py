@@ -11,6 +11,7 @@ from assets.resources import LakeResource
 from assets.scaling import BUCKET_POOL, BUCKET_STEP
 from assets.steps import plan_step, plan_whole_step, unchanged_results
 from models.risk.score import RISK_FEATURES, RISK_SCORES
+from models.sentiment.provenance import written_by_generator
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import (
     GOLD,
@@ -144,6 +145,7 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
     settings = lake.settings()
     as_of = resolve_as_of(settings.as_of, settings.lake)
     buckets = lake.buckets_of_lake()
+    generated = written_by_generator(settings.landing)  # a model of generated texts scores only those
     plan = plan_step(
         context,
         settings.lake,
@@ -151,11 +153,11 @@ def person_tables(context: dg.AssetExecutionContext, lake: LakeResource):
         person_bucket_keys(buckets),
         as_of,
         buckets,
-        models=deployed_model_versions(settings.lake),
+        models=deployed_model_versions(settings.lake, generated),
     )
     workers = bucket_workers(settings.lake, buckets, len(plan.todo))
     reports = map_buckets(
-        build_person_bucket, [(settings.lake, key, buckets, as_of) for key in plan.todo], workers
+        build_person_bucket, [(settings.lake, key, buckets, as_of, generated) for key in plan.todo], workers
     )
     totals: dict[str, Counter[str]] = {"rows": Counter(), CARE_GAPS: Counter(), TRIGGER_EVENTS: Counter()}
     totals[SEGMENT_MEMBERSHIP] = Counter()

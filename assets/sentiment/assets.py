@@ -12,9 +12,17 @@ from assets.scaling import TRAINING_POOL, TRAINING_STEP
 from assets.steps import CHANGED, plan_whole_step, unchanged_results, wants_retraining
 from models.registry import registry_of
 from models.retraining import NONE_DEPLOYED, retraining_reason
+from models.sentiment.labelled import describe_bands
 from models.sentiment.lifecycle import train_and_deploy_sentiment
+from models.sentiment.provenance import training_provenance, written_by_generator
 from models.sentiment.registry import NAME, deployed_sentiment_version
-from models.sentiment.train import SentimentTrainingError, split_held_out, survey_weak_labels
+from models.sentiment.train import (
+    SURVEY_SCALE,
+    WEAK,
+    SentimentTrainingError,
+    split_held_out,
+    survey_weak_labels,
+)
 from pipelines.gold.sentiment import (
     GOLD,
     REPORT_FILE,
@@ -52,7 +60,7 @@ def labelled_file(path: str) -> pl.DataFrame:
         )
     if "kind" not in frame.columns:
         frame = frame.with_columns(pl.lit("labelled").alias("kind"))
-    return frame.select("text", "label", "kind")
+    return frame.select("text", "label", "kind", pl.lit(False).alias(WEAK))
 
 
 @dg.asset(
@@ -64,10 +72,13 @@ def labelled_file(path: str) -> pl.DataFrame:
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
-    neutral, 9-10 positive) and any hand-labelled texts, compare it with VADER on a held-out fifth of
-    them, overall and per kind of text, and deploy the choices when they beat the deployed model on the
-    same held-out texts (the same rule as `patient-insights sentiment train`). A run trains only when it
-    pays (none deployed, asked for, the deployed version too old: `models.retraining`)."""
+    neutral, 9-10 positive; comments that answer "what could we improve" under a good rating left out)
+    and any hand-labelled texts, compare it with VADER on a held-out fifth of them, overall and per kind
+    of text, and deploy the choices when they beat the deployed model on the same held-out texts (the
+    same rule as `patient-insights sentiment train`). The model records its provenance: `generated` when
+    the landing folder (or the hand-labelled file's folder) is the generator's — it then scores only the
+    generator's texts — else `organisation`. A run trains only when it pays (none deployed, asked for,
+    the deployed version too old: `models.retraining`)."""
     settings = lake.settings()
     registry = registry_of(settings.lake)
     before = deployed_sentiment_version(registry)
@@ -80,20 +91,27 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
     context.log.info(f"sentiment model: training, because {reason}")
     weak = survey_weak_labels(read_table(settings.lake, SILVER, "questionnaire_response_item"))
     train, held_out = split_held_out(weak)
-    data = f"{weak.height} survey comments with weak labels from their 0-10 rating"
+    data = (
+        f"{weak.height} survey comments with weak labels from their rating ({describe_bands(SURVEY_SCALE)})"
+    )
     extra = os.environ.get(LABELS_VARIABLE)
+    columns = ("text", "label", "kind", WEAK)
     if extra:
         labelled = labelled_file(extra)
         labelled_train, labelled_held_out = split_held_out(labelled)
-        train = pl.concat([train.select("text", "label", "kind"), labelled_train])
-        held_out = pl.concat([held_out.select("text", "label", "kind"), labelled_held_out])
+        train = pl.concat([train.select(columns), labelled_train])
+        held_out = pl.concat([held_out.select(columns), labelled_held_out])
         data += f", plus {labelled.height} hand-labelled texts"
+    provenance = training_provenance(
+        written_by_generator(settings.landing), bool(extra) and written_by_generator(str(extra))
+    )
     try:
         outcome = train_and_deploy_sentiment(
             registry_of(settings.lake),
-            train.select("text", "label", "kind"),
-            held_out.select("text", "label", "kind"),
+            train.select(columns),
+            held_out.select(columns),
             data,
+            provenance=provenance,
         )
     except SentimentTrainingError as error:
         context.log.warning(f"sentiment model not trained: {error}")
@@ -105,6 +123,7 @@ def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg
         metadata={
             "status": "deployed" if outcome.deployed == outcome.version else "not deployed",
             "version": outcome.version,
+            "provenance": outcome.provenance,
             "deployed": outcome.deployed or "none",
             "decision": outcome.decision,
             "detail": outcome.detail,

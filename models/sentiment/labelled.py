@@ -35,6 +35,9 @@ RATING_SCALES: dict[str, tuple[int, int, tuple[tuple[int, str], ...]]] = {
     # drugs.com-style 1-10 star ratings (Gräßer et al. 2018: 1-4 negative, 5-6 neutral, 7-10 positive)
     "1-10": (1, 10, ((4, "negative"), (6, "neutral"), (10, "positive"))),
 }
+"""Scales where the highest rating is the best. Each is also accepted written the other way round
+(`5-1`, `10-1`, `10-0`): the same bands, mirrored, for forms where the lowest number is the best (the NHS
+Friends and Family Test's 1 = very good ... 5 = very poor)."""
 EXCLUSION_REASONS = {
     "text_empty": "the text is empty",
     "text_not_text": "the text has (almost) no letters",
@@ -69,7 +72,13 @@ class LabelledTexts:
     rows_read: int
     excluded: dict[str, int]
     source: str
-    labels_from: str  # "label column <name>" or "rating column <name> on the <scale> scale"
+    labels_from: str  # "label column <name>" or "rating column <name> on the <scale> scale (<bands>)"
+    rating_bands: dict[str, tuple[int, int]] | None = None  # label -> (from, to) when labels are ratings
+
+    @property
+    def weak(self) -> bool:
+        """True when the labels come from ratings (weak labels), not from people who read the texts."""
+        return self.rating_bands is not None
 
     def describe(self) -> str:
         """One line for a model card: where the labels came from and how many rows were used."""
@@ -80,9 +89,54 @@ class LabelledTexts:
         )
 
 
+def rating_scales() -> tuple[str, ...]:
+    """Every scale name `--rating-scale` accepts: each scale and its reversed form."""
+    return tuple(name for scale in RATING_SCALES for name in (scale, _reversed_name(scale)))
+
+
+def _reversed_name(scale: str) -> str:
+    low, high = scale.split("-")
+    return f"{high}-{low}"
+
+
+def _resolve(scale: str) -> tuple[int, int, tuple[tuple[int, str], ...], bool]:
+    """(lowest, highest, bands on the best-is-highest reading, reversed) of a scale name."""
+    if scale in RATING_SCALES:
+        return (*RATING_SCALES[scale], False)
+    forward = _reversed_name(scale) if scale.count("-") == 1 else ""
+    if forward in RATING_SCALES:
+        return (*RATING_SCALES[forward], True)
+    raise LabelledFileError(f"unknown rating scale {scale!r}: use one of {', '.join(rating_scales())}")
+
+
+def rating_bands(scale: str) -> dict[str, tuple[int, int]]:
+    """The ratings of each label on `scale` as (from, to), in the scale's own numbers: on `5-1`,
+    positive is (1, 2) and negative (4, 5)."""
+    low, high, bands, reversed_ = _resolve(scale)
+    found: dict[str, tuple[int, int]] = {}
+    start = low
+    for top, label in bands:
+        first, last = (low + high - top, low + high - start) if reversed_ else (start, top)
+        found[label] = (first, last)
+        start = top + 1
+    return found
+
+
+def describe_bands(scale: str) -> str:
+    """How ratings on `scale` become labels, in words: `5-1 scale (1 is best): 1-2 positive, 3 neutral,
+    4-5 negative`."""
+    low, high, _, reversed_ = _resolve(scale)
+    bands = sorted(rating_bands(scale).items(), key=lambda item: item[1])
+    words = ", ".join(f"{a}-{b} {label}" if a != b else f"{a} {label}" for label, (a, b) in bands)
+    return f"{scale} scale ({low if reversed_ else high} is best): {words}"
+
+
 def rating_label(rating: pl.Expr, scale: str = "0-10") -> pl.Expr:
-    """The weak label of a whole rating on `scale` (null outside it)."""
-    low, _, bands = RATING_SCALES[scale]
+    """The weak label of a whole rating on `scale` (null outside it); a reversed scale (`5-1`) is read
+    mirrored onto its forward form, so 1 is the best rating there."""
+    low, high, bands, reversed_ = _resolve(scale)
+    if reversed_:
+        rating = pl.when((rating >= low) & (rating <= high)).then(low + high - rating)
     expression = pl.when(rating < low).then(pl.lit(None, dtype=pl.String))
     for top, label in bands:
         expression = expression.when(rating <= top).then(pl.lit(label))
@@ -172,14 +226,11 @@ def labelled_texts(
         raise LabelledFileError("give either a label column or a rating column (exactly one)")
     if kind != ANY_KIND and kind not in KINDS:
         raise LabelledFileError(f"unknown kind {kind!r}: use {ANY_KIND} or one of {', '.join(KINDS)}")
-    if rating_scale not in RATING_SCALES:
-        raise LabelledFileError(
-            f"unknown rating scale {rating_scale!r}: use one of {', '.join(RATING_SCALES)}"
-        )
+    _resolve(rating_scale)  # an unknown scale is refused before anything is read
     for role, column in (("text", text_column), ("label", label_column), ("rating", rating_column)):
         if column is not None and column not in frame.columns:
             raise LabelledFileError(_missing_column(role, column, source, frame.columns))
-    texts = _clean_texts(frame[text_column])
+    texts = clean_texts(frame[text_column])
     status = text_status(texts)
     data = pl.DataFrame({"text": texts, "_status": status})
     if label_column is not None:
@@ -187,7 +238,7 @@ def labelled_texts(
         labels_from = f"label column {label_column}"
     else:
         labels, problems = _rating_labels(frame[rating_column], rating_scale)
-        labels_from = f"rating column {rating_column} on the {rating_scale} scale"
+        labels_from = f"rating column {rating_column} on the {describe_bands(rating_scale)}"
     data = data.with_columns(pl.Series("label", labels, dtype=pl.String), pl.Series("_problem", problems))
     reason = (
         pl.when(pl.col("_status") != OK)
@@ -206,6 +257,7 @@ def labelled_texts(
         excluded={str(k): int(v) for k, v in excluded.items()},
         source=source,
         labels_from=labels_from,
+        rating_bands=None if rating_column is None else rating_bands(rating_scale),
     )
 
 
@@ -233,8 +285,9 @@ def read_labelled_file(
     )
 
 
-def _clean_texts(texts: pl.Series) -> pl.Series:
-    """Texts with HTML character references decoded and surrounding whitespace and quotes removed."""
+def clean_texts(texts: pl.Series) -> pl.Series:
+    """Texts with HTML character references decoded and surrounding whitespace and quotes removed: what
+    training, evaluating and scoring read, so a model scores texts the way it learnt them."""
     texts = texts.cast(pl.String)
     escaped = texts.str.contains("&", literal=True).fill_null(False)
     if escaped.any():  # only the texts that hold an '&' go through the standard library's decoder
@@ -267,7 +320,7 @@ def _given_labels(column: pl.Series, source: str, name: str) -> tuple[pl.Series,
 
 def _rating_labels(column: pl.Series, scale: str) -> tuple[pl.Series, pl.Series]:
     """Labels from ratings on `scale`, and a reason for ratings the scale does not define."""
-    low, high, _ = RATING_SCALES[scale]
+    low, high, _, _ = _resolve(scale)
     raw = column.cast(pl.String).str.strip_chars()
     frame = pl.DataFrame({"raw": raw}).with_columns(
         pl.col("raw").cast(pl.Float64, strict=False).alias("value")

@@ -2,9 +2,12 @@
 
 The candidate (the classifier or VADER, per kind of text, as training chose) is deployed only when its
 macro-F1 beats the deployed model's on the same held-out texts — leaving out texts the deployed model
-learnt from, which would flatter it — or when forced. The first model of a registry is deployed. The
-Dagster asset (weak labels from survey ratings) and `patient-insights sentiment train` (an
-organization's own labelled file) both call `train_and_deploy_sentiment`.
+learnt from, which would flatter it — or when forced. The first model of a registry is deployed.
+Provenance (`provenance.py`) comes first: a model of the organisation's texts replaces one of generated
+texts without a comparison (that one never scored the organisation's texts: VADER did, and the training
+judged the candidate against VADER), and a model of generated texts never replaces one of the
+organisation's unless forced. The Dagster asset (weak labels from survey ratings) and `patient-insights
+sentiment train` (an organization's own labelled file) both call `train_and_deploy_sentiment`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from upath import UPath
 
 from models.registry import RegistryError, deploy, deployment, has_version
 from models.sentiment.models import LexiconModel
+from models.sentiment.provenance import GENERATED, ORGANISATION
 from models.sentiment.registry import (
     NAME,
     deployed_sentiment_version,
     load_sentiment_version,
+    provenance_of,
     register_sentiment,
     sentiment_version,
     trained_text_hashes,
@@ -56,6 +61,7 @@ class SentimentOutcome:
     """What one training did: the version, the decision and every figure behind it."""
 
     version: str
+    provenance: str  # generated | organisation: what the training texts were
     status: str  # registered | reused
     decision: str  # deployed | forced | kept | already_deployed
     deployed: str | None  # the version scoring uses now
@@ -69,6 +75,7 @@ class SentimentOutcome:
         """A JSON-ready report (figures only, no texts)."""
         return {
             "version": self.version,
+            "provenance": self.provenance,
             "status": self.status,
             "decision": self.decision,
             "deployed": self.deployed,
@@ -78,6 +85,9 @@ class SentimentOutcome:
             "class_counts": self.training.class_counts,
             "chosen": self.training.chosen,
             "model_by_kind": self.training.choice_by_kind,
+            "class_weights": self.training.class_weights,
+            "class_weights_chosen_on": self.training.weights_chosen_on,
+            "excluded_from_training": self.training.excluded,
             "held_out_metrics": self.held_out_metrics,
             "comparison": None
             if self.comparison is None
@@ -97,15 +107,19 @@ def train_and_deploy_sentiment(
     held_out: pl.DataFrame,
     data: str,
     *,
+    provenance: str,
+    weak: bool = False,
     force: bool = False,
     seed: int = 7,
 ) -> SentimentOutcome:
-    """Train on `train`, judge on `held_out` (`text`, `label`, `kind`), register the version, and deploy
-    it when it beats the deployed model on the same texts (or `force`)."""
-    training = train_sentiment(train, held_out, seed)
+    """Train on `train`, judge on `held_out` (`text`, `label`, `kind`), register the version with its
+    `provenance` (generated / organisation), and deploy it when it beats the deployed model on the same
+    texts (or `force`), within the provenance rules of the module's docstring. `weak`: the labels come
+    from ratings."""
+    training = train_sentiment(train, held_out, seed, weak=weak)
     data_print = fingerprint(train, held_out)
-    registered_before = has_version(registry, NAME, sentiment_version(training, data_print))
-    version = register_sentiment(registry, training, data_print, data, train["text"])
+    registered_before = has_version(registry, NAME, sentiment_version(training, data_print, provenance))
+    version = register_sentiment(registry, training, data_print, data, train["text"], provenance)
     candidate = training.deployed()
     held = training.held_out
     held_out_metrics = {CANDIDATE: evaluate(candidate, held), **training.metrics}
@@ -117,7 +131,18 @@ def train_and_deploy_sentiment(
         notes.append("already deployed")
     else:
         better = True
-        if current is not None:
+        current_provenance = provenance_of(registry, current) if current is not None else None
+        if current is not None and provenance == ORGANISATION and current_provenance != ORGANISATION:
+            notes.append(
+                f"deployed {current} learnt from {current_provenance} texts and never scored the "
+                "organisation's: replaced without a comparison"
+            )
+        elif current is not None and provenance == GENERATED and current_provenance == ORGANISATION:
+            better = False
+            notes.append(
+                f"a model of generated texts does not replace {current}, trained on the organisation's"
+            )
+        elif current is not None:
             comparison = _compare(registry, current, candidate, held)
             if comparison is None:
                 notes.append(f"deployed {current} cannot be loaded by this code: not compared")
@@ -144,6 +169,7 @@ def train_and_deploy_sentiment(
         )
     return SentimentOutcome(
         version=version,
+        provenance=provenance,
         status="reused" if registered_before else "registered",
         decision=decision,
         deployed=deployed_sentiment_version(registry),
@@ -156,11 +182,20 @@ def train_and_deploy_sentiment(
 
 
 def train_on_labelled_texts(
-    registry: UPath, labelled: pl.DataFrame, data: str, *, force: bool = False, seed: int = 7
+    registry: UPath,
+    labelled: pl.DataFrame,
+    data: str,
+    *,
+    provenance: str,
+    weak: bool = False,
+    force: bool = False,
+    seed: int = 7,
 ) -> SentimentOutcome:
     """Split labelled texts into a stratified training set and held-out fifth, then train and deploy."""
     train, held_out = split_held_out(labelled)
-    return train_and_deploy_sentiment(registry, train, held_out, data, force=force, seed=seed)
+    return train_and_deploy_sentiment(
+        registry, train, held_out, data, provenance=provenance, weak=weak, force=force, seed=seed
+    )
 
 
 @dataclass(frozen=True)

@@ -102,10 +102,13 @@ def text_classifier(seed: int) -> Pipeline:
 
 @dataclass
 class ClassifierModel:
-    """A fitted text classifier: the label is the most probable class, the score P(positive) - P(negative)."""
+    """A fitted text classifier: the label is the most probable class after weighting each class's
+    probability by `class_weights` (chosen out of fold: `thresholds.py`; None weighs all alike), the score
+    P(positive) - P(negative)."""
 
     pipeline: Pipeline
     kind: str = "tfidf_logistic_regression"
+    class_weights: dict[str, float] | None = None  # versions saved before weights were chosen have none
 
     def score(self, texts: pl.Series, kinds: pl.Series | None = None) -> pl.DataFrame:
         """Label and score of every scorable text (one batch prediction)."""
@@ -120,7 +123,9 @@ class ClassifierModel:
             chosen = [t for t, keep in zip(texts.to_list(), ok, strict=True) if keep]
             proba = self.pipeline.predict_proba(chosen)
             classes = list(self.pipeline.classes_)
-            best = np.asarray(classes)[proba.argmax(axis=1)]
+            weights = getattr(self, "class_weights", None) or {}
+            factors = np.asarray([weights.get(label, 1.0) for label in classes])
+            best = np.asarray(classes)[(proba * factors).argmax(axis=1)]
             signed = proba[:, classes.index("positive")] - proba[:, classes.index("negative")]
             for position, index in enumerate(np.flatnonzero(ok)):
                 labels[index] = str(best[position])

@@ -2,15 +2,18 @@
 labelled file), and judge it and VADER on held-out texts by macro-F1.
 
 The held-out set is a stratified fifth of the distinct labelled texts (per label, and per kind of text when
-texts have kinds) with all their copies, so the choice is made on sentences the classifier never saw.
-Registering and deploying are in `registry.py` and `lifecycle.py`.
+texts have kinds) with all their copies, so the choice is made on sentences the classifier never saw. The
+classifier's decision thresholds (a weight per class) are chosen on out-of-fold predictions of the
+training texts (`thresholds.py`), never on the held-out fifth. Weak labels (from ratings) first lose the
+comments their own words contradict (`weak_labels.py`). Registering and deploying are in `registry.py` and
+`lifecycle.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -20,30 +23,41 @@ from sklearn.pipeline import Pipeline
 from models.sentiment.labelled import ANY_KIND, KINDS, rating_label
 from models.sentiment.models import LABELS, ClassifierModel, LexiconModel, RoutedModel, text_classifier
 from models.sentiment.text import OK, text_hashes, text_status
+from models.sentiment.thresholds import FOLDS, choose_class_weights, out_of_fold_probabilities
+from models.sentiment.weak_labels import IMPROVEMENT_ANSWER, improvement_answers
 
 HELD_OUT_SHARE = 0.2
 MIN_PER_CLASS = 5
 LABELLED_SCHEMA: dict[str, pl.DataType] = {"text": pl.String(), "label": pl.String()}
+WEAK = "weak"
+"""Optional boolean column of labelled texts: the label comes from a rating (a weak label)."""
 
 
 class SentimentTrainingError(ValueError):
     """Too few usable labelled texts to train and judge a classifier honestly."""
 
 
+SURVEY_SCALE = "0-10"
+"""The scale of the surveys' `rating` item (banded as `labelled.RATING_SCALES` says)."""
+
+
 def survey_weak_labels(answers: pl.DataFrame) -> pl.DataFrame:
-    """Survey comments labelled by the rating given in the same response: `text`, `label`, `authored`."""
+    """Survey comments labelled by the rating given in the same response: `text`, `label`, `kind`,
+    `authored`, `weak` (true: the label is the rating's band)."""
     if not answers.height or "item_link_id" not in answers.columns:
-        return pl.DataFrame(schema={**LABELLED_SCHEMA, "kind": pl.String(), "authored": pl.String()})
+        return pl.DataFrame(
+            schema={**LABELLED_SCHEMA, "kind": pl.String(), "authored": pl.String(), WEAK: pl.Boolean()}
+        )
     key = ["source", "questionnaire_response_id"]
     ratings = answers.filter(pl.col("item_link_id") == "rating").select(
-        *key, rating_label(pl.col("answer_value_integer")).alias("label")
+        *key, rating_label(pl.col("answer_value_integer"), SURVEY_SCALE).alias("label")
     )
     comments = answers.filter(pl.col("item_link_id") == "comment").select(
         *key, pl.col("answer_value_string").alias("text"), "authored"
     )
     return (
         comments.join(ratings.drop_nulls("label").unique(key), on=key)
-        .select("text", "label", pl.lit("survey_comment").alias("kind"), "authored")
+        .select("text", "label", pl.lit("survey_comment").alias("kind"), "authored", pl.lit(True).alias(WEAK))
         .sort("authored", "text")
     )
 
@@ -90,6 +104,9 @@ class SentimentTraining:
     by_kind: dict[str, dict[str, dict[str, float]]]  # kind -> model -> held-out metrics on that kind
     choice_by_kind: dict[str, str]  # kind -> model, for kinds with enough held-out texts of each label
     held_out: pl.DataFrame  # the usable held-out texts (`text`, `label`, `kind`) every model was judged on
+    class_weights: dict[str, float] | None = None  # the classifier's decision weights (None: most probable)
+    weights_chosen_on: dict[str, Any] | None = None  # the out-of-fold figures the weights were chosen on
+    excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # set -> reason -> texts left out
 
     def deployed(self) -> RoutedModel:
         """The model to deploy: the per-kind choices with the overall winner as default."""
@@ -128,9 +145,18 @@ def evaluate(model: Any, labelled: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) -> SentimentTraining:
-    """Fit the classifier on `train` (`text`, `label`), judge it and VADER on `held_out`."""
+def train_sentiment(
+    train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7, *, weak: bool = False
+) -> SentimentTraining:
+    """Fit the classifier on `train` (`text`, `label`), choose its decision weights out of fold, and
+    judge it and VADER on `held_out`. Weak labels (from ratings: every row when `weak`, else the rows whose
+    optional `weak` column is true) lose the comments whose words contradict a good rating, in both sets,
+    counted."""
     train, held_out = _usable(train), _usable(held_out)
+    excluded: dict[str, dict[str, int]] = {}
+    if weak or WEAK in train.columns or WEAK in held_out.columns:
+        train, excluded["train"] = _without_improvement_answers(train, weak)
+        held_out, excluded["held_out"] = _without_improvement_answers(held_out, weak)
     counts = {
         role: dict(frame.group_by("label").len().sort("label").iter_rows())
         for role, frame in (("train", train), ("held_out", held_out))
@@ -141,7 +167,17 @@ def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) 
                 f"the {role} texts have {by_label} per label; at least {MIN_PER_CLASS} of each are needed"
             )
     pipeline = fit_weighted(text_classifier(seed), train)
-    models = {"vader": LexiconModel(), "tfidf_logistic_regression": ClassifierModel(pipeline)}
+    weights, chosen_on = None, None
+    out_of_fold = out_of_fold_probabilities(
+        train, lambda part: fit_weighted(text_classifier(seed), part), seed
+    )
+    if out_of_fold is not None:  # too few texts of a label for five folds: the most probable class
+        chosen_weights = choose_class_weights(*out_of_fold, folds=FOLDS)
+        weights, chosen_on = chosen_weights.weights, chosen_weights.as_dict()
+    models = {
+        "vader": LexiconModel(),
+        "tfidf_logistic_regression": ClassifierModel(pipeline, class_weights=weights),
+    }
     metrics = {name: evaluate(model, held_out) for name, model in models.items()}
     chosen = max(metrics, key=lambda name: (metrics[name]["macro_f1"], name))
     by_kind: dict[str, dict[str, dict[str, float]]] = {}
@@ -162,7 +198,50 @@ def train_sentiment(train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7) 
     for kind in KINDS:
         choice_by_kind.setdefault(kind, chosen if kind in learnt else "vader")
     rows = {"train": train.height, "held_out": held_out.height}
-    return SentimentTraining(chosen, models, metrics, rows, counts, by_kind, choice_by_kind, held_out)
+    return SentimentTraining(
+        chosen,
+        models,
+        metrics,
+        rows,
+        counts,
+        by_kind,
+        choice_by_kind,
+        held_out,
+        class_weights=weights,
+        weights_chosen_on=chosen_on,
+        excluded={role: found for role, found in excluded.items() if found},
+    )
+
+
+_EXCLUDED_WORDS = {
+    IMPROVEMENT_ANSWER: 'comments under a good rating that answer "what could we improve"',
+}
+
+
+def _thresholds_text(training: SentimentTraining) -> str:
+    """The classifier's class weights and the out-of-fold figures they were chosen on, in words."""
+    if training.class_weights is None or training.weights_chosen_on is None:
+        return "The classifier takes the most probable class (too few texts of a label to choose weights)."
+    figures = training.weights_chosen_on
+    weights = ", ".join(f"{label} x{weight:.2f}" for label, weight in training.class_weights.items())
+    return (
+        f"The classifier's class probabilities are weighted ({weights}) before the most probable class is "
+        f"taken; the weights were chosen on out-of-fold predictions of {figures['texts']} distinct training "
+        f"texts ({figures['folds']} folds; macro-F1 {figures['macro_f1_unweighted']:.3f} unweighted, "
+        f"{figures['macro_f1_weighted']:.3f} weighted), never on the held-out texts."
+    )
+
+
+def _without_improvement_answers(
+    labelled: pl.DataFrame, all_weak: bool
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The labelled texts without weak-labelled comments that answer "what could we improve" under a
+    good rating, and how many were left out."""
+    marked = improvement_answers(labelled["text"], labelled["label"])
+    if not all_weak:
+        marked = marked & (labelled[WEAK].fill_null(False) if WEAK in labelled.columns else False)
+    left_out = int(marked.sum())
+    return labelled.filter(~marked), ({IMPROVEMENT_ANSWER: left_out} if left_out else {})
 
 
 def fit_weighted(pipeline: Pipeline, labelled: pl.DataFrame) -> Pipeline:
@@ -194,8 +273,9 @@ def fingerprint(*frames: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def model_card(training: SentimentTraining, version: str, data: str) -> str:
-    """Markdown: intended use, data, held-out metrics of both models, the choice, limitations."""
+def model_card(training: SentimentTraining, version: str, data: str, provenance: str) -> str:
+    """Markdown: intended use, provenance, data, held-out metrics of both models, the choice, the
+    classifier's decision weights, limitations."""
     columns = ("macro_f1", "accuracy", "f1_negative", "f1_neutral", "f1_positive")
     rows = [
         f"| {name} | " + " | ".join(f"{m[c]:.3f}" for c in columns) + " |"
@@ -211,10 +291,21 @@ def model_card(training: SentimentTraining, version: str, data: str) -> str:
             "a bad experience. Not for clinical decisions. Empty, non-text and non-English texts are marked, "
             "not scored.",
             "",
+            "## Provenance",
+            provenance,
+            "",
             "## Data",
             f"- {data}",
             f"- Rows: train {training.rows['train']}, held out {training.rows['held_out']}; labels per set: "
             f"{training.class_counts}.",
+            *[
+                f"- Left out of the {role.replace('_', '-')} texts: "
+                + ", ".join(
+                    f"{count} ({_EXCLUDED_WORDS.get(reason, reason)})" for reason, count in found.items()
+                )
+                + "."
+                for role, found in sorted(training.excluded.items())
+            ],
             "",
             "## Held-out metrics",
             "| model | macro-F1 | accuracy | F1 negative | F1 neutral | F1 positive |",
@@ -236,6 +327,9 @@ def model_card(training: SentimentTraining, version: str, data: str) -> str:
             "",
             f"Deployed: **{training.chosen}** by default (the higher overall macro-F1); each kind of text "
             "with enough held-out texts of every label is scored by the model that judged best on it.",
+            "",
+            "## Decision thresholds",
+            _thresholds_text(training),
             "",
             "## Limitations",
             "- Weak labels come from the rating given with a comment; a comment can be kinder or harsher "

@@ -32,7 +32,7 @@ from models.risk.score import (
     score_persons_with_baseline,
 )
 from models.sentiment.aggregate import summarize_conversations
-from models.sentiment.registry import deployed_sentiment_version, load_sentiment_model
+from models.sentiment.registry import choose_scorer
 from pipelines.gold.patient_360 import PATIENT_360, build_patient_360
 from pipelines.gold.records import PersonRecords
 from pipelines.gold.sentiment import (
@@ -139,8 +139,11 @@ def no_history() -> dict[str, pl.DataFrame]:
     }
 
 
-def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> PersonBucketReport:
-    """Build and write every gold person table of person bucket `bucket` (of `buckets`)."""
+def build_person_bucket(
+    lake: UPath, bucket: str, buckets: int, as_of: date, generated_texts: bool = False
+) -> PersonBucketReport:
+    """Build and write every gold person table of person bucket `bucket` (of `buckets`); `generated_texts`:
+    the lake's landing folder is the generator's (a model of generated texts may score its texts)."""
     records = PersonRecords.load(lake, bucket, buckets)
     history = {
         TRIGGER_EVENTS: _previous(lake, TRIGGER_EVENTS, bucket, TRIGGER_SCHEMA),
@@ -148,7 +151,7 @@ def build_person_bucket(lake: UPath, bucket: str, buckets: int, as_of: date) -> 
         SEGMENT_SNAPSHOTS: _previous(lake, SEGMENT_SNAPSHOTS, bucket, SNAPSHOT_SCHEMA),
     }
     tables = build_person_tables(
-        records, as_of, history, deployed_risk_model(lake), deployed_sentiment_model(lake)
+        records, as_of, history, deployed_risk_model(lake), sentiment_scorer(lake, generated_texts)
     )
     for table in PERSON_TABLES:
         write_parquet_atomic(tables[table], person_table_file(lake, table, bucket))
@@ -171,11 +174,11 @@ def deployed_risk_model(lake: UPath) -> RegisteredModel | None:
     return load_model(lake, PERSON_MODEL, FEATURE_NAMES)
 
 
-def deployed_sentiment_model(lake: UPath) -> tuple[str, Any] | None:
-    """The deployed (or pinned) sentiment model and its version, None when none is deployed yet."""
-    if deployed_sentiment_version(registry_of(lake)) is None:
-        return None
-    return load_sentiment_model(lake)
+def sentiment_scorer(lake: UPath, generated_texts: bool) -> tuple[str, Any]:
+    """The version and model that score the lake's texts: the deployed (or pinned) sentiment model when
+    its training texts' provenance allows it, else VADER (`models/sentiment/provenance.py`)."""
+    scorer = choose_scorer(registry_of(lake), generated_texts=generated_texts)
+    return scorer.version, scorer.model
 
 
 def with_risk(view: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
@@ -218,14 +221,15 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return dict(frame.group_by(column).len().sort(column).iter_rows())
 
 
-def deployed_model_versions(lake: UPath) -> dict[str, str | None]:
+def deployed_model_versions(lake: UPath, generated_texts: bool = False) -> dict[str, str | None]:
     """The model versions the person tables are scored with (a change rebuilds every person bucket); while no
-    person model is deployed, the Charlson baseline with its tier cut-offs (new cut-offs rescore everyone)."""
+    person model is deployed, the Charlson baseline with its tier cut-offs (new cut-offs rescore everyone);
+    the sentiment scorer as `sentiment_scorer` chooses it for these texts (generated or not)."""
     from models.registry import registry_of
-    from models.sentiment.registry import NAME, deployed_sentiment_version
+    from models.sentiment.registry import NAME, scorer_version
 
     medium, high = risk_config().charlson_tiers
     return {
         PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL) or f"{CHARLSON_BASELINE} {medium}/{high}",
-        NAME: deployed_sentiment_version(registry_of(lake)),
+        NAME: scorer_version(registry_of(lake), generated_texts=generated_texts),
     }
