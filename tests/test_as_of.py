@@ -94,3 +94,13 @@ def test_read_once_while_unchanged_and_again_after_a_rebuild(
     _silver(lake, "encounter", "period_start", ["2026-06-30", "2026-07-15"])  # silver rebuilt
     assert decide_as_of(None, lake, CLOCK).day == date(2026, 7, 15)
     assert len(reads) == 2
+
+
+def test_a_damaged_clinical_file_does_not_stop_the_run(lake: UPath, caplog: pytest.LogCaptureFixture) -> None:
+    _silver(lake, "encounter", "period_start", ["2026-06-30"])
+    _silver(lake, "observation", "effective_date_time", ["2026-07-02"])
+    damaged = table_path(lake, "silver", "observation") / "bucket=00" / "data.parquet"
+    Path(str(damaged)).write_bytes(b"PAR1" + bytes(range(256)) * 8 + b"PAR1")
+    caplog.set_level(logging.WARNING)
+    assert decide_as_of(None, lake, CLOCK).day == date(2026, 6, 30)  # the readable tables still count
+    assert "could not be read" in caplog.text

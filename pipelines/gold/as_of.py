@@ -164,30 +164,34 @@ def _latest_transaction_time(lake: UPath, now: datetime) -> date | None:
 
 def _latest_clinical_event(lake: UPath, now: datetime) -> date | None:
     """The latest trusted day of a clinical event in silver, or None."""
-    frames = []
+    results = []
     for table, columns in CLINICAL_EVENTS.items():
         if not parquet_files(table_path(lake, SILVER, table)):
             continue
-        scan = scan_table(lake, SILVER, table)
-        present = [c for c in columns if c in scan.collect_schema().names()]
-        if present:
-            # dateTime text: its first ten characters are the day in the record's own zone
-            days = pl.concat_list(
-                [
-                    pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-                    for c in present
-                ]
-            ).list.max()
-            frames.append(
-                scan.select(
-                    trusted(days, now).max().alias("latest"), is_future(days, now).sum().alias("ignored")
-                )
-            )
-    if not frames:
+        try:
+            results.extend(_latest_in(scan_table(lake, SILVER, table), columns, now))
+        except (pl.exceptions.PolarsError, OSError):
+            # a damaged file (a killed run, a disk fault): the step that owns the table rebuilds it, and the
+            # next call, seeing a new file, reads it again; the as-of day must not stop that step first
+            log.warning("as-of day: the clinical table %s could not be read and is left out this time", table)
+    if not results:
         return None
-    found = pl.concat(pl.collect_all(frames)).select(pl.col("latest").max(), pl.col("ignored").sum()).row(0)
+    found = pl.concat(results).select(pl.col("latest").max(), pl.col("ignored").sum()).row(0)
     _report(found[1], "clinical event date")
     return found[0]
+
+
+def _latest_in(scan: pl.LazyFrame, columns: tuple[str, ...], now: datetime) -> list[pl.DataFrame]:
+    """[the latest trusted day among `columns` of `scan`, and how many values were from the future]."""
+    present = [c for c in columns if c in scan.collect_schema().names()]
+    if not present:
+        return []
+    # dateTime text: its first ten characters are the day in the record's own zone
+    days = pl.concat_list(
+        [pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False) for c in present]
+    ).list.max()
+    found = scan.select(trusted(days, now).max().alias("latest"), is_future(days, now).sum().alias("ignored"))
+    return [found.collect()]
 
 
 def _latest_last_updated(lake: UPath, now: datetime) -> date | None:
