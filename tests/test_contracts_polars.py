@@ -110,6 +110,14 @@ REGEX_POOL = [
     "2024-02-29T10:11:12",
     "2024-02-29T10:11",
     "2024\n\n",
+    # model versions (gold/risk_scores): a model's id, the clinical baseline, and near misses
+    "person_180d-0123456789ab",
+    "person_180d-abcdef012345",
+    "baseline:charlson",
+    "person_180d-0123456789abc",
+    "person_180d-0123456789AB",
+    "baseline:charlson\n",
+    "baseline:lace",
 ]
 
 
