@@ -74,6 +74,8 @@ def _pair(
             "multiple_birth": pl.Boolean,
             "birth_order": pl.Int64,
         },
+    ).with_columns(  # as `records.build_records` derives it
+        pl.col("birth_date").str.to_date(strict=False).cast(pl.Int32).alias("birth_days")
     )
     return pairs, records
 

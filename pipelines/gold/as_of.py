@@ -28,10 +28,10 @@ from upath import UPath
 from pipelines.bronze.tables import BRONZE, FHIR_RESOURCES, INGEST_LOG
 from pipelines.future_dates import future_reason, is_future, trusted
 from pipelines.lake import parquet_files, scan_table, table_path
+from pipelines.silver.build import SILVER
 
 log = logging.getLogger(__name__)
 
-SILVER = "silver"  # pipelines.silver.build.SILVER; the name only, to keep gold's import of silver light
 CLINICAL_EVENTS: dict[str, tuple[str, ...]] = {
     "encounter": ("period_start",),
     "observation": ("effective_date_time",),

@@ -66,7 +66,14 @@ def judge(pairs: pl.DataFrame, records: pl.DataFrame, auto_link: float, review: 
             pl.lit(None, pl.String).alias("verdict"), pl.lit(None, pl.String).alias("review_reason")
         )
     facts = records.select(
-        "unique_id", "given", "given_forms", "birth_date", "suffix", "multiple_birth", "birth_order"
+        "unique_id",
+        "given",
+        "given_forms",
+        "birth_date",
+        "birth_days",
+        "suffix",
+        "multiple_birth",
+        "birth_order",
     )
     frame = pairs.join(facts.rename(lambda c: f"{c}_l"), on="unique_id_l", how="left").join(
         facts.rename(lambda c: f"{c}_r"), on="unique_id_r", how="left"
@@ -76,11 +83,7 @@ def judge(pairs: pl.DataFrame, records: pl.DataFrame, auto_link: float, review: 
         name: pl.col(f"gamma_{name}") if f"gamma_{name}" in frame.columns else pl.lit(-1)
         for name in ("given", "family", "birth_date", "gender", "address_line", "phones", "email", "ssn")
     }
-    days_apart = (
-        (pl.col("birth_date_l").str.to_date(strict=False) - pl.col("birth_date_r").str.to_date(strict=False))
-        .dt.total_days()
-        .abs()
-    )
+    days_apart = (pl.col("birth_days_l") - pl.col("birth_days_r")).abs()  # `records.birth_days`
     identifier = gamma["ssn"] >= _SSN_TYPO
     identifiers_differ = gamma["ssn"] == 0  # both recorded, more than a typo apart
     # one digit of the date written wrong (1985 for 1955): a typo, or a parent and child born on the same day
