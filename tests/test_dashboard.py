@@ -144,3 +144,30 @@ def test_every_cached_read_is_keyed_on_the_lake_version() -> None:
         parameters = inspect.signature(function).parameters
         assert "at_version" in parameters, function
         assert not [p for p in parameters if p.startswith("_")], function
+
+
+@pytest.mark.parametrize("script", ["views/overview.py", "views/care_gaps.py"])
+def test_measures_segments_and_statuses_are_shown_in_words(script: str, dashboard_lake, use_lake) -> None:
+    """A care manager reads 'Adult influenza vaccination' and 'open', never FLU, open-gap or open_gap_flu:
+    in headings, options, table cells and chart data alike (everything the page sends to the browser)."""
+    import re
+
+    from dashboards.testing import page_output
+    from pipelines.measures.definitions import measure_titles
+    from pipelines.segments.engine import segment_titles
+
+    lake, exports = dashboard_lake
+    use_lake(lake, exports)
+    app = open_page(script)
+    assert not app.exception, [e.value for e in app.exception]
+    output = page_output(app)
+    rates = pl.read_parquet(lake / "gold" / "care_gap_rates" / "**" / "*.parquet")
+    shown = rates.drop_nulls("rate")["measure_id"].to_list()  # a measure with no denominator has no bar
+    titles = measure_titles()
+    assert shown and [m for m in shown if titles[m] not in output] == []
+    assert not [m for m in shown if re.search(rf"\b{m}\b", output)]
+    assert not re.search(r"\b(?:open|closed|prospective)-gap\b|not-applicable", output)
+    if script.endswith("care_gaps.py"):
+        segments = segment_titles()
+        assert any(title in output for title in segments.values())
+        assert not [s for s in segments if re.search(rf"\b{s}\b", output)]

@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, ui
+from dashboards import charts, ui, words
 
 who = ui.viewer()
 ui.page_header("Overview", who)
@@ -42,8 +42,10 @@ with left:
         ui.empty_state("care-gap rates")
     else:
         charts.bars(
-            rates.drop_nulls("rate").select("measure_id", "rate", "numerator", "denominator", "open_gaps"),
-            "measure_id",
+            rates.drop_nulls("rate").select(
+                words.measure_words().alias("measure"), "rate", "numerator", "denominator", "open_gaps"
+            ),
+            "measure",
             "rate",
             who=who,
             title="rate",
@@ -53,10 +55,10 @@ with left:
     if history.height and history["as_of"].n_unique() > 1:
         st.caption("Trend across runs")
         charts.lines(
-            history.drop_nulls("rate").select("as_of", "measure_id", "rate"),
+            history.drop_nulls("rate").select("as_of", words.measure_words().alias("measure"), "rate"),
             "as_of",
             "rate",
-            color="measure_id",
+            color="measure",
             who=who,
             title="rate",
             fmt="%",

@@ -5,9 +5,18 @@ sentiment, segments and outreach."""
 import polars as pl
 import streamlit as st
 
-from dashboards import charts, ui
+from dashboards import charts, ui, words
 from dashboards.access import mask, pseudonym_of
 from dashboards.data import search
+
+_GAP_LABELS = {
+    "due_date": "due",
+    "days_overdue": "days overdue",
+    "evidence_date": "last evidence",
+    "evidence_code": "evidence code",
+    "exclusion_reason": "excluded because",
+    "evidence_modality": "how measured",
+}
 
 who = ui.viewer()
 ui.page_header("Patient 360", who)
@@ -140,10 +149,22 @@ with tabs[2]:
         open_gaps = gaps.filter(pl.col("status") == "open-gap")
         eligible = gaps.filter(pl.col("status") != "not-applicable").height
         st.write(f"**{open_gaps.height}** open of {eligible} eligible")
-        columns = ["measure_id", "status", "due_date", "days_overdue", "evidence_date", "evidence_code"]
-        ui.show(open_gaps.select(columns), who, key="open_gaps")
+        columns = [
+            words.measure_words().alias("measure"),
+            words.gap_status_words(),
+            "due_date",
+            "days_overdue",
+            "evidence_date",
+            "evidence_code",
+        ]
+        ui.show(open_gaps.select(columns), who, key="open_gaps", labels=_GAP_LABELS)
         with st.expander("Every measure"):
-            ui.show(gaps.select([*columns, "exclusion_reason", "evidence_modality"]), who, key="all_gaps")
+            ui.show(
+                gaps.select([*columns, "exclusion_reason", "evidence_modality"]),
+                who,
+                key="all_gaps",
+                labels=_GAP_LABELS,
+            )
 
 with tabs[3]:
     risk = ui.person("risk_scores", person_id)
@@ -205,7 +226,14 @@ with tabs[5]:
     if membership.is_empty():
         ui.empty_state("segment memberships for this person")
     else:
-        ui.show(membership.sort("entered", descending=True).drop("person_id"), who, key="segments")
+        ui.show(
+            membership.sort("entered", descending=True)
+            .drop("person_id")
+            .with_columns(words.segment_words())
+            .rename({"segment_id": "segment"}),
+            who,
+            key="segments",
+        )
     outreach = ui.person("outreach", person_id)
     st.caption("Outreach history")
     if outreach.is_empty():

@@ -305,6 +305,16 @@ def load_measure(path: Path, known_value_sets: set[str]) -> Measure:
     )
 
 
+def measure_titles(folder: Path = MEASURES_DIR) -> dict[str, str]:
+    """Every measure id with its title, without loading value sets (the dashboard's words for a measure)."""
+    titles = {}
+    for path in sorted(folder.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("id"):
+            titles[str(data["id"])] = str(data.get("title") or data["id"])
+    return titles
+
+
 def load_measures(folder: Path = MEASURES_DIR) -> list[Measure]:
     """Every measure file of the folder (read once per process: every person bucket and the segments,
     campaigns and simulator use the same definitions)."""
