@@ -19,8 +19,17 @@ from pipelines.lake import table_path, write_parquet_atomic
 CLOCK = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
 
-def _silver(lake: UPath, table: str, column: str, values: list[str | None], bucket: str = "00") -> None:
+def _silver(
+    lake: UPath,
+    table: str,
+    column: str,
+    values: list[str | None],
+    bucket: str = "00",
+    sources: list[str] | None = None,
+) -> None:
     frame = pl.DataFrame({"id": [f"r{i}" for i in range(len(values))], column: values})
+    if sources is not None:
+        frame = frame.with_columns(pl.Series("source", sources))
     write_parquet_atomic(frame, table_path(lake, "silver", table) / f"bucket={bucket}" / "data.parquet")
 
 
@@ -104,3 +113,34 @@ def test_a_damaged_clinical_file_does_not_stop_the_run(lake: UPath, caplog: pyte
     caplog.set_level(logging.WARNING)
     assert decide_as_of(None, lake, CLOCK).day == date(2026, 6, 30)  # the readable tables still count
     assert "could not be read" in caplog.text
+
+
+def test_a_source_whose_data_ends_long_before_the_as_of_day_is_named(
+    lake: UPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One as-of day serves the lake: an old export beside a current one is measured as of a day its data
+    never reached, and the warning says which source (a missing delivery is the usual cause)."""
+    _silver(
+        lake,
+        "encounter",
+        "period_start",
+        ["2021-03-31T09:00:00Z", "2026-11-30T10:00:00Z", "2026-10-01T10:00:00Z", "2026-06-01T10:00:00Z"],
+        sources=["old_export", "clinic", "lab", "lab"],
+    )
+    _silver(lake, "observation", "effective_date_time", ["2026-12-01"], bucket="01", sources=["lab"])
+    caplog.set_level(logging.WARNING)
+    decided = decide_as_of(None, lake, CLOCK)
+    assert decided.day == date(2026, 12, 1) and decided.lagging == (("old_export", date(2021, 3, 31)),)
+    assert decided.warning and "old_export (2021-03-31)" in decided.warning and "lab" not in decided.warning
+    assert decided.notice and "old_export" in decided.notice
+    assert as_of.as_of_record(decided)["lagging_sources"] == {"old_export": "2021-03-31"}
+    assert caplog.text.count("old_export") == 1
+    # the same day set by hand: still said; one source alone: the lake's own staleness warning says it
+    as_of._KEPT.clear()
+    assert decide_as_of(date(2026, 12, 1), lake, CLOCK).lagging == (("old_export", date(2021, 3, 31)),)
+
+
+def test_one_old_source_alone_gets_the_lakes_warning_only(lake: UPath) -> None:
+    _silver(lake, "encounter", "period_start", ["2021-03-31T09:00:00Z"], sources=["old_export"])
+    decided = decide_as_of(None, lake, CLOCK)
+    assert decided.lagging == () and decided.warning and decided.warning.count("2021-03-31") == 1

@@ -11,6 +11,9 @@ as-of applies yet): a Bulk manifest whose `transactionTime` lies in 2099, or an 
 otherwise make that the whole platform's as-of day (every person decades older, every window empty). Each
 ignored value is counted in a warning, never quoted.
 
+One as-of day serves the whole lake. A source whose data ends long before it (an old export beside a
+current one) is named in a warning: its people are measured as of a day their data never reached.
+
 A run asks for the as-of day in many steps. The answer is kept for as long as what it was read from is
 unchanged (`_signature`), so each run reads and warns once, and a step after a rebuild of what it reads
 gets the new answer.
@@ -19,7 +22,7 @@ gets the new answer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -65,6 +68,7 @@ class AsOf:
     data_ends: date | None = None
     warning: str | None = None  # for engineers: logs and the command line
     notice: str | None = None  # the same in words for a care manager's screen
+    lagging: tuple[tuple[str, date], ...] = ()  # sources whose data ends STALE_DAYS or more before `day`
 
 
 _KEPT: dict[tuple, AsOf] = {}
@@ -79,6 +83,7 @@ def as_of_record(decided: AsOf) -> dict[str, str | None]:
         "data_ends": decided.data_ends.isoformat() if decided.data_ends else None,
         "warning": decided.warning,
         "notice": decided.notice,
+        "lagging_sources": {source: ends.isoformat() for source, ends in decided.lagging},
     }
 
 
@@ -104,8 +109,13 @@ def decide_as_of(configured: date | None, lake: UPath, clock: datetime | None = 
 
 
 def _decide(configured: date | None, lake: UPath, now: datetime) -> AsOf:
+    ends = _clinical_ends(lake, now)
+    return _with_lagging_sources(_day(configured, lake, now, ends), _by_source(ends))
+
+
+def _day(configured: date | None, lake: UPath, now: datetime, ends: pl.DataFrame | None) -> AsOf:
     today = now.date()
-    data_ends = _latest_clinical_event(lake, now)
+    data_ends = _latest_clinical_event(ends)
     if configured is not None:
         return AsOf(configured, CONFIGURED, "set by PATIENT_INSIGHTS_AS_OF", data_ends)
     transaction = _latest_transaction_time(lake, now)
@@ -148,6 +158,32 @@ def _stale(day: date, today: date) -> dict[str, str]:
     }
 
 
+def _with_lagging_sources(decided: AsOf, ends: dict[str, date]) -> AsOf:
+    """`decided` with the sources whose last clinical event lies `STALE_DAYS` or more before its day named
+    in the warning and the notice (one source only: the lake's own staleness warning says it already)."""
+    lagging = tuple(
+        (source, day) for source, day in sorted(ends.items()) if (decided.day - day).days >= STALE_DAYS
+    )
+    if not lagging or len(ends) < 2:
+        return decided
+    listed = ", ".join(f"{source} ({day.isoformat()})" for source, day in lagging)
+    warning = (
+        f"as-of day {decided.day.isoformat()}: the data of {len(lagging)} source(s) ends {STALE_DAYS} days "
+        f"or more before it: {listed}; their people's care gaps and windows are measured as of a day their "
+        "data never reached (a missing delivery?)"
+    )
+    notice = (
+        f"The data of {len(lagging)} source{'s' if len(lagging) > 1 else ''} ends long before the as-of day "
+        f"({listed}): their patients' care gaps may show as open and their recent history as empty."
+    )
+    return replace(
+        decided,
+        warning="; ".join(filter(None, [decided.warning, warning])),
+        notice=" ".join(filter(None, [decided.notice, notice])),
+        lagging=lagging,
+    )
+
+
 def _latest_transaction_time(lake: UPath, now: datetime) -> date | None:
     if not parquet_files(table_path(lake, BRONZE, INGEST_LOG)):
         return None
@@ -162,8 +198,24 @@ def _latest_transaction_time(lake: UPath, now: datetime) -> date | None:
     return latest.date() if latest is not None else None
 
 
-def _latest_clinical_event(lake: UPath, now: datetime) -> date | None:
-    """The latest trusted day of a clinical event in silver, or None."""
+def _latest_clinical_event(ends: pl.DataFrame | None) -> date | None:
+    """The latest trusted day of a clinical event in silver (of `_clinical_ends`), or None."""
+    if ends is None:
+        return None
+    _report(int(ends["ignored"].sum()), "clinical event date")
+    return ends["latest"].max()
+
+
+def _by_source(ends: pl.DataFrame | None) -> dict[str, date]:
+    """Per source, the latest trusted day of a clinical event (sources with none left out)."""
+    if ends is None:
+        return {}
+    per_source = ends.drop_nulls(["source", "latest"]).group_by("source").agg(pl.col("latest").max())
+    return dict(per_source.iter_rows())
+
+
+def _clinical_ends(lake: UPath, now: datetime) -> pl.DataFrame | None:
+    """Per clinical table and source: the latest trusted day and how many values were from the future."""
     results = []
     for table, columns in CLINICAL_EVENTS.items():
         if not parquet_files(table_path(lake, SILVER, table)):
@@ -174,24 +226,27 @@ def _latest_clinical_event(lake: UPath, now: datetime) -> date | None:
             # a damaged file (a killed run, a disk fault): the step that owns the table rebuilds it, and the
             # next call, seeing a new file, reads it again; the as-of day must not stop that step first
             log.warning("as-of day: the clinical table %s could not be read and is left out this time", table)
-    if not results:
-        return None
-    found = pl.concat(results).select(pl.col("latest").max(), pl.col("ignored").sum()).row(0)
-    _report(found[1], "clinical event date")
-    return found[0]
+    return pl.concat(results) if results else None
 
 
 def _latest_in(scan: pl.LazyFrame, columns: tuple[str, ...], now: datetime) -> list[pl.DataFrame]:
-    """[the latest trusted day among `columns` of `scan`, and how many values were from the future]."""
-    present = [c for c in columns if c in scan.collect_schema().names()]
+    """[per source: the latest trusted day among `columns` of `scan`, and how many values were from the
+    future]."""
+    names = scan.collect_schema().names()
+    present = [c for c in columns if c in names]
     if not present:
         return []
     # dateTime text: its first ten characters are the day in the record's own zone
     days = pl.concat_list(
         [pl.col(c).cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False) for c in present]
     ).list.max()
-    found = scan.select(trusted(days, now).max().alias("latest"), is_future(days, now).sum().alias("ignored"))
-    return [found.collect()]
+    source = pl.col("source").cast(pl.String) if "source" in names else pl.lit(None, pl.String)
+    found = (
+        scan.group_by(source.alias("source"))
+        .agg(trusted(days, now).max().alias("latest"), is_future(days, now).sum().alias("ignored"))
+        .collect()
+    )
+    return [found.select("source", "latest", pl.col("ignored").cast(pl.Int64))]
 
 
 def _latest_last_updated(lake: UPath, now: datetime) -> date | None:
