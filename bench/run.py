@@ -1,10 +1,10 @@
 """`make bench`: generator, bronze ingest and silver build throughput and peak memory, identity per case kind
 of the hard identity set, the risk models, the sentiment paths, the dashboard's page render times, the
-command line's start-up, and the end-to-end targets (bench/reports/).
+command line's start-up, the end-to-end targets and Apple Health exports of realistic size (bench/reports/).
 
-Seven parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `identity`, `risk`, `sentiment`,
-`dashboard`, `startup`, `e2e`; default all) runs only those named, e.g. `BENCH_ONLY=dashboard python -m
-bench.run`:
+Eight parts, in this order; `BENCH_ONLY` (comma-separated among `pipeline`, `identity`, `risk`, `sentiment`,
+`dashboard`, `startup`, `e2e`, `apple_health`; default all) runs only those named, e.g.
+`BENCH_ONLY=dashboard python -m bench.run`:
 
 - pipeline: sizes from `BENCH_PATIENTS` (comma-separated, default 100000) → reports/pipeline.md;
 - identity: the hard identity set of `BENCH_IDENTITY_PEOPLE` (default 5000) people and the same people with
@@ -21,7 +21,10 @@ bench.run`:
   in a subprocess of its own on a fresh lake, 20 people, `make run`'s commands, the Synthea set, the
   `BENCH_E2E_PATIENTS` sizes (default 10000,100000) with an incremental run after each, Dagster runs per
   pass and the share of Dagster's bookkeeping, and a fresh clone's `make run` (`BENCH_FRESH_CLONE=0` skips
-  it) → reports/e2e.md (`bench.e2e` says more).
+  it) → reports/e2e.md (`bench.e2e` says more);
+- apple_health: Apple Health exports of `BENCH_APPLE_MB` MB of XML (default 100,500), as export.xml and
+  export.zip, through the reader alone, the bronze step and `patient-insights ingest`: time and peak memory
+  (`bench.apple_health`) → reports/apple_health.md.
 
 Work files go to `bench/work/` (git-ignored) or `BENCH_WORK`. Every stage runs in its own interpreter (see
 `bench.stage`).
@@ -219,6 +222,13 @@ def bench_e2e(work: Path) -> None:
     e2e(work)
 
 
+def bench_apple_health(work: Path) -> None:
+    """Apple Health exports of realistic size (bench/apple_health.py) → reports/apple_health.md."""
+    from bench.apple_health import bench_apple_health as apple_health
+
+    apple_health(work)
+
+
 PARTS = {
     "pipeline": bench_pipeline,
     "identity": bench_identity,
@@ -227,6 +237,7 @@ PARTS = {
     "dashboard": bench_dashboard,
     "startup": bench_startup,
     "e2e": bench_e2e,
+    "apple_health": bench_apple_health,
 }
 """The parts `BENCH_ONLY` chooses among, in the order they run."""
 

@@ -302,6 +302,103 @@ def identity_cases(lake: str, truth: str) -> dict[str, object]:
     }
 
 
+def apple_generate(xml: str, zip_path: str, mb: int, seed: int) -> dict[str, object]:
+    """An Apple Health export of about `mb` MB of XML (`pipelines.generate.apple_health`) and the zip the
+    Health app makes of it."""
+    from pipelines.generate.apple_health import write_export, zip_export
+
+    started = time.perf_counter()
+    counts = write_export(Path(xml), mb * 1_000_000, seed)
+    zip_export(Path(xml), Path(zip_path))
+    return {
+        "seconds": time.perf_counter() - started,
+        "xml_bytes": counts.xml_bytes,
+        "zip_bytes": Path(zip_path).stat().st_size,
+        "elements": counts.elements,
+        "records": counts.records,
+        "pressure_pairs": counts.pressure_pairs,
+    }
+
+
+def apple_read(path: str, person: str) -> dict[str, object]:
+    """`read_apple_health_export` on one export's bytes (as the ingest hands them over); the peak RSS
+    before the reader (interpreter, libraries and the file's bytes) beside the stage's."""
+    from pipelines.bronze.apple_health import read_apple_health_export
+
+    load = _loadavg()
+    data = Path(path).read_bytes()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    read = read_apple_health_export(data, person, Path(path).name)
+    return {
+        "seconds": time.perf_counter() - started,
+        "file_bytes": len(data),
+        "records": read.bronze.height,
+        "quarantined": read.quarantine.height,
+        "skipped": sum(read.skipped.values()),
+        "rss_before_mib": before,
+        "load": [load, _loadavg()],
+    }
+
+
+def apple_bronze(landing: str, lake: str, buckets: int) -> dict[str, object]:
+    """The bronze step (`ingest_landing`, as the pipeline's bronze asset calls it) on a landing folder; its
+    records are the export's rows in bronze (counted after the peak RSS of the step was taken)."""
+    import polars as pl
+
+    from pipelines.bronze.ingest import ingest_landing
+    from pipelines.bronze.tables import DEVICE_RECORDS
+
+    load = _loadavg()
+    report = ingest_landing(UPath(landing), UPath(lake), buckets)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "seconds": report.seconds,
+        "records": _rows(lake, "bronze", DEVICE_RECORDS, pl.col("record_format") == "apple_health"),
+        "rss_after_mib": peak,
+        "quarantined": report.rows["quarantine"],
+        "unbalanced_files": report.unbalanced_files,
+        "load": [load, _loadavg()],
+    }
+
+
+def apple_counts(lake: str) -> dict[str, object]:
+    """Rows of the Apple Health exports in bronze device_records, and of silver device_reading (linked to a
+    patient) and its rejects."""
+    import polars as pl
+
+    from pipelines.bronze.tables import DEVICE_RECORDS
+    from pipelines.devices.build import DEVICE_READING, DEVICE_READING_REJECTS
+    from pipelines.silver.build import SILVER
+
+    return {
+        "bronze": _rows(lake, "bronze", DEVICE_RECORDS, pl.col("record_format") == "apple_health"),
+        "silver": _rows(lake, SILVER, DEVICE_READING),
+        "linked": _rows(lake, SILVER, DEVICE_READING, pl.col("patient_id").is_not_null()),
+        "rejects": _rows(lake, SILVER, DEVICE_READING_REJECTS),
+    }
+
+
+def _rows(lake: str, layer: str, table: str, where: Any = None) -> int:
+    """Rows of a lake table (those matching `where`); 0 when it has none."""
+    import polars as pl
+
+    from pipelines.lake import parquet_files, scan_table, table_path
+
+    if not parquet_files(table_path(UPath(lake), layer, table)):
+        return 0
+    frame = scan_table(UPath(lake), layer, table)
+    return int((frame if where is None else frame.filter(where)).select(pl.len()).collect().item())
+
+
+def _loadavg() -> float | None:
+    """The 1-minute load average (None where there is no /proc/loadavg)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
 def _pending_review(lake: UPath) -> Any:
     """The clerical-review pairs nobody has decided (`pipelines.identity.decisions`; before decisions
     existed, every review pair was pending)."""
@@ -642,6 +739,10 @@ STAGES = {
     "identity_cases": identity_cases,
     "risk": risk,
     "dashboard": dashboard,
+    "apple_generate": apple_generate,
+    "apple_read": apple_read,
+    "apple_bronze": apple_bronze,
+    "apple_counts": apple_counts,
 }
 
 

@@ -1,10 +1,8 @@
 """Small Apple Health exports written for the tests from Apple's documented format (no real data).
 
-The layout follows what the Health app's "Export All Health Data" writes: an XML declaration, a DOCTYPE
-whose internal subset declares elements and attributes (and no entities), `HealthData` holding
-`ExportDate`, `Me`, then `Record`s, `Correlation`s (each member record also written as a top-level
-`Record`), `Workout`s and `ActivitySummary`s; the zip holds it as `apple_health_export/export.xml` beside
-`export_cda.xml`. Names, dates and values are made up; the source names carry the corpus's planted
+The header, records and blood-pressure correlations are written by `pipelines.generate.apple_health` (which
+also writes the benchmark's whole exports); the zip holds the export as `apple_health_export/export.xml`
+beside `export_cda.xml`. Names, dates and values are made up; the source names carry the corpus's planted
 patient name, which must never reach a reason or a log.
 """
 
@@ -13,41 +11,9 @@ from __future__ import annotations
 import io
 import zipfile
 
-HEADER = """<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE HealthData [
-<!-- HealthKit Export Version: 11 -->
-<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary)*)>
-<!ATTLIST HealthData locale CDATA #REQUIRED>
-<!ELEMENT ExportDate EMPTY>
-<!ATTLIST ExportDate value CDATA #REQUIRED>
-<!ELEMENT Me EMPTY>
-<!ATTLIST Me
-  HKCharacteristicTypeIdentifierDateOfBirth CDATA #REQUIRED
-  HKCharacteristicTypeIdentifierBiologicalSex CDATA #REQUIRED>
-<!ELEMENT Record ((MetadataEntry|HeartRateVariabilityMetadataList)*)>
-<!ATTLIST Record
-  type CDATA #REQUIRED
-  unit CDATA #IMPLIED
-  value CDATA #IMPLIED
-  sourceName CDATA #REQUIRED
-  sourceVersion CDATA #IMPLIED
-  device CDATA #IMPLIED
-  creationDate CDATA #IMPLIED
-  startDate CDATA #REQUIRED
-  endDate CDATA #REQUIRED>
-<!-- Records that are members of a correlation also appear as top-level records. -->
-<!ELEMENT Correlation ((MetadataEntry|Record)*)>
-<!ATTLIST Correlation
-  type CDATA #REQUIRED
-  sourceName CDATA #REQUIRED
-  startDate CDATA #REQUIRED
-  endDate CDATA #REQUIRED>
-<!ELEMENT MetadataEntry EMPTY>
-<!ATTLIST MetadataEntry key CDATA #REQUIRED value CDATA #REQUIRED>
-]>
-<HealthData locale="en_US">
-"""
-FOOTER = "</HealthData>\n"
+from pipelines.generate import apple_health as generated
+from pipelines.generate.apple_health import FOOTER, HEADER
+
 ME = (
     ' <ExportDate value="2026-06-01 09:00:00 -0700"/>\n'
     ' <Me HKCharacteristicTypeIdentifierDateOfBirth="1950-01-01"'
@@ -64,31 +30,12 @@ DEVICE = (
 
 def record(kind: str, unit: str, value: str, start: str, end: str | None = None, source: str = PHONE) -> str:
     """One top-level `<Record>` of HealthKit type `HKQuantityTypeIdentifier<kind>`."""
-    return (
-        f' <Record type="HKQuantityTypeIdentifier{kind}" sourceName="{source}" sourceVersion="16.5"'
-        f' unit="{unit}" creationDate="{start}" startDate="{start}" endDate="{end or start}"'
-        f' value="{value}"/>\n'
-    )
+    return generated.record(kind, unit, value, start, end, source=source)
 
 
 def pressure(systolic: str, diastolic: str, at: str, source: str = CUFF, copies: bool = True) -> str:
     """A blood-pressure correlation and, as Apple writes them, its members again as top-level records."""
-    members = [
-        f'  <Record type="HKQuantityTypeIdentifierBloodPressure{kind}" sourceName="{source}" unit="mmHg"'
-        f' creationDate="{at}" startDate="{at}" endDate="{at}" value="{value}">\n'
-        '   <MetadataEntry key="HKWasUserEntered" value="0"/>\n'
-        "  </Record>\n"
-        for kind, value in (("Systolic", systolic), ("Diastolic", diastolic))
-    ]
-    correlation = (
-        f' <Correlation type="HKCorrelationTypeIdentifierBloodPressure" sourceName="{source}"'
-        f' creationDate="{at}" startDate="{at}" endDate="{at}">\n'
-        '  <MetadataEntry key="HKExternalUUID" value="cuff-0001"/>\n' + "".join(members) + " </Correlation>\n"
-    )
-    if not copies:
-        return correlation
-    top = "".join(m.replace("  <Record", " <Record", 1).replace("  </Record>", " </Record>") for m in members)
-    return top.replace("   <MetadataEntry", "  <MetadataEntry") + correlation
+    return generated.pressure(systolic, diastolic, at, source=source, copies=copies)
 
 
 OTHER_ELEMENTS = (
