@@ -328,10 +328,11 @@ def apple_read(path: str, person: str) -> dict[str, object]:
     load = _loadavg()
     data = Path(path).read_bytes()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     read = read_apple_health_export(data, person, Path(path).name)
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu,
         "file_bytes": len(data),
         "records": read.bronze.height,
         "quarantined": read.quarantine.height,
@@ -349,11 +350,12 @@ def apple_bronze(landing: str, lake: str, buckets: int) -> dict[str, object]:
     from pipelines.bronze.ingest import ingest_landing
     from pipelines.bronze.tables import DEVICE_RECORDS
 
-    load = _loadavg()
+    load, cpu = _loadavg(), time.process_time()
     report = ingest_landing(UPath(landing), UPath(lake), buckets)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "seconds": report.seconds,
+        "cpu_s": time.process_time() - cpu,
         "records": _rows(lake, "bronze", DEVICE_RECORDS, pl.col("record_format") == "apple_health"),
         "rss_after_mib": peak,
         "quarantined": report.rows["quarantine"],

@@ -14,8 +14,10 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from upath import UPath
 
+from pipelines.bronze import apple_health
 from pipelines.bronze import discovery as d
 from pipelines.bronze.apple_health import read_apple_health_export
 from pipelines.bronze.compression import DecompressionLimits
@@ -117,6 +119,35 @@ def test_a_loose_blood_pressure_record_is_a_reading_of_its_own() -> None:
     assert read.bronze["record_type"].to_list() == ["HKCorrelationTypeIdentifierBloodPressure"]
     copied = bronze(body(pressure("120", "80", "2026-05-03 08:00:00 -0700")))
     assert copied.bronze.height == 1 and sum(copied.skipped.values()) == 2 + 2  # ExportDate, Me, 2 copies
+
+
+@pytest.mark.parametrize("name", ["export.xml", "export.zip"])
+def test_records_are_in_export_order_whatever_the_chunks_and_frames(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The reader turns its records into columns a frame at a time as the document streams in; a loose
+    systolic or diastolic record, known to be a reading of its own only at the end, goes back in its place
+    among the frames (the last element included)."""
+    parts = []
+    for i in range(40):
+        parts.append(record("HeartRate", "count/min", str(60 + i), f"2026-05-03 08:{i:02d}:00 -0700"))
+        if i % 7 == 3:  # a loose systolic record: a reading of its own
+            parts.append(record("BloodPressureSystolic", "mmHg", "121", f"2026-05-03 09:{i:02d}:00 -0700"))
+        if i % 11 == 5:  # a correlation, its members written again before it
+            parts.append(pressure("130", "85", f"2026-05-04 08:{i:02d}:00 -0700"))
+    parts.append(record("BloodPressureDiastolic", "mmHg", "79", "2026-05-05 08:00:00 -0700"))
+    export = body(*parts)
+    data = zipped(export) if name.endswith(".zip") else export
+    whole = bronze(data, name)
+    entries = whole.bronze["entry"].to_list()
+    assert whole.bronze.height == 40 + 6 + 4 + 1 and entries == sorted(entries)
+    assert whole.bronze["record_id"].is_unique().all()
+    for chunk_bytes, frame_rows in ((64, 1), (500, 3), (4096, 7)):
+        monkeypatch.setattr(apple_health, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(apple_health, "FRAME_ROWS", frame_rows)
+        framed = bronze(data, name)
+        assert_frame_equal(framed.bronze, whole.bronze)
+        assert framed.skipped == whole.skipped
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import orjson
 import polars as pl
 import pytest
 import yaml
+from polars.testing import assert_frame_equal
 from upath import UPath
 
 from pipelines.bronze import discovery as d
@@ -23,6 +24,7 @@ from pipelines.bronze.device_reader import (
     read_withings_payload,
 )
 from pipelines.bronze.ingest import ingest_landing
+from pipelines.devices import vendors
 from pipelines.devices.contract import REJECT_SCHEMA, SOURCE_READING_SCHEMA, ReaderOutput
 from pipelines.devices.csv_readings import read_device_csv as read_csv_readings
 from pipelines.devices.csv_readings import read_device_csv_records
@@ -413,20 +415,22 @@ def test_ihealth_spo2_activity_sleep_and_unkept_lists() -> None:
     assert reject_codes(out) == {0: "no_supported_metric", 1: "no_supported_metric"}
 
 
-def test_broken_items_are_isolated_and_the_rest_is_read() -> None:
+def _broken_items() -> pl.DataFrame:
     items: list[Any] = [bp(DataID=f"d{i}") for i in range(40)]
     items[3] = '{"HP": 1'  # not JSON
     items[17] = bp(HP="one hundred and twenty")  # wrong JSON type: the batch decode fails on it
     items[30] = "[1, 2]"
     frame = records("BPDataList", items, {"BPUnit": 0})
-    out = read_ihealth(
-        frame.with_columns(
-            pl.when(pl.col("_row") == 35)
-            .then(pl.lit("{"))
-            .otherwise(pl.col("payload_context"))
-            .alias("payload_context")
-        )
+    return frame.with_columns(
+        pl.when(pl.col("_row") == 35)
+        .then(pl.lit("{"))
+        .otherwise(pl.col("payload_context"))
+        .alias("payload_context")
     )
+
+
+def test_broken_items_are_isolated_and_the_rest_is_read() -> None:
+    out = read_ihealth(_broken_items())
     assert reject_codes(out) == {
         3: "invalid_json",
         17: "invalid_field_type",
@@ -435,6 +439,28 @@ def test_broken_items_are_isolated_and_the_rest_is_read() -> None:
     }
     assert out.readings["_row"].n_unique() == 36
     assert "hundred" not in " ".join(out.rejects["reason"])
+
+
+@pytest.mark.parametrize("decode_rows", [1, 7, 16])
+def test_items_decoded_a_slice_at_a_time_give_the_same_readings_and_rejects(
+    monkeypatch: pytest.MonkeyPatch, decode_rows: int
+) -> None:
+    """A large frame is decoded `DECODE_ROWS` records per call (memory); a bad record in any slice is still
+    isolated, and the outcome is the same as one call's."""
+    whole = read_ihealth(_broken_items())
+    monkeypatch.setattr(vendors, "DECODE_ROWS", decode_rows)
+    sizes: list[int] = []
+    decode = vendors._decode
+
+    def spy(frame: pl.DataFrame, *args: Any) -> tuple[pl.DataFrame, pl.DataFrame]:
+        sizes.append(frame.height)
+        return decode(frame, *args)
+
+    monkeypatch.setattr(vendors, "_decode", spy)
+    sliced = read_ihealth(_broken_items())
+    assert max(sizes) <= decode_rows  # no call decoded more than a slice
+    assert_frame_equal(sliced.readings, whole.readings)
+    assert_frame_equal(sliced.rejects, whole.rejects)
 
 
 def test_epoch_values_in_the_wrong_unit_are_not_kept() -> None:

@@ -3,7 +3,9 @@
 An export is one person's whole Health history: hundreds of megabytes of XML, most of it records the
 platform does not carry (energy burned, distances, workouts, daily activity rings). It is read as a stream:
 the expat parser is fed the file (or the zip's export member, decompressed as it is read) a megabyte at a
-time and calls back per element, so no document tree is built and a zip's XML is never held whole.
+time and calls back per element, so no document tree is built and a zip's XML is never held whole; the
+records kept become columns a few thousand at a time (`FRAME_ROWS`), so what the reader holds is about the
+size of their JSON, not a Python object per record (bench/reports/apple_health.md has the figures).
 
 What becomes a bronze record (`record_format` apple_health, `record_type` the HealthKit type):
 - a `<Record>` of a type the platform carries (`RECORD_METRICS`: body mass, heart rate, blood pressure,
@@ -35,6 +37,7 @@ inflates past the decompression limits (`decompression_limit`) or that is corrup
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import re
@@ -94,6 +97,9 @@ TOP_LEVEL_ELEMENTS = frozenset(
 )
 """Elements an export holds under HealthData; another name is counted as `another element`."""
 CHUNK_BYTES = 1 << 20
+FRAME_ROWS = 8192
+"""Kept records gathered as Python objects before they become a chunk of the bronze frame: what the reader
+holds is columns (about the size of the records' JSON), not Python objects per record."""
 KEPT_DEPTH = 3
 """Levels kept below a record (Correlation → Record → MetadataEntry); deeper elements are not kept."""
 SNIFF_BYTES = 65536  # Apple's DTD alone is about 10 KB
@@ -227,9 +233,10 @@ class _Export:
 
     folder_user: str
     file_id: str
-    rows: list[tuple[int, str, str | None, str, str]] = field(
+    pending: list[tuple[int, str, str | None, bytes]] = field(
         default_factory=list
-    )  # entry, type, device, id, raw
+    )  # entry, type, device, raw
+    frames: list[pl.DataFrame] = field(default_factory=list)  # the kept records so far, in entry order
     skipped: Counter[str] = field(default_factory=Counter)
     quarantined: list[tuple[int | None, int, str, str, bytes]] = field(default_factory=list)
     depth: int = 0
@@ -255,6 +262,8 @@ class _Export:
                 parser.Parse(chunk, False)
                 fed += len(chunk)
                 previous = chunk
+                if len(self.pending) >= FRAME_ROWS:
+                    self._frame()
             parser.Parse(b"", True)
         except expat.ExpatError as err:
             if not self.rooted:
@@ -337,12 +346,21 @@ class _Export:
     def _row(self, entry: int, node: dict[str, Any]) -> None:
         source = node["attributes"].get("sourceName")
         device = f"{self.folder_user}/{source.strip()}" if source and source.strip() else None
-        raw = orjson.dumps(node).decode()
-        self.rows.append((entry, node["attributes"].get("type", ""), device, f"{self.file_id}/{entry}", raw))
+        self.pending.append((entry, node["attributes"].get("type", ""), device, orjson.dumps(node)))
+
+    def _frame(self) -> None:
+        """The pending records become a chunk of the bronze frame (entry order is kept)."""
+        if self.pending:
+            self.frames.append(_records_frame(self.pending))
+            self.pending = []
 
     def _settle_loose_pressure(self) -> None:
         """Top-level systolic and diastolic records: copies of a correlation's members are skipped (read
-        with it); the others are readings of their own."""
+        with it); the others are readings of their own, each put in its place among the chunks (by entry)
+        so that the frame stays in entry order without sorting all of it."""
+        self._frame()
+        loose: dict[int, list[tuple[int, str, str | None, bytes]]] = {}
+        lasts = [frame["entry"][-1] for frame in self.frames]
         for entry, node in self.loose_pressure:
             if _pressure_key(node) in self.correlated:
                 self.skipped[
@@ -350,7 +368,12 @@ class _Export:
                 ] += 1
             else:
                 self._row(entry, node)
-        self.rows.sort()
+                loose.setdefault(bisect.bisect_left(lasts, entry), []).append(self.pending.pop())
+        for at, rows in loose.items():
+            if at == len(self.frames):
+                self.frames.append(_records_frame(rows))
+            else:
+                self.frames[at] = pl.concat([self.frames[at], _records_frame(rows)]).sort("entry")
         self.loose_pressure = []
 
     def _stopped(self, err: expat.ExpatError, at: int) -> None:
@@ -371,17 +394,10 @@ class _Export:
 
     def result(self) -> ReadResult:
         """The bronze records, quarantine and skipped counts of the export."""
-        bronze = pl.DataFrame(
-            self.rows,
-            schema={
-                "entry": pl.Int64,
-                "record_type": pl.String,
-                "device_id": pl.String,
-                "record_id": pl.String,
-                "raw": pl.String,
-            },
-            orient="row",
-        ).with_columns(
+        bronze = pl.concat(self.frames, rechunk=False) if self.frames else _records_frame([])
+        self.frames = []
+        bronze = bronze.with_columns(
+            (pl.lit(f"{self.file_id}/") + pl.col("entry").cast(pl.String)).alias("record_id"),
             pl.lit(None, pl.Int64).alias("line"),
             pl.lit(RECORD_FORMAT).alias("record_format"),
             pl.lit(self.folder_user).alias("patient_key"),
@@ -404,6 +420,19 @@ class _Export:
             quarantine,
             skipped=dict(sorted(self.skipped.items())),
         )
+
+
+def _records_frame(rows: list[tuple[int, str, str | None, bytes]]) -> pl.DataFrame:
+    """Kept records as columns: entry, record_type, device_id and raw (the JSON, checked as UTF-8)."""
+    entries, types, devices, raws = zip(*rows, strict=True) if rows else ((), (), (), ())
+    return pl.DataFrame(
+        [
+            pl.Series("entry", entries, pl.Int64),
+            pl.Series("record_type", types, pl.String),
+            pl.Series("device_id", devices, pl.String),
+            pl.Series("raw", raws, pl.Binary).cast(pl.String),
+        ]
+    )
 
 
 def _pressure_key(node: dict[str, Any]) -> tuple[str | None, ...]:
