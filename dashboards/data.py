@@ -105,12 +105,14 @@ def person_rows(lake: UPath, table: str, person_id: str) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class RiskSource:
-    """Which score a person's risk tier comes from, in plain words for a care manager."""
+    """Which score a person's risk tier (or a discharge's readmission tier) comes from, in plain words for a
+    care manager."""
 
     baseline: bool  # the clinical baseline scored (no model deployed), not a model trained on this data
     title: str  # what scored, e.g. "Clinical baseline (Charlson comorbidity index)"
     why: str  # why it is this one
     tiers: str  # how its tiers are made
+    scorer: str = ""  # what scored, short and without a version: "the LACE index"
 
     @property
     def words(self) -> str:
@@ -118,52 +120,129 @@ class RiskSource:
         return f"{self.title}: {self.why}"
 
 
-def risk_versions(lake: UPath) -> list[str]:
-    """The model versions (or baselines) that scored the lake's persons, most persons first."""
-    if not parquet_files(table_path(lake, GOLD, "risk_scores")):
+@dataclass(frozen=True)
+class _Scored:
+    """How the dashboard speaks of one risk model and its clinical baseline."""
+
+    model: str  # the registered model's name
+    baseline: str  # the baseline, in words
+    points: str  # the baseline's points are "<points> points"
+    low: str  # its low tier, in words ({below}: the points below medium)
+    kind: str  # of model, in words ("" for the person model, "readmission " for the discharge model)
+    whom: str  # what it ranks
+    chance: str  # what its probability is the chance of
+
+
+_PERSON = _Scored(
+    "person_180d",
+    "Charlson comorbidity index",
+    "Charlson",
+    "none (serious long-term conditions, weighted as Charlson published)",
+    "",
+    "people",
+    "the 180-day chance of an ED visit or unplanned admission",
+)
+_DISCHARGE = _Scored(
+    "discharge_30d",
+    "LACE index",
+    "LACE",
+    "{below} or fewer (length of stay, an emergency admission, long-term conditions and ED visits before "
+    "it, as van Walraven published)",
+    "readmission ",
+    "discharges",
+    "the chance of a readmission or ED visit within 30 days of leaving hospital",
+)
+
+
+def risk_versions(lake: UPath, table: str = "risk_scores") -> list[str]:
+    """The model versions (or baselines) that scored the lake's persons (`risk_scores`) or recent discharges
+    (`discharge_risk`), most rows first."""
+    if not parquet_files(table_path(lake, GOLD, table)):
         return []
-    counted = scan_table(lake, GOLD, "risk_scores").group_by("model_version").len().collect()
+    counted = scan_table(lake, GOLD, table).group_by("model_version").len().collect()
     return counted.sort("len", "model_version", descending=[True, False])["model_version"].to_list()
 
 
 def risk_source(lake: UPath, model_version: str) -> RiskSource:
-    """What `model_version` (a registered person model, or `baseline:charlson`) is, in words."""
+    """What `model_version` (a registered person or discharge model, `baseline:charlson` or
+    `baseline:lace`) is, in words."""
     from models.registry import has_version, read_metadata, registry_of
     from models.risk.config import risk_config
-    from models.risk.score import BASELINE_PREFIX, PERSON_MODEL
+    from models.risk.score import BASELINE_PREFIX, LACE_BASELINE
 
     registry = registry_of(lake)
-    if model_version.startswith(BASELINE_PREFIX):
-        medium, high = risk_config().charlson_tiers
-        trained = any((registry / PERSON_MODEL).glob("*/metadata.json")) if registry.exists() else False
-        return RiskSource(
-            True,
-            "Clinical baseline (Charlson comorbidity index)",
-            "no model trained on this data has ranked people better yet"
-            if trained
-            else "no model trained on this data yet",
-            f"high: {high} Charlson points or more, medium: {medium} to {high - 1}, low: none "
-            "(serious long-term conditions, weighted as Charlson published); no probability",
-        )
+    discharge = model_version == LACE_BASELINE or model_version.startswith(f"{_DISCHARGE.model}-")
+    scored = _DISCHARGE if discharge else _PERSON
     config = risk_config()
+    if model_version.startswith(BASELINE_PREFIX):
+        trained = any((registry / scored.model).glob("*/metadata.json")) if registry.exists() else False
+        why = f"no {scored.kind}model trained on this data " + (
+            f"has ranked {scored.whom} better yet" if trained else "yet"
+        )
+        medium, high = config.lace_tiers if discharge else config.charlson_tiers
+        tiers = (
+            f"high: {high} {scored.points} points or more, medium: {medium} to {high - 1}, low: "
+            f"{scored.low.format(below=medium - 1)}; no probability"
+        )
+        title = f"Clinical baseline ({scored.baseline})"
+        return RiskSource(True, title, why, tiers, f"the {scored.baseline}")
     tiers = (
         f"high: the highest {config.tier_high:.0%} of scores, medium: the next {config.tier_medium:.0%} "
         "(what a care team can take on)"
     )
-    title = f"Risk model trained on this data (version {model_version})"
-    if not has_version(registry, PERSON_MODEL, model_version):
-        return RiskSource(False, title, "its record is not in this lake's model registry", tiers)
-    metadata = read_metadata(registry, PERSON_MODEL, model_version)
-    metrics, baseline = metadata.get("metrics", {}), metadata.get("baseline", "charlson_index")
+    kind = scored.kind.capitalize() or "Risk "
+    title = f"{kind}model trained on this data (version {model_version})"
+    scorer = f"the {scored.kind or 'risk '}model trained on this data"
+    if not has_version(registry, scored.model, model_version):
+        return RiskSource(False, title, "its record is not in this lake's model registry", tiers, scorer)
+    metadata = read_metadata(registry, scored.model, model_version)
+    baseline = metadata.get("baseline", f"{scored.points.lower()}_index")
+    metrics = metadata.get("metrics", {})
     model_auroc = metrics.get("model", {}).get("auroc")
     baseline_auroc = metrics.get(baseline, {}).get("auroc")
-    why = "the 180-day chance of an ED visit or unplanned admission"
+    why = scored.chance
     if model_auroc is not None and baseline_auroc is not None:
         why += (
-            f"; on the latest people it was tested on it ranks them better than the Charlson comorbidity "
-            f"index (AUROC {model_auroc:.2f} against {baseline_auroc:.2f})"
+            f"; on the latest {scored.whom} it was tested on it ranks them better than the {scored.baseline} "
+            f"(AUROC {model_auroc:.2f} against {baseline_auroc:.2f})"
         )
-    return RiskSource(False, title, why, tiers)
+    return RiskSource(False, title, why, tiers, scorer)
+
+
+def day_words(value: date | str | None) -> str:
+    """A day of a person's care as a sentence says it: "on 3 Dec 2026", or "in Dec 2026" when the viewer's
+    masking cut it to its month ("2026-12")."""
+    if isinstance(value, date):
+        return f"on {value.day} {value:%b %Y}"
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}", value):
+        return f"in {date.fromisoformat(f'{value}-01'):%b %Y}"
+    return f"on {value}"
+
+
+def discharge_words(discharge: Mapping, source: RiskSource) -> list[str]:
+    """A recent discharge's readmission risk in plain words (a `gold/discharge_risk` row, masked for the
+    viewer): what the risk is and what scored it, whether the patient already came back, and why. No ids."""
+    ended = day_words(discharge["discharged_on"]).removeprefix("on ")
+    if source.baseline:
+        points = discharge["points"]
+        measure = f"{points} LACE point{'' if points == 1 else 's'}"
+        by = f"{source.scorer} ({source.why})"
+    else:
+        measure = f"{discharge['score']:.0%} chance of a readmission or ED visit within 30 days"
+        by = source.scorer
+    lines = [
+        f"Readmission risk after the hospital stay that ended {ended}: **{discharge['tier']}** ({measure}) — "
+        f"scored by {by}."
+    ]
+    if discharge["returned_on"] is not None:
+        lines.append(f"Came back to hospital {day_words(discharge['returned_on'])}.")
+    if discharge["reasons"]:
+        lines.append("Why, as known when the stay ended: " + "; ".join(discharge["reasons"]))
+    elif source.baseline:
+        lines.append("Why: nothing the LACE index counts (a short planned stay, no long-term condition).")
+    else:
+        lines.append("Why: no factor stands out from a typical discharge the model learnt from.")
+    return lines
 
 
 def search_index(lake: UPath) -> pl.DataFrame:

@@ -222,7 +222,10 @@ _NEEDLE_COLUMNS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
         ("bronze", "device_records", ("patient_key",)),
     ),
     "device id": (("silver", "device_reading", ("device_id",)),),
-    "record id": (("gold", "sentiment_conversation", ("conversation_id",)),),
+    "record id": (
+        ("gold", "sentiment_conversation", ("conversation_id",)),
+        ("gold", "discharge_risk", ("encounter_id",)),
+    ),
 }  # fmt: skip
 
 

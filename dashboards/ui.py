@@ -129,13 +129,14 @@ def counts(name: str, by: tuple[str, ...], layer: str = data.GOLD) -> pl.DataFra
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _risk_sources(lake: str, at_version: str) -> list[data.RiskSource]:
-    return [data.risk_source(UPath(lake), v) for v in data.risk_versions(UPath(lake))]
+def _risk_sources(lake: str, at_version: str, table: str) -> list[data.RiskSource]:
+    return [data.risk_source(UPath(lake), v) for v in data.risk_versions(UPath(lake), table)]
 
 
-def risk_sources() -> list[data.RiskSource]:
-    """What scored the lake's persons (the model, or the clinical baseline), most persons first (cached)."""
-    return _risk_sources(str(locations().lake), version())
+def risk_sources(table: str = "risk_scores") -> list[data.RiskSource]:
+    """What scored the lake's persons (`risk_scores`) or recent discharges (`discharge_risk`): the model, or
+    the clinical baseline, most rows first (cached)."""
+    return _risk_sources(str(locations().lake), version(), table)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -110,7 +110,8 @@ REGEX_POOL = [
     "2024-02-29T10:11:12",
     "2024-02-29T10:11",
     "2024\n\n",
-    # model versions (gold/risk_scores): a model's id, the clinical baseline, and near misses
+    # model versions (gold/risk_scores, gold/discharge_risk): a model's id, the clinical baseline, and near
+    # misses
     "person_180d-0123456789ab",
     "person_180d-abcdef012345",
     "baseline:charlson",
@@ -118,6 +119,11 @@ REGEX_POOL = [
     "person_180d-0123456789AB",
     "baseline:charlson\n",
     "baseline:lace",
+    "discharge_30d-0123456789ab",
+    "discharge_30d-abcdef012345",
+    "discharge_30d-0123456789abc",
+    "discharge_30d-0123456789AB",
+    "baseline:lace\n",
 ]
 
 

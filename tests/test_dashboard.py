@@ -171,3 +171,45 @@ def test_measures_segments_and_statuses_are_shown_in_words(script: str, dashboar
         segments = segment_titles()
         assert any(title in output for title in segments.values())
         assert not [s for s in segments if re.search(rf"\b{s}\b", output)]
+
+
+@pytest.mark.parametrize("role", ["care_manager", "analyst"])
+def test_the_patient_page_says_the_readmission_risk_after_a_recent_stay(
+    role: str, dashboard_lake, use_lake, monkeypatch
+) -> None:
+    """The Risk tab of a patient discharged in the last 30 days says in words how likely a return is, what
+    scored it and, when they came back already, when; the overview counts the recent stays by tier and
+    names the scorer. The care manager reads the days, the analyst their months; no one sees the stay's
+    id."""
+    from dashboards.access import pseudonym_of
+
+    lake, exports = dashboard_lake
+    use_lake(lake, exports, role)
+    monkeypatch.setenv("PATIENT_INSIGHTS_DASHBOARD_PSEUDONYM_KEY", "test-key")
+    discharges = pl.read_parquet(lake / "gold" / "discharge_risk" / "**" / "*.parquet")
+    assert set(discharges["model_version"]) == {"baseline:lace"}  # no readmission model in the demo lake
+    stay = discharges.sort("returned_on", "person_id", nulls_last=True).row(0, named=True)
+    assert stay["returned_on"] is not None  # the demo lake has a patient who came back
+    app = open_page("views/patient.py")
+    person = stay["person_id"] if role == "care_manager" else pseudonym_of(stay["person_id"])
+    app.text_input(key="search").input(person).run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = texts(app)
+    ended, back = stay["discharged_on"], stay["returned_on"]
+    if role == "care_manager":
+        ended_words, back_words = f"{ended.day} {ended:%b %Y}", f"on {back.day} {back:%b %Y}"
+    else:
+        ended_words, back_words = f"in {ended:%b %Y}", f"in {back:%b %Y}"
+        assert f"{ended.day} {ended:%b %Y}" not in shown
+    assert (
+        f"Readmission risk after the hospital stay that ended {ended_words}: **{stay['tier']}** "
+        f"({stay['points']} LACE point{'' if stay['points'] == 1 else 's'}) — scored by the LACE index"
+        in shown
+    )
+    assert f"Came back to hospital {back_words}." in shown
+    assert stay["reasons"][0] in shown and "Clinical baseline (LACE index)" in shown
+    assert stay["encounter_id"] not in shown
+    overview = open_page("views/overview.py")
+    summary = texts(overview)
+    assert f"**{discharges.height}** hospital stays ended in the last 30 days" in summary
+    assert "Clinical baseline (LACE index)" in summary

@@ -207,10 +207,22 @@ def test_term_persons_counts_distinct_writers_of_negative_patient_texts(tmp_path
     assert counts == {"long": 2, "long wait": 2, "wait long": 0, "again": 0, "absent": 0}
 
 
+def _registered(lake, version: str, auroc: float, baseline: str, baseline_auroc: float) -> None:
+    """The metadata of a registered risk model version, with its test AUROC and its baseline's."""
+    import json
+
+    folder = lake / "models" / version.rsplit("-", 1)[0] / version
+    folder.mkdir(parents=True)
+    metadata = {
+        "metrics": {"model": {"auroc": auroc}, baseline: {"auroc": baseline_auroc}},
+        "baseline": baseline,
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
 def test_the_risk_source_says_in_words_whether_a_model_or_the_clinical_baseline_scored(tmp_path) -> None:
     """Which score a tier comes from: the Charlson baseline (with why no model scores yet) or a model trained
     on the lake's data (with how it compares with the baseline)."""
-    import json
 
     from upath import UPath
 
@@ -225,13 +237,7 @@ def test_the_risk_source_says_in_words_whether_a_model_or_the_clinical_baseline_
     )
     assert "3 Charlson points or more" in baseline.tiers
     version = "person_180d-0123456789ab"
-    folder = tmp_path / "lake" / "models" / "person_180d" / version
-    folder.mkdir(parents=True)
-    metadata = {
-        "metrics": {"model": {"auroc": 0.681}, "charlson_index": {"auroc": 0.593}},
-        "baseline": "charlson_index",
-    }
-    (folder / "metadata.json").write_text(json.dumps(metadata))
+    _registered(tmp_path / "lake", version, 0.681, "charlson_index", 0.593)
     assert (
         "no model trained on this data has ranked people better yet"
         in risk_source(lake, "baseline:charlson").why
@@ -245,3 +251,66 @@ def test_the_risk_source_says_in_words_whether_a_model_or_the_clinical_baseline_
         {"person_id": ["a", "b", "c"], "model_version": [version, version, "baseline:charlson"]}
     ).write_parquet(scores / "data.parquet")
     assert risk_versions(lake) == [version, "baseline:charlson"]
+
+
+def test_the_readmission_risk_of_a_discharge_says_what_scored_it_and_when_the_patient_came_back(
+    tmp_path,
+) -> None:
+    """A recent discharge in words: the day the stay ended (its month for an analyst, whose masking cut
+    it), the tier with LACE points or the model's chance, what scored it (the LACE index while no
+    readmission model is deployed), the return and the reasons; never the stay's id."""
+
+    from upath import UPath
+
+    from dashboards.data import discharge_words, risk_source, risk_versions
+    from models.risk.score import DISCHARGE_RISK_SCHEMA
+
+    lake = UPath(tmp_path / "lake")
+    lace = risk_source(lake, "baseline:lace")
+    assert lace.baseline and lace.scorer == "the LACE index"
+    assert lace.words == "Clinical baseline (LACE index): no readmission model trained on this data yet"
+    assert "high: 10 LACE points or more, medium: 5 to 9, low: 4 or fewer" in lace.tiers
+    row = {
+        "person_id": "psn-1",
+        "encounter_id": "enc-7f3a",
+        "as_of": date(2026, 12, 7),
+        "discharged_on": date(2026, 12, 3),
+        "days_since_discharge": 4,
+        "score": None,
+        "points": 11,
+        "tier": "high",
+        "reasons": ["raises risk: a 9-day hospital stay (LACE 5 points)"],
+        "model_version": "baseline:lace",
+        "returned_on": date(2026, 12, 5),
+    }
+    assert list(row) == list(DISCHARGE_RISK_SCHEMA)
+    said = discharge_words(row, lace)
+    assert said == [
+        "Readmission risk after the hospital stay that ended 3 Dec 2026: **high** (11 LACE points) — "
+        "scored by the LACE index (no readmission model trained on this data yet).",
+        "Came back to hospital on 5 Dec 2026.",
+        "Why, as known when the stay ended: raises risk: a 9-day hospital stay (LACE 5 points)",
+    ]
+    masked = mask(pl.DataFrame([row], schema=DISCHARGE_RISK_SCHEMA), Viewer(ANALYST, None, True))
+    analyst = discharge_words(masked.row(0, named=True), lace)
+    assert "encounter_id" not in masked.columns and not any("enc-7f3a" in line for line in analyst)
+    assert analyst[0].startswith("Readmission risk after the hospital stay that ended in Dec 2026: **high**")
+    assert analyst[1] == "Came back to hospital in Dec 2026." and "3 Dec" not in " ".join(analyst)
+
+    version = "discharge_30d-0123456789ab"
+    _registered(tmp_path / "lake", version, 0.70, "lace_index", 0.64)
+    assert "has ranked discharges better yet" in risk_source(lake, "baseline:lace").why
+    model = risk_source(lake, version)
+    assert not model.baseline and model.title == f"Readmission model trained on this data (version {version})"
+    assert "better than the LACE index (AUROC 0.70 against 0.64)" in model.why
+    scored = {**row, "score": 0.234, "points": None, "model_version": version, "returned_on": None}
+    said = discharge_words(scored, model)
+    assert said[0] == (
+        "Readmission risk after the hospital stay that ended 3 Dec 2026: **high** (23% chance of a "
+        "readmission or ED visit within 30 days) — scored by the readmission model trained on this data."
+    )
+    assert len(said) == 2 and not any("came back" in line.lower() for line in said)
+    table = tmp_path / "lake" / "gold" / "discharge_risk" / "bucket=00"
+    table.mkdir(parents=True)
+    pl.DataFrame([row, scored], schema=DISCHARGE_RISK_SCHEMA).write_parquet(table / "data.parquet")
+    assert risk_versions(lake, "discharge_risk") == ["baseline:lace", version]

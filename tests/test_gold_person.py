@@ -130,6 +130,9 @@ def test_person_tables_asset_materializes_with_blocking_contracts(materialized) 
         assert (Path(str(lake)) / "gold" / "patient_360" / f"bucket={bucket}" / "data.parquet").exists()
     persons = read_table(lake, "identity", "person")
     assert sorted(read_table(lake, "gold", "patient_360")["person_id"]) == sorted(persons["person_id"])
+    # no discharge model in this lake: LACE scores the recent discharges
+    discharges = read_table(lake, "gold", "discharge_risk")
+    assert discharges.height > 0 and set(discharges["model_version"]) == {"baseline:lace"}
 
 
 def test_person_buckets_together_equal_one_build_of_everyone(identity) -> None:  # noqa: F811

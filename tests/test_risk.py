@@ -250,16 +250,18 @@ def test_scoring_gives_every_living_person_a_score_tier_and_reasons(trained) -> 
     assert high_share < 0.2  # about the configured 5% of a population like the reference
 
 
-def _reasons_against_the_model(model, scores: pl.DataFrame, features: pl.DataFrame) -> list[dict]:
+def _reasons_against_the_model(
+    model, scores: pl.DataFrame, features: pl.DataFrame, known=PERSON_FEATURES, key: str = "person_id"
+) -> list[dict]:
     """Every reason of `scores` with the feature it names (exactly one, by the words of its scored value),
-    that feature's value and reference, and its recomputed contribution: the person re-scored with that
-    feature alone at the model's reference value."""
+    that feature's value and reference, and its recomputed contribution: the row of `features` (joined on
+    `key`) re-scored with that feature alone at the model's reference value."""
     from models.risk.explain import describe, reference_array
     from models.risk.train import matrix
 
-    by_name = {f.name: f for f in PERSON_FEATURES}
+    by_name = {f.name: f for f in known}
     used = [by_name[f] for f in model.features]
-    rows = features.join(scores.select("person_id", "reasons"), on="person_id").sort("person_id")
+    rows = features.join(scores.select(key, "reasons"), on=key).sort(key)
     x = matrix(rows, model.features)
     reference = reference_array(model.metadata, model.features)
     said: list[dict] = []
@@ -281,6 +283,20 @@ def _reasons_against_the_model(model, scores: pl.DataFrame, features: pl.DataFra
     return said
 
 
+def _contradictions(checked: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The reasons whose words go against their feature's contribution, and those that say an admission,
+    ED visit, diagnosis or alert above the typical person's lowers risk."""
+    wrong = [r for r in checked if (r["effect"] > 0) != r["reason"].startswith("raises risk: ")]
+    events_lowering = [
+        r
+        for r in checked
+        if r["feature"].direction > 0
+        and r["value"] > r["reference"]
+        and r["reason"].startswith("lowers risk")
+    ]
+    return wrong, events_lowering
+
+
 def test_no_reason_contradicts_its_score_on_a_generated_lake(trained) -> None:
     """Property over every scored person of the 800-person lake: the feature a reason names pushes the
     score the way the words say, and no admission, ED visit, diagnosis or alert above the typical person's
@@ -295,16 +311,79 @@ def test_no_reason_contradicts_its_score_on_a_generated_lake(trained) -> None:
         scores, features = score_persons(PersonRecords.load(lake, bucket, 4), AS_OF, model, config)
         checked += _reasons_against_the_model(model, scores, features)
     assert len(checked) > 1500
-    wrong = [r for r in checked if (r["effect"] > 0) != r["reason"].startswith("raises risk: ")]
+    wrong, events_lowering = _contradictions(checked)
     assert not wrong, wrong[:5]
     assert all(abs(r["effect"]) > 0 for r in checked)
-    events_lowering = [
-        r
-        for r in checked
-        if r["feature"].direction > 0
-        and r["value"] > r["reference"]
-        and r["reason"].startswith("lowers risk")
-    ]
+    assert not events_lowering, events_lowering[:5]
+
+
+def _discharge_model(trained):
+    from models.risk.score import DISCHARGE_FEATURE_NAMES
+
+    lake, _, outcomes = trained
+    discharge = next(o for o in outcomes if o.name == "discharge_30d")
+    assert discharge.version, discharge.detail  # registered (deployed or not: it need not beat LACE here)
+    return load_model(lake, "discharge_30d", DISCHARGE_FEATURE_NAMES, version=discharge.version)
+
+
+def test_a_deployed_discharge_model_scores_the_recent_discharges(trained, monkeypatch) -> None:
+    """The deployed (here: pinned) discharge model scores gold/discharge_risk with its probability, a tier
+    from its own reference scores, reasons in words and its version; it changes the versions the person
+    buckets are planned with, so deploying one rebuilds them."""
+    from models.risk.score import DISCHARGE_RISK_SCHEMA, tier_thresholds
+    from pipelines.gold.build import (
+        build_person_tables,
+        deployed_discharge_model,
+        deployed_model_versions,
+        no_history,
+    )
+    from pipelines.silver.expectations import EXPECTATIONS_DIR, check_table, load_suites
+
+    lake, config, _ = trained
+    model = _discharge_model(trained)
+    assert {"reference_scores", "reference"} <= set(model.metadata)
+    before = deployed_model_versions(lake)["discharge_30d"]
+    monkeypatch.setenv("PATIENT_INSIGHTS_RISK_MODEL_VERSION", model.version)
+    assert deployed_discharge_model(lake).version == model.version
+    assert before == "baseline:lace 5/10" != deployed_model_versions(lake)["discharge_30d"] == model.version
+    tables = build_person_tables(PersonRecords.load(lake), AS_OF, no_history(), None, None, model)
+    scores = tables["discharge_risk"]
+    assert scores.height > 0 and scores.schema == pl.Schema(DISCHARGE_RISK_SCHEMA)
+    assert set(scores["model_version"]) == {model.version} and scores["points"].is_null().all()
+    assert scores["score"].is_between(0, 1).all()
+    high, medium = tier_thresholds(model.metadata["reference_scores"], config)
+    expected = pl.when(pl.col("score") >= high).then(pl.lit("high"))
+    expected = expected.when(pl.col("score") >= medium).then(pl.lit("medium")).otherwise(pl.lit("low"))
+    assert (scores["tier"] == scores.select(expected)[:, 0]).all()
+    reasons = scores["reasons"].explode().drop_nulls()
+    assert reasons.len() > 0 and reasons.str.contains(r"^(raises|lowers) risk: ").all()
+    suite = load_suites(EXPECTATIONS_DIR / "gold")["discharge_risk"]
+    assert check_table("discharge_risk", scores, suite).success
+    lace = build_person_tables(PersonRecords.load(lake), AS_OF, no_history())["discharge_risk"]
+    assert lace.select("encounter_id", "returned_on").equals(scores.select("encounter_id", "returned_on"))
+
+
+def test_no_discharge_reason_contradicts_its_score(trained) -> None:
+    """The property of the person scores, for the discharge model: over the recent discharges of a year of
+    monthly as-of days, the feature each reason names, valued as at the discharge instant, pushes the score
+    the way the words say."""
+    from models.risk.features import DISCHARGE_FEATURES, discharge_features
+    from models.risk.outcomes import recent_discharges
+    from models.risk.score import score_discharges
+
+    lake, config, _ = trained
+    model = _discharge_model(trained)
+    records = PersonRecords.load(lake)
+    checked = []
+    for months in range(12):
+        day = AS_OF - timedelta(days=30 * months)
+        scores = score_discharges(records, day, model, config)
+        stays = recent_discharges(records, day, config.discharge_horizon_days)
+        features = discharge_features(records, stays)
+        checked += _reasons_against_the_model(model, scores, features, DISCHARGE_FEATURES, "encounter_id")
+    assert len(checked) > 100
+    wrong, events_lowering = _contradictions(checked)
+    assert not wrong, wrong[:5]
     assert not events_lowering, events_lowering[:5]
 
 
@@ -376,7 +455,7 @@ def test_risk_assets_materialize_train_score_and_check_drift(identity, tmp_path)
     from assets.gold.assets import person_tables
     from assets.resources import LakeResource
     from assets.risk.assets import risk_drift, risk_models
-    from models.registry import deploy
+    from models.registry import deploy, registry_of
     from pipelines.lake import read_table
 
     root, source = identity
@@ -392,7 +471,12 @@ def test_risk_assets_materialize_train_score_and_check_drift(identity, tmp_path)
     versions = sorted((lake / "models" / "person_180d").glob("person_180d-*"))
     assert versions, metadata["person_180d_detail"].value
     if metadata["person_180d_deployed"].value == "none":
-        deploy(UPath(lake), "person_180d", versions[0].name)  # scoring does not depend on beating Charlson
+        # scoring does not depend on beating Charlson
+        deploy(registry_of(UPath(lake)), "person_180d", versions[0].name)
+    discharge = metadata["discharge_30d_deployed"].value
+    if discharge == "none":  # nor on beating LACE
+        discharge = sorted((lake / "models" / "discharge_30d").glob("discharge_30d-*"))[0].name
+        deploy(registry_of(UPath(lake)), "discharge_30d", discharge)
     scored = dg.materialize([person_tables], resources={"lake": resource}, instance=instance)
     assert scored.success and all(c.passed for c in scored.get_asset_check_evaluations())
     drift = dg.materialize([risk_drift], resources={"lake": resource}, instance=instance)
@@ -404,3 +488,5 @@ def test_risk_assets_materialize_train_score_and_check_drift(identity, tmp_path)
     assert scores.height == view.filter(~pl.col("deceased")).height > 500
     assert view["risk_tier"].drop_nulls().len() == scores.height
     assert read_table(UPath(lake), "gold", "risk_drift").filter(pl.col("variable") == "score").height == 1
+    discharges = read_table(UPath(lake), "gold", "discharge_risk")
+    assert discharges.height > 0 and set(discharges["model_version"]) == {discharge}

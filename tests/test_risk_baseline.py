@@ -175,20 +175,30 @@ def test_a_lake_where_no_model_can_be_trained_still_scores_every_living_person(u
     assert reasons.str.contains(r"^raises risk: .+ \(Charlson \d points?\)$").all()
     tiers = living.join(scores.select("person_id", "tier"), on="person_id")
     assert (tiers["risk_tier"] == tiers["tier"]).all() and tiers["risk_score"].is_null().all()
+    # no discharge model either: LACE scores whatever recent discharges there are (the contract passed)
+    discharges = read_table(lake, "gold", "discharge_risk")
+    assert set(discharges["model_version"]) <= {LACE_BASELINE} and discharges["score"].is_null().all()
+    assert discharges["person_id"].is_in(living["person_id"].implode()).all()
 
 
 def test_new_baseline_cut_offs_rescore_every_person(monkeypatch) -> None:
-    """The baseline and its cut-offs are the 'model' the person tables are scored with: changing them
+    """The baselines and their cut-offs are the 'models' the person tables are scored with: changing them
     makes an incremental run rebuild every person bucket, like deploying a model does."""
     from models.risk import config as config_module
     from pipelines.gold.build import deployed_model_versions
 
     lake = UPath("/nonexistent-lake")
-    first = deployed_model_versions(lake)["person_180d"]
+    first = deployed_model_versions(lake)
+    assert (first["person_180d"], first["discharge_30d"]) == (
+        f"{CHARLSON_BASELINE} 1/3",
+        f"{LACE_BASELINE} 5/10",
+    )
     changed = replace(risk_config(), charlson_tiers=(2, 4))
     monkeypatch.setattr("pipelines.gold.build.risk_config", lambda: changed)
-    assert first == f"{CHARLSON_BASELINE} 1/3"
-    assert deployed_model_versions(lake)["person_180d"] != first
+    assert deployed_model_versions(lake)["person_180d"] != first["person_180d"]
+    lace = replace(risk_config(), lace_tiers=(6, 11))
+    monkeypatch.setattr("pipelines.gold.build.risk_config", lambda: lace)
+    assert deployed_model_versions(lake)["discharge_30d"] != first["discharge_30d"]
     assert config_module.risk_config().charlson_tiers == (1, 3)
 
 

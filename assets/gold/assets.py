@@ -1,5 +1,6 @@
-"""Gold person tables, one person bucket per partition: the 360 view, timeline, care gaps, trigger
-events and segments; and the care-gap rates over all buckets."""
+"""Gold person tables, one person bucket per partition: the 360 view, timeline, care gaps, risk scores and
+the readmission risk of recent discharges, sentiment, trigger events and segments; and the care-gap rates
+over all buckets."""
 
 from collections import Counter
 from typing import Any
@@ -10,7 +11,7 @@ from assets.contracts import contract_result
 from assets.resources import LakeResource
 from assets.scaling import BUCKET_POOL, BUCKET_STEP
 from assets.steps import plan_step, plan_whole_step, unchanged_results
-from models.risk.score import RISK_FEATURES, RISK_SCORES
+from models.risk.score import DISCHARGE_RISK, RISK_FEATURES, RISK_SCORES
 from models.sentiment.provenance import written_by_generator
 from pipelines.gold.as_of import resolve_as_of
 from pipelines.gold.build import (
@@ -88,6 +89,14 @@ _PERSON_TABLES: dict[str, tuple[str, list[Any]]] = {
     ),
     RISK_FEATURES: (
         "The point-in-time feature values each person was scored with (drift and the dashboard's why).",
+        [["models", "risk"], *_READS],
+    ),
+    DISCHARGE_RISK: (
+        "One row per inpatient stay of a living person discharged in the last 30 days (its 30-day "
+        "readmission window still open at the end of the as-of day): the deployed discharge model's "
+        "calibrated probability of a readmission or ED visit within 30 days at the discharge, its tier, the "
+        "top factors in words, the model version; while no discharge model is deployed, the LACE index's "
+        "points, tier and components; and the day the patient came back to hospital, if they did.",
         [["models", "risk"], *_READS],
     ),
     SENTIMENT_MESSAGE: (

@@ -1,4 +1,5 @@
-"""Overview: population KPIs, care-gap rates and their trend, risk tiers, data freshness, the last run."""
+"""Overview: population KPIs, care-gap rates and their trend, risk tiers, the readmission risk of recent
+discharges, data freshness, the last run."""
 
 import polars as pl
 import streamlit as st
@@ -84,6 +85,18 @@ with right:
             color="risk_tier",
             scale=charts.TIER_COLORS,
         )
+    discharges = ui.read("discharge_risk", ("tier", "returned_on"))
+    if discharges.height:
+        st.subheader("Readmission risk after recent hospital stays")
+        by_tier = dict(discharges.group_by("tier").len().iter_rows())
+        stays, back = discharges.height, discharges["returned_on"].is_not_null().sum()
+        st.write(
+            f"**{stays:,}** hospital stay{'' if stays == 1 else 's'} ended in the last 30 days: "
+            + " · ".join(f"{tier} {by_tier.get(tier, 0):,}" for tier in ("high", "medium", "low"))
+            + f"; {back:,} of the patients already came back to hospital."
+        )
+        for source in ui.risk_sources("discharge_risk"):  # the readmission model, or the LACE index
+            st.caption(f"**{source.title}**: {source.why}. Tiers — {source.tiers}.")
 
 st.subheader("Data freshness and the last run")
 ingests = ui.read("ingest_log", ("source", "finished_at", "records_in"), layer="bronze")

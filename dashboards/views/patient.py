@@ -1,13 +1,13 @@
 """Patient 360: find a patient in seconds (name, MRN or other identifier, birth date), then everything about
-them - header card, timeline, results and device trends, open gaps with evidence, risk with its reasons,
-sentiment, segments and outreach."""
+them - header card, timeline, results and device trends, open gaps with evidence, risk with its reasons and
+the readmission risk after a recent hospital stay, sentiment, segments and outreach."""
 
 import polars as pl
 import streamlit as st
 
 from dashboards import charts, ui, words
 from dashboards.access import mask, pseudonym_of
-from dashboards.data import search
+from dashboards.data import discharge_words, search
 
 _GAP_LABELS = {
     "due_date": "due",
@@ -189,6 +189,12 @@ with tabs[3]:
             against = "a typical person of those the model learnt from"
         st.caption(f"**{source.title}**: {source.why}. Tiers — {source.tiers}.")
         st.write(f"Why, compared with {against}: " + "; ".join(why))
+    discharges = ui.person("discharge_risk", person_id)
+    if discharges.height:  # stays whose 30-day readmission window is still open, the latest first
+        for discharge in mask(discharges.sort("discharged_on", descending=True), who).iter_rows(named=True):
+            source = ui.risk_source(discharge["model_version"])
+            st.write("\n\n".join(discharge_words(discharge, source)))
+            st.caption(f"**{source.title}**: {source.why}. Tiers — {source.tiers}.")
 
 with tabs[4]:
     conversations = ui.person("sentiment_conversation", person_id)

@@ -30,6 +30,7 @@ from models.risk.features import (
     POINT_SCHEMA,
     CareGapInputs,
     Feature,
+    discharge_features,
     end_of_day,
     open_care_gaps,
     person_points,
@@ -260,18 +261,19 @@ def _discharge_rows(
     )
     if not stays.height:
         return pl.DataFrame()
-    points = stays.select("person_id", "as_of", "cutoff").unique(POINT, keep="first")
-    features = point_in_time_features(records, points, with_care_gaps=False).drop("charlson_index")
-    return stays.select(
-        *POINT,
-        "cutoff",
-        "encounter_id",
-        "length_of_stay_days",
-        pl.col("emergent_admission").cast(pl.Float64),
-        "charlson_index",
-        "lace_index",
-        "outcome",
-    ).join(features.drop("cutoff"), on=POINT, how="left")
+    return discharge_features(
+        records,
+        stays.select(
+            *POINT,
+            "cutoff",
+            "encounter_id",
+            "length_of_stay_days",
+            "emergent_admission",
+            "charlson_index",
+            "lace_index",
+            "outcome",
+        ),
+    )
 
 
 def _discharge_windows(last_cutoff: datetime, config: RiskConfig) -> tuple[datetime, datetime]:

@@ -179,6 +179,25 @@ def person_points(persons: pl.DataFrame, days: list[date]) -> pl.DataFrame:
     )
 
 
+def discharge_day_points(stays: pl.DataFrame) -> pl.DataFrame:
+    """The points of discharges (`person_id`, `as_of` the discharge day, `cutoff` the discharge instant), one
+    per person and day at the day's first discharge: a second discharge on the same day is described by what
+    was known at the first."""
+    return stays.select(list(POINT_SCHEMA)).sort("cutoff").unique(POINT, keep="first", maintain_order=True)
+
+
+def discharge_features(records: PersonRecords, stays: pl.DataFrame) -> pl.DataFrame:
+    """`stays` (discharges with their LACE inputs, `models/risk/outcomes.py`: `person_id`, `as_of`, `cutoff`,
+    `length_of_stay_days`, `emergent_admission` and `charlson_index` at least) with every other feature of
+    DISCHARGE_FEATURES as known at the discharge instant, `emergent_admission` as 0/1: the one definition
+    the discharge model is trained on (`models/risk/dataset.py`) and scores with (`models/risk/score.py`)."""
+    points = discharge_day_points(stays)
+    features = point_in_time_features(records, points, with_care_gaps=False).drop("cutoff", "charlson_index")
+    return stays.with_columns(pl.col("emergent_admission").cast(pl.Float64)).join(
+        features, on=POINT, how="left"
+    )
+
+
 def end_of_day(day: date) -> datetime:
     """The first instant after `day` (UTC), the cutoff of a person point."""
     return datetime.combine(day + timedelta(days=1), time())

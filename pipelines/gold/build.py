@@ -2,8 +2,9 @@
 
 Order matters and shows the data flow: the 360 view, the timeline, care gaps (which fill the view's
 `open_care_gaps`), risk scores with the deployed model, or the Charlson baseline while none is deployed
-(which fill `risk_score` and `risk_tier`),
-sentiment of the persons' messages (which fills `latest_sentiment`), trigger events, then segments.
+(which fill `risk_score` and `risk_tier`), the readmission risk of recent discharges (the deployed
+discharge model, or LACE), sentiment of the persons' messages (which fills `latest_sentiment`), trigger
+events, then segments.
 Each silver table is read once for the bucket (`PersonRecords`) and every table is written to
 `gold/<table>/bucket=<key>/data.parquet` atomically. Trigger events, segment membership and static
 snapshots carry history, so the bucket's previous files are read first; persons keep their bucket as
@@ -21,13 +22,18 @@ from upath import UPath
 
 from models.registry import registry_of
 from models.risk.config import risk_config
+from models.risk.dataset import DISCHARGE_MODEL
 from models.risk.registry import RegisteredModel, deployed_risk_version, load_model
 from models.risk.score import (
     CHARLSON_BASELINE,
+    DISCHARGE_FEATURE_NAMES,
+    DISCHARGE_RISK,
     FEATURE_NAMES,
+    LACE_BASELINE,
     PERSON_MODEL,
     RISK_FEATURES,
     RISK_SCORES,
+    score_discharges,
     score_persons,
     score_persons_with_baseline,
 )
@@ -64,6 +70,7 @@ PERSON_TABLES = (
     CARE_GAPS,
     RISK_SCORES,
     RISK_FEATURES,
+    DISCHARGE_RISK,
     SENTIMENT_MESSAGE,
     SENTIMENT_CONVERSATION,
     TRIGGER_EVENTS,
@@ -95,10 +102,12 @@ def build_person_tables(
     history: dict[str, pl.DataFrame],
     risk_model: RegisteredModel | None = None,
     sentiment_model: tuple[str, Any] | None = None,
+    discharge_model: RegisteredModel | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Every gold person table for the persons of `records` as of `as_of`, given the previous
     trigger events, segment membership and snapshots of the same persons (`history`, by table), scored
-    with `risk_model` when one is deployed, else with the clinical baseline (the Charlson index)."""
+    with `risk_model` when one is deployed, else with the clinical baseline (the Charlson index), and
+    recent discharges with `discharge_model`, else with the LACE index."""
     view = build_patient_360(records, as_of)
     timeline = build_timeline(records, as_of)
     gaps = evaluate_care_gaps(view, person_events(records), as_of)
@@ -108,6 +117,7 @@ def build_person_tables(
     else:
         scores, features = score_persons_with_baseline(records, as_of, risk_config())
     view = with_risk(view, scores)
+    discharges = score_discharges(records, as_of, discharge_model, risk_config())
     version, scorer = sentiment_model or (None, None)
     messages = build_sentiment_messages(records, as_of, scorer, version)
     conversations = summarize_conversations(messages)
@@ -122,6 +132,7 @@ def build_person_tables(
         CARE_GAPS: gaps,
         RISK_SCORES: scores,
         RISK_FEATURES: features,
+        DISCHARGE_RISK: discharges,
         SENTIMENT_MESSAGE: messages,
         SENTIMENT_CONVERSATION: conversations,
         TRIGGER_EVENTS: triggers,
@@ -151,7 +162,12 @@ def build_person_bucket(
         SEGMENT_SNAPSHOTS: _previous(lake, SEGMENT_SNAPSHOTS, bucket, SNAPSHOT_SCHEMA),
     }
     tables = build_person_tables(
-        records, as_of, history, deployed_risk_model(lake), sentiment_scorer(lake, generated_texts)
+        records,
+        as_of,
+        history,
+        deployed_risk_model(lake),
+        sentiment_scorer(lake, generated_texts),
+        deployed_discharge_model(lake),
     )
     for table in PERSON_TABLES:
         write_parquet_atomic(tables[table], person_table_file(lake, table, bucket))
@@ -172,6 +188,14 @@ def deployed_risk_model(lake: UPath) -> RegisteredModel | None:
     if deployed_risk_version(lake, PERSON_MODEL) is None:
         return None
     return load_model(lake, PERSON_MODEL, FEATURE_NAMES)
+
+
+def deployed_discharge_model(lake: UPath) -> RegisteredModel | None:
+    """The deployed (or pinned) discharge risk model, None when none is deployed yet (LACE scores); a model
+    that does not fit this code raises RegistryError."""
+    if deployed_risk_version(lake, DISCHARGE_MODEL) is None:
+        return None
+    return load_model(lake, DISCHARGE_MODEL, DISCHARGE_FEATURE_NAMES)
 
 
 def sentiment_scorer(lake: UPath, generated_texts: bool) -> tuple[str, Any]:
@@ -223,13 +247,19 @@ def _counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
 
 def deployed_model_versions(lake: UPath, generated_texts: bool = False) -> dict[str, str | None]:
     """The model versions the person tables are scored with (a change rebuilds every person bucket); while no
-    person model is deployed, the Charlson baseline with its tier cut-offs (new cut-offs rescore everyone);
-    the sentiment scorer as `sentiment_scorer` chooses it for these texts (generated or not)."""
+    person (discharge) model is deployed, the Charlson (LACE) baseline with its tier cut-offs (new cut-offs
+    rescore everyone); the sentiment scorer as `sentiment_scorer` chooses it for these texts (generated or
+    not)."""
     from models.registry import registry_of
     from models.sentiment.registry import NAME, scorer_version
 
-    medium, high = risk_config().charlson_tiers
+    config = risk_config()
+    baselines = {PERSON_MODEL: (CHARLSON_BASELINE, config.charlson_tiers)}
+    baselines[DISCHARGE_MODEL] = (LACE_BASELINE, config.lace_tiers)
     return {
-        PERSON_MODEL: deployed_risk_version(lake, PERSON_MODEL) or f"{CHARLSON_BASELINE} {medium}/{high}",
+        **{
+            name: deployed_risk_version(lake, name) or f"{baseline} {medium}/{high}"
+            for name, (baseline, (medium, high)) in baselines.items()
+        },
         NAME: scorer_version(registry_of(lake), generated_texts=generated_texts),
     }
