@@ -286,6 +286,10 @@ def test_people_with_implausible_dates_stay_with_an_unknown_age(hostile_run: dic
     assert flagged.height >= len(IMPLAUSIBLE_BIRTHS)  # each kept, with the reason its age is unknown
     assert flagged["age"].is_null().all()  # no age of 2026 or 135
     assert gold["age"].drop_nulls().max() <= 125
+    # and each still has a risk score: a living person without a birth date to trust is still scored
+    living = flagged.filter(~pl.col("deceased").cast(pl.Boolean).fill_null(False))
+    scores = read_table(lake, "gold", "risk_scores")
+    assert living.height and set(living["person_id"]) <= set(scores["person_id"])
 
 
 def test_a_survey_answer_of_the_wrong_shape_costs_only_that_element(hostile_run: dict[str, object]) -> None:

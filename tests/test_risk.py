@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -163,8 +163,28 @@ def test_points_leave_out_the_dead_and_the_unborn() -> None:
             "deceased": [None, "2024-01-01", "2026-01-01", "true", None],
         }
     )
-    points = person_points(persons, [date(2025, 6, 30)])
+    points = person_points(persons, [date(2025, 6, 30)], datetime(2026, 12, 7, tzinfo=UTC))
     assert points["person_id"].to_list() == ["alive", "dead_after"]
+
+
+def test_a_person_whose_birth_date_gives_no_age_still_has_a_point_and_no_age() -> None:
+    """Issue 25's rule: an unusable birth date makes the age unknown, the person stays - and keeps a risk
+    score (issue 27: every living person). Born after the run's clock is a typo, not someone unborn."""
+    persons = pl.DataFrame(
+        {
+            "person_id": ["missing", "partial", "typo_2096", "placeholder", "born_later"],
+            "birth_date": [None, "1970-05", "2096-03-01", "1900-01-01", "2026-01-01"],
+            "deceased": [None] * 5,
+            "gender": ["female"] * 5,
+        },
+        schema_overrides={"deceased": pl.String},
+    )
+    clock = datetime(2026, 12, 7, tzinfo=UTC)
+    points = person_points(persons, [date(2025, 6, 30)], clock)
+    assert points["person_id"].to_list() == ["missing", "partial", "placeholder", "typo_2096"]
+    records = PersonRecords(UPath("memory://nowhere"), persons, pl.DataFrame(), "00", 1)
+    features = point_in_time_features(records, points, with_care_gaps=False)
+    assert features["age"].null_count() == features.height
 
 
 def _metadata(features: list[str], sklearn_version: str = "1.9.1") -> dict:

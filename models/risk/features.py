@@ -11,7 +11,7 @@ out whatever is added, changed or deleted after the cutoff (tested).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 
@@ -19,6 +19,7 @@ from models.risk.baselines import charlson_category_flags, charlson_index
 from pipelines.devices.build import DEVICE_READING
 from pipelines.fhir.birth_dates import MAX_AGE_YEARS, unusable_birth_date
 from pipelines.fhir.times import fhir_timestamp
+from pipelines.future_dates import is_future
 from pipelines.gold.patient_360 import clinical_codes, result_values
 from pipelines.gold.records import PersonRecords
 from pipelines.gold.utilization import (
@@ -87,7 +88,7 @@ _CONDITION_WORDS = {
 }
 _ED, _HOSPITAL, _BP = "ed_use", "hospital_use", "blood_pressure"
 PERSON_FEATURES: tuple[Feature, ...] = (
-    Feature("age", "age {v:.0f}"),
+    Feature("age", "age {v:.0f}", "age not known"),
     Feature("female", "{sex}"),
     Feature("ed_visits_6m", "{v:.0f} ED visit{s} in the last 6 months", group=_ED, direction=1),
     Feature("ed_visits_12m", "{v:.0f} ED visit{s} in the last 12 months", group=_ED, direction=1),
@@ -157,21 +158,27 @@ DISCHARGE_FEATURES: tuple[Feature, ...] = (
 _RESULTS = {"hba1c": "hba1c", "systolic_bp": "systolic_bp", "bmi": "bmi", "weight": "weight", "ldl": "ldl"}
 
 
-def person_points(persons: pl.DataFrame, days: list[date]) -> pl.DataFrame:
+def person_points(persons: pl.DataFrame, days: list[date], clock: datetime | None = None) -> pl.DataFrame:
     """A point for every person on every day of `days` on which they were born and not known dead
-    (a death recorded without a date removes the person: when it happened is unknown)."""
+    (a death recorded without a date removes the person: when it happened is unknown). A person whose
+    birth date gives no age - missing, not a full date, or after `clock` (the run's clock, default now)
+    plus the tolerance, a typo - has a point every day: the person exists, the age is unknown (the models
+    impute it), and dropping them would leave a living person without a score."""
     born = pl.col("birth_date").str.to_date("%Y-%m-%d", strict=False)
     died = fhir_timestamp(pl.col("deceased"))
     # deceasedBoolean false (golden text "false") is alive, not a death without a date
     known_dead_undated = pl.col("deceased").is_not_null() & (pl.col("deceased") != "false") & died.is_null()
-    base = persons.filter(~known_dead_undated).select("person_id", born.alias("_born"), died.alias("_died"))
+    unknown_birth = born.is_null() | is_future(born, clock or datetime.now(UTC))
+    base = persons.filter(~known_dead_undated).select(
+        "person_id", born.alias("_born"), unknown_birth.alias("_unknown_birth"), died.alias("_died")
+    )
     cutoff = (pl.col("as_of").cast(pl.Datetime("us")) + pl.duration(days=1)).dt.replace_time_zone("UTC")
     points = base.join(pl.DataFrame({"as_of": days}, schema={"as_of": pl.Date}), how="cross").with_columns(
         cutoff.alias("cutoff")
     )
     return (
         points.filter(
-            (pl.col("_born") <= pl.col("as_of"))
+            (pl.col("_unknown_birth") | (pl.col("_born") <= pl.col("as_of")))
             & (pl.col("_died").is_null() | (pl.col("_died") >= pl.col("cutoff")))
         )
         .select(list(POINT_SCHEMA))
@@ -212,7 +219,7 @@ def point_in_time_features(
     age = _age_at(pl.col("_born"), pl.col("as_of"))
     frame = frame.with_columns(
         # an implausible birth date gives no age (pipelines/fhir/birth_dates.py); the models impute it
-        pl.when(~pl.col("_implausible") & (age <= MAX_AGE_YEARS)).then(age).alias("age"),
+        pl.when(~pl.col("_implausible") & age.is_between(0, MAX_AGE_YEARS)).then(age).alias("age"),
         (pl.col("_sex") == "female").alias("female"),
     ).drop("_born", "_sex", "_implausible")
     parts = [
