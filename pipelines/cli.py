@@ -433,6 +433,16 @@ def _print_risk_summary(lake: UPath) -> None:
                 f"(medium from {medium} point, high from {high}); the models__risk step says why no model "
                 "was trained or deployed"
             )
+    if parquet_files(lake / "gold" / "discharge_risk"):
+        stays = read_table(lake, "gold", "discharge_risk")
+        if stays.height:
+            tiers = (
+                stays.group_by("model_version", "tier")
+                .agg(pl.len().alias("stays"), pl.col("returned_on").is_not_null().sum().alias("came back"))
+                .sort("model_version", "tier")
+                .rename({"model_version": "scored by"})
+            )
+            console.print(_table("Readmission risk of the stays discharged in the last 30 days", tiers))
 
 
 def _print_sentiment_summary(lake: UPath) -> None:

@@ -196,3 +196,37 @@ def test_the_contract_allows_exactly_the_days_of_the_configured_window() -> None
         if e["kwargs"].get("column") == "days_since_discharge" and "max_value" in e["kwargs"]
     )
     assert (bounds["min_value"], bounds["max_value"]) == (0, HORIZON - 1)
+
+
+def test_the_run_summary_counts_recent_stays_by_scorer_and_tier(tmp_path: Path) -> None:
+    """`patient-insights ingest` ends with the readmission risk of recent stays beside the person tiers."""
+    from models.risk.score import DISCHARGE_RISK_SCHEMA
+    from pipelines import cli
+    from pipelines.lake import write_parquet_atomic
+
+    day = date(2026, 6, 30)
+    stays = pl.DataFrame(
+        {
+            "person_id": ["p1", "p2", "p3"],
+            "encounter_id": ["e1", "e2", "e3"],
+            "as_of": [day] * 3,
+            "discharged_on": [date(2026, 6, 20), date(2026, 6, 25), date(2026, 6, 29)],
+            "days_since_discharge": [10, 5, 1],
+            "score": [None, None, None],
+            "points": [12, 11, 3],
+            "tier": ["high", "high", "low"],
+            "reasons": [["raises risk: a 9-day hospital stay (LACE 5 points)"], [], []],
+            "model_version": ["baseline:lace"] * 3,
+            "returned_on": [date(2026, 6, 28), None, None],
+        },
+        schema=DISCHARGE_RISK_SCHEMA,
+    )
+    lake = UPath(tmp_path / "lake")
+    write_parquet_atomic(stays, lake / "gold" / "discharge_risk" / "bucket=00" / "data.parquet")
+    with cli.console.capture() as captured:
+        cli._print_risk_summary(lake)
+    shown = captured.get()
+    assert "Readmission risk of the stays discharged in the last 30 days" in " ".join(shown.split())
+    assert "baseline:lace" in shown and "high" in shown and "low" in shown
+    high = next(line for line in shown.splitlines() if "high" in line)
+    assert high.split("│")[3:5] == ["     2 ", "         1 "]  # two stays, one came back
