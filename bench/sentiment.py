@@ -299,17 +299,19 @@ def _filter_paragraph(runs: list[dict[str, Any]], metrics: list[dict[str, Any]])
         "negative to VADER read sentence by sentence, unless it says there is nothing to improve — is left "
         "out of the training texts, counted; the held-out texts are never filtered, so the filter cannot "
         "change how a model is judged. It is off by default (`--form one-question`) and in the pipeline, "
-        "whose survey asks for one comment. Why: on these one-question surveys it left out "
-        f"{total:,} training comments over the runs, {left_out['positive']:,} of them praise "
-        f"({praise:.0%}), {left_out['neutral']:,} mixed and {left_out['negative']:,} complaints. Praise that "
-        'VADER misreads ("They made the mammogram much less stressful than I expected.") loses every copy '
-        "under a 9-10 rating while its copies under 7-8 and 5-6 ratings stay, so the classifier learns it "
-        f"as neutral or negative; the mean macro-F1 is {filtered:.3f} with the filter against {deployed:.3f} "
-        "without. Until this report the filter was on for every model trained on ratings and read VADER "
-        'over the whole comment, whose negation crosses sentence ends ("…which never happens elsewhere. '
-        'Excellent!" reads negative); the report at commit 518a4cc measured its cost here at 0.044 (0.579 '
-        "against 0.623). Whether it helps on a two-question form such as the Friends and Family Test is not "
-        "measured on this machine: train both ways and judge each with `sentiment evaluate` on human labels."
+        "whose survey asks for one comment. Why: a one-question form holds no answers to the second "
+        f"question to find; on these surveys the filter left out {total:,} training comments over the runs, "
+        f"{left_out['positive']:,} of them praise ({praise:.0%}), {left_out['neutral']:,} mixed and "
+        f'{left_out["negative"]:,} complaints. The praise is what VADER misreads ("They made the mammogram '
+        'much less stressful than I expected.") and every copy of it under a 9-10 rating goes while its '
+        "copies under 7-8 and 5-6 ratings stay, which teaches the classifier that this praise is neutral or "
+        f"negative. Mean macro-F1 here: {filtered:.3f} with the filter, {deployed:.3f} without. Until this "
+        "report the filter was on for every model trained on ratings, also left held-out comments out of "
+        "the pipeline's own judging, and read VADER over the whole comment, whose negation crosses sentence "
+        'ends ("…which never happens elsewhere. Excellent!" reads negative): the report at commit 518a4cc '
+        "measured its cost here at 0.044 (0.579 against 0.623). Whether it helps on a two-question form such "
+        "as the Friends and Family Test is not measured on this machine: train both ways and judge each with "
+        "`sentiment evaluate` on human labels."
     )
 
 
