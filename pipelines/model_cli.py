@@ -54,6 +54,16 @@ Kind = Annotated[
         "patient_message; the trained model scores only the kinds it learnt from."
     ),
 ]
+Form = Annotated[
+    str,
+    typer.Option(
+        help="What the rated comments answer (with --rating-column). one-question: one question such as "
+        "'any comments?' or 'why did you give this rating?'; every comment trains. two-questions: both "
+        "'what was good' and 'what could we improve' under one rating (e.g. a Friends and Family Test form "
+        "that asks what could be done better): comments under a good rating that read like an answer to "
+        "the second question are left out of the training texts, counted (never of the held-out texts).",
+    ),
+]
 Encoding = Annotated[
     str | None, typer.Option(help="The file's encoding (default: its byte-order mark, else UTF-8).")
 ]
@@ -139,6 +149,7 @@ def sentiment_train(
     rating_column: RatingColumn = None,
     rating_scale: RatingScale = "0-10",
     kind: Kind = "any",
+    form: Form = "one-question",
     registry: Registry = None,
     force: Annotated[
         bool, typer.Option("--force", help="Deploy even if it does not beat the deployed model.")
@@ -154,7 +165,12 @@ def sentiment_train(
     from models.sentiment.lifecycle import train_on_labelled_texts
     from models.sentiment.provenance import ORGANISATION, training_provenance, written_by_generator
     from models.sentiment.train import SentimentTrainingError
+    from models.sentiment.weak_labels import FORMS, ONE_QUESTION
 
+    if form not in FORMS:
+        raise typer.BadParameter(f"give one of {', '.join(FORMS)}", param_hint="--form")
+    if form != ONE_QUESTION and rating_column is None:
+        raise typer.BadParameter("applies to ratings (--rating-column), not to labels", param_hint="--form")
     texts = _labelled(
         input_file, text_column, label_column, rating_column, rating_scale, kind, encoding, separator
     )
@@ -168,7 +184,13 @@ def sentiment_train(
     try:
         with console.status("training"):
             outcome = train_on_labelled_texts(
-                where, texts.frame, texts.describe(), provenance=provenance, weak=texts.weak, force=force
+                where,
+                texts.frame,
+                texts.describe(),
+                provenance=provenance,
+                weak=texts.weak,
+                form=form,
+                force=force,
             )
     except SentimentTrainingError as error:
         console.print(f"[red]cannot train[/red]: {error}")

@@ -29,9 +29,16 @@ from models.sentiment.registry import (
     choose_scorer,
     provenance_of,
     scorer_version,
+    sentiment_version,
 )
 from models.sentiment.train import split_held_out, train_sentiment
-from models.sentiment.weak_labels import IMPROVEMENT_ANSWER, improvement_answers
+from models.sentiment.weak_labels import (
+    IMPROVEMENT_ANSWER,
+    ONE_QUESTION,
+    TWO_QUESTIONS,
+    improvement_answers,
+    reads_negative,
+)
 from tests.test_sentiment import labelled
 from tests.test_sentiment_cli import invoke, rows, write_csv
 
@@ -194,6 +201,14 @@ def test_bands_are_described_in_the_scales_own_numbers() -> None:
     assert describe_bands("0-10") == "0-10 scale (10 is best): 0-6 negative, 7-8 neutral, 9-10 positive"
 
 
+def train_on_ratings(source: Path, registry: Path, *extra: str) -> tuple[int, str]:
+    """`sentiment train` on the file's `comment` texts and `score` ratings: exit code and output."""
+    return invoke(
+        "sentiment", "train", "--input", str(source), "--text-column", "comment", "--rating-column", "score",
+        "--registry", str(registry), *extra,
+    )  # fmt: skip
+
+
 def test_sentiment_train_with_a_reversed_scale_says_how_it_banded(tmp_path: Path) -> None:
     records = rows(30, seed=12)
     reverse = {"negative": ["4", "5"], "neutral": ["3"], "positive": ["1", "2"]}
@@ -202,10 +217,9 @@ def test_sentiment_train_with_a_reversed_scale_says_how_it_banded(tmp_path: Path
         record["score"] = choices[index % len(choices)]
     source = write_csv(tmp_path / "fft.csv", records)
     report = tmp_path / "r.json"
-    code, output = invoke(
-        "sentiment", "train", "--input", str(source), "--text-column", "comment", "--rating-column",
-        "score", "--rating-scale", "5-1", "--registry", str(tmp_path / "registry"), "--report", str(report),
-    )  # fmt: skip
+    code, output = train_on_ratings(
+        source, tmp_path / "registry", "--rating-scale", "5-1", "--report", str(report)
+    )
     assert code == 0, output
     assert "How ratings were banded into labels" in output and "1 is best" in output
     body = json.loads(report.read_text())
@@ -214,10 +228,7 @@ def test_sentiment_train_with_a_reversed_scale_says_how_it_banded(tmp_path: Path
     assert body["held_out_metrics"]["candidate"]["macro_f1"] > 0.9  # the bands follow the texts
     card = (tmp_path / "registry" / NAME / body["version"] / "model_card.md").read_text()
     assert "1-2 positive, 3 neutral, 4-5 negative" in card
-    code, output = invoke(
-        "sentiment", "train", "--input", str(source), "--text-column", "comment", "--rating-column",
-        "score", "--rating-scale", "5-0", "--registry", str(tmp_path / "registry"),
-    )  # fmt: skip
+    code, output = train_on_ratings(source, tmp_path / "registry", "--rating-scale", "5-0")
     assert code == 2 and "unknown rating scale '5-0'" in output and "5-1" in output
 
 
@@ -294,6 +305,11 @@ def test_weighted_classifier_labels_follow_the_weights() -> None:
         ("The wait was too long.", "positive", True),
         ("It would be nice to get results faster.", "positive", True),
         ("Rude receptionist, awful parking.", "positive", True),  # negative wording under a good rating
+        ("Everything was fine. The food was terrible.", "positive", True),  # negative on average
+        ("The doctor was kind. But the ward was dirty and noisy.", "positive", True),
+        # the lexicon reads each sentence on its own: a negation does not flip the next sentence's praise
+        ("Never had better care. Excellent!", "positive", False),
+        ("The appointment started on time, which never happens elsewhere. Excellent!", "positive", False),
         ("Nothing, everything was great.", "positive", False),
         ("Nothing to improve, keep up the good work.", "positive", False),
         ("Friendly staff and a short wait.", "positive", False),
@@ -305,7 +321,9 @@ def test_improvement_answers_under_a_good_rating_are_found(text: str, label: str
     assert improvement_answers(pl.Series([text]), pl.Series([label])).to_list() == [left_out]
 
 
-def test_weak_training_leaves_out_improvement_answers_and_counts_them() -> None:
+def planted_improvement_answers() -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """Labelled texts with 20 answers to "what could we improve" under a good rating, split, and how many
+    of them each set holds."""
     data = labelled(40, seed=16)
     answers = pl.DataFrame(
         {
@@ -319,14 +337,83 @@ def test_weak_training_leaves_out_improvement_answers_and_counts_them() -> None:
         for role, frame in (("train", train), ("held_out", held_out))
     }
     assert planted["train"] and planted["held_out"]
-    weak = train_sentiment(train, held_out, weak=True)
-    counted = {role: found[IMPROVEMENT_ANSWER] for role, found in weak.excluded.items()}
-    assert counted == planted
-    assert weak.rows == {
-        role: frame.height - planted[role] for role, frame in (("train", train), ("held_out", held_out))
-    }
-    human = train_sentiment(train, held_out)  # human labels are kept as given
+    return train, held_out, planted
+
+
+def test_the_two_questions_form_leaves_improvement_answers_out_of_training_only_and_counts_them() -> None:
+    train, held_out, planted = planted_improvement_answers()
+    weak = train_sentiment(train, held_out, weak=True, form=TWO_QUESTIONS)
+    assert weak.excluded == {"train": {IMPROVEMENT_ANSWER: planted["train"]}} and weak.form == TWO_QUESTIONS
+    assert weak.rows == {"train": train.height - planted["train"], "held_out": held_out.height}
+    human = train_sentiment(train, held_out, form=TWO_QUESTIONS)  # human labels are kept as given
     assert human.excluded == {} and human.rows["train"] == train.height
     marked = train.with_columns(pl.col("text").str.starts_with("More staff").alias("weak"))
-    only_marked = train_sentiment(marked, held_out)  # only rows marked weak are filtered
+    only_marked = train_sentiment(marked, held_out, form=TWO_QUESTIONS)  # only rows marked weak
     assert only_marked.excluded == {"train": {IMPROVEMENT_ANSWER: planted["train"]}}
+
+
+def test_the_one_question_form_the_default_leaves_nothing_out() -> None:
+    train, held_out, _ = planted_improvement_answers()
+    for training in (
+        train_sentiment(train, held_out, weak=True),
+        train_sentiment(train, held_out, weak=True, form=ONE_QUESTION),
+        train_sentiment(train.with_columns(pl.lit(True).alias("weak")), held_out),
+    ):
+        assert training.excluded == {} and training.form == ONE_QUESTION
+        assert training.rows == {"train": train.height, "held_out": held_out.height}
+    with pytest.raises(ValueError, match="form must be one of"):
+        train_sentiment(train, held_out, weak=True, form="three-questions")
+
+
+def test_the_form_never_changes_how_the_held_out_texts_are_judged() -> None:
+    """The held-out texts stand for what the deployed model will score: every improvement answer among
+    them is judged, whatever the form, so VADER (which learns nothing) gets the same figures both ways."""
+    train, held_out, planted = planted_improvement_answers()
+    one = train_sentiment(train, held_out, weak=True)
+    two = train_sentiment(train, held_out, weak=True, form=TWO_QUESTIONS)
+    assert two.held_out.equals(one.held_out) and two.held_out.height == held_out.height
+    assert int(two.held_out["text"].str.starts_with("More staff").sum()) == planted["held_out"]
+    assert two.metrics["vader"] == one.metrics["vader"]
+    assert all(metrics["n"] == held_out.height for metrics in two.metrics.values())
+    assert sentiment_version(two, "texts", ORGANISATION) != sentiment_version(one, "texts", ORGANISATION)
+
+
+def test_reads_negative_reads_each_sentence_and_keeps_every_row() -> None:
+    texts = pl.Series(
+        ["Never had better care. Excellent!", "Awful wait.  Rude staff!", None, "", "Fine. Terrible. Bad?"]
+    )
+    assert reads_negative(texts).to_list() == [False, True, False, False, True]
+
+
+def test_sentiment_train_form_option_leaves_improvement_answers_out_only_when_asked(tmp_path: Path) -> None:
+    records = rows(25, seed=21)
+    records += [
+        {"comment": f"More staff at weekends please, visit {i}.", "score": "10", "sentiment": "POSITIVE"}
+        for i in range(20)
+    ]
+    source = write_csv(tmp_path / "fft.csv", records)
+    found = {}
+    for form in ("one-question", "two-questions"):
+        report = tmp_path / f"{form}.json"
+        code, output = train_on_ratings(source, tmp_path / form, "--form", form, "--report", str(report))
+        assert code == 0, output
+        found[form] = (output, json.loads(report.read_text()))
+    output, body = found["one-question"]
+    assert body["form"] == "one-question" and body["excluded_from_training"] == {}
+    assert "left out" not in output
+    output, body = found["two-questions"]
+    left_out = body["excluded_from_training"]["train"][IMPROVEMENT_ANSWER]
+    assert body["form"] == "two-questions" and 0 < left_out < 20
+    said = f'{left_out} train comments left out: under a good rating, they answer "what could we improve"'
+    assert said in output
+    held_out = {form: sum(body["class_counts"]["held_out"].values()) for form, (_, body) in found.items()}
+    assert held_out["one-question"] == held_out["two-questions"]  # the held-out texts are never filtered
+    card = (tmp_path / "two-questions" / NAME / body["version"] / "model_card.md").read_text()
+    assert "--form two-questions" in card
+    code, output = invoke(
+        "sentiment", "train", "--input", str(source), "--text-column", "comment", "--label-column",
+        "sentiment", "--form", "two-questions", "--registry", str(tmp_path / "labels"),
+    )  # fmt: skip
+    assert code == 2 and "--form" in output and "--rating-column" in output
+    code, output = train_on_ratings(source, tmp_path / "odd", "--form", "three-questions")
+    assert code == 2 and "one-question" in output and "two-questions" in output

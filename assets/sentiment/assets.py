@@ -71,14 +71,14 @@ def labelled_file(path: str) -> pl.DataFrame:
     op_tags=TRAINING_STEP,
 )
 def sentiment_model(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8
-    neutral, 9-10 positive; comments that answer "what could we improve" under a good rating left out)
-    and any hand-labelled texts, compare it with VADER on a held-out fifth of them, overall and per kind
-    of text, and deploy the choices when they beat the deployed model on the same held-out texts (the
-    same rule as `patient-insights sentiment train`). The model records its provenance: `generated` when
-    the landing folder (or the hand-labelled file's folder) is the generator's — it then scores only the
-    generator's texts — else `organisation`. A run trains only when it pays (none deployed, asked for,
-    the deployed version too old: `models.retraining`)."""
+    """Train the TF-IDF classifier on survey comments labelled by their rating (0-6 negative, 7-8 neutral,
+    9-10 positive; every comment: the survey asks one question, so the improvement filter of `sentiment train
+    --form two-questions` is off) and any hand-labelled texts, compare it with VADER on a held-out fifth of
+    them, overall and per kind of text, and deploy the choices when they beat the deployed model on the same
+    held-out texts (the same rule as `patient-insights sentiment train`). The model records its provenance:
+    `generated` when the landing folder (or the hand-labelled file's folder) is the generator's — it then
+    scores only the generator's texts — else `organisation`. A run trains only when it pays (none deployed,
+    asked for, the deployed version too old: `models.retraining`)."""
     settings = lake.settings()
     registry = registry_of(settings.lake)
     before = deployed_sentiment_version(registry)

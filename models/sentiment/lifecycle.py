@@ -40,6 +40,7 @@ from models.sentiment.train import (
     split_held_out,
     train_sentiment,
 )
+from models.sentiment.weak_labels import ONE_QUESTION
 
 CANDIDATE = "candidate"
 LEXICON = "vader"
@@ -88,6 +89,7 @@ class SentimentOutcome:
             "class_weights": self.training.class_weights,
             "class_weights_chosen_on": self.training.weights_chosen_on,
             "excluded_from_training": self.training.excluded,
+            "form": self.training.form,
             "held_out_metrics": self.held_out_metrics,
             "comparison": None
             if self.comparison is None
@@ -109,14 +111,15 @@ def train_and_deploy_sentiment(
     *,
     provenance: str,
     weak: bool = False,
+    form: str = ONE_QUESTION,
     force: bool = False,
     seed: int = 7,
 ) -> SentimentOutcome:
     """Train on `train`, judge on `held_out` (`text`, `label`, `kind`), register the version with its
     `provenance` (generated / organisation), and deploy it when it beats the deployed model on the same
     texts (or `force`), within the provenance rules of the module's docstring. `weak`: the labels come
-    from ratings."""
-    training = train_sentiment(train, held_out, seed, weak=weak)
+    from ratings; `form`: what the rated comments answer (`weak_labels.FORMS`)."""
+    training = train_sentiment(train, held_out, seed, weak=weak, form=form)
     data_print = fingerprint(train, held_out)
     registered_before = has_version(registry, NAME, sentiment_version(training, data_print, provenance))
     version = register_sentiment(registry, training, data_print, data, train["text"], provenance)
@@ -188,13 +191,14 @@ def train_on_labelled_texts(
     *,
     provenance: str,
     weak: bool = False,
+    form: str = ONE_QUESTION,
     force: bool = False,
     seed: int = 7,
 ) -> SentimentOutcome:
     """Split labelled texts into a stratified training set and held-out fifth, then train and deploy."""
     train, held_out = split_held_out(labelled)
     return train_and_deploy_sentiment(
-        registry, train, held_out, data, provenance=provenance, weak=weak, force=force, seed=seed
+        registry, train, held_out, data, provenance=provenance, weak=weak, form=form, force=force, seed=seed
     )
 
 

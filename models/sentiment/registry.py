@@ -39,6 +39,7 @@ from models.sentiment.provenance import (
 )
 from models.sentiment.text import text_hashes
 from models.sentiment.train import SentimentTraining, model_card
+from models.sentiment.weak_labels import ONE_QUESTION
 
 NAME = "sentiment"
 PIN_VARIABLE = "PATIENT_INSIGHTS_SENTIMENT_MODEL_VERSION"
@@ -48,9 +49,11 @@ LEXICON_VERSION = "vader"
 
 
 def sentiment_version(training: SentimentTraining, data_print: str, provenance: str) -> str:
-    """The version id of a training: the labelled texts' fingerprint, their provenance and the models
-    chosen (with their decision weights)."""
+    """The version id of a training: the labelled texts' fingerprint, their provenance, the models
+    chosen (with their decision weights) and the form when it left texts out."""
     choice = training.chosen + json.dumps(training.choice_by_kind, sort_keys=True) + provenance
+    if training.form != ONE_QUESTION:
+        choice += training.form
     if training.class_weights is not None:
         choice += json.dumps(training.class_weights, sort_keys=True)
     return f"{NAME}-{hashlib.sha256((data_print + choice).encode()).hexdigest()[:12]}"
@@ -87,6 +90,7 @@ def register_sentiment(
             "class_weights": training.class_weights,
             "class_weights_chosen_on": training.weights_chosen_on,
             "excluded_from_training": training.excluded,
+            "form": training.form,
             "sklearn_version": sklearn.__version__,
         }
         hashes = io.BytesIO()

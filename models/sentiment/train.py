@@ -4,9 +4,10 @@ labelled file), and judge it and VADER on held-out texts by macro-F1.
 The held-out set is a stratified fifth of the distinct labelled texts (per label, and per kind of text when
 texts have kinds) with all their copies, so the choice is made on sentences the classifier never saw. The
 classifier's decision thresholds (a weight per class) are chosen on out-of-fold predictions of the
-training texts (`thresholds.py`), never on the held-out fifth. Weak labels (from ratings) first lose the
-comments their own words contradict (`weak_labels.py`). Registering and deploying are in `registry.py` and
-`lifecycle.py`.
+training texts (`thresholds.py`), never on the held-out fifth. On a form that asks both "what was good" and
+"what could we improve" under one rating, the weak-labelled training texts (from ratings) first lose the
+comments their own words contradict (`weak_labels.py`); the held-out texts are never filtered. Registering
+and deploying are in `registry.py` and `lifecycle.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from models.sentiment.labelled import ANY_KIND, KINDS, rating_label
 from models.sentiment.models import LABELS, ClassifierModel, LexiconModel, RoutedModel, text_classifier
 from models.sentiment.text import OK, text_hashes, text_status
 from models.sentiment.thresholds import FOLDS, choose_class_weights, out_of_fold_probabilities
-from models.sentiment.weak_labels import IMPROVEMENT_ANSWER, improvement_answers
+from models.sentiment.weak_labels import (
+    FORMS,
+    IMPROVEMENT_ANSWER,
+    ONE_QUESTION,
+    TWO_QUESTIONS,
+    improvement_answers,
+)
 
 HELD_OUT_SHARE = 0.2
 MIN_PER_CLASS = 5
@@ -107,6 +114,7 @@ class SentimentTraining:
     class_weights: dict[str, float] | None = None  # the classifier's decision weights (None: most probable)
     weights_chosen_on: dict[str, Any] | None = None  # the out-of-fold figures the weights were chosen on
     excluded: dict[str, dict[str, int]] = field(default_factory=dict)  # set -> reason -> texts left out
+    form: str = ONE_QUESTION  # what the weak-labelled comments answer (`weak_labels.FORMS`)
 
     def deployed(self) -> RoutedModel:
         """The model to deploy: the per-kind choices with the overall winner as default."""
@@ -146,17 +154,25 @@ def evaluate(model: Any, labelled: pl.DataFrame) -> dict[str, Any]:
 
 
 def train_sentiment(
-    train: pl.DataFrame, held_out: pl.DataFrame, seed: int = 7, *, weak: bool = False
+    train: pl.DataFrame,
+    held_out: pl.DataFrame,
+    seed: int = 7,
+    *,
+    weak: bool = False,
+    form: str = ONE_QUESTION,
 ) -> SentimentTraining:
     """Fit the classifier on `train` (`text`, `label`), choose its decision weights out of fold, and
-    judge it and VADER on `held_out`. Weak labels (from ratings: every row when `weak`, else the rows whose
-    optional `weak` column is true) lose the comments whose words contradict a good rating, in both sets,
-    counted."""
+    judge it and VADER on every usable text of `held_out`. On the `two-questions` form, weak-labelled
+    training texts (from ratings: every row when `weak`, else the rows whose optional `weak` column is
+    true) lose the comments that answer "what could we improve" under a good rating, counted; on the
+    `one-question` form (the default) nothing is left out. The held-out texts are never filtered, so the
+    form never changes how a model is judged."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, not {form!r}")
     train, held_out = _usable(train), _usable(held_out)
     excluded: dict[str, dict[str, int]] = {}
-    if weak or WEAK in train.columns or WEAK in held_out.columns:
+    if form == TWO_QUESTIONS and (weak or WEAK in train.columns):
         train, excluded["train"] = _without_improvement_answers(train, weak)
-        held_out, excluded["held_out"] = _without_improvement_answers(held_out, weak)
     counts = {
         role: dict(frame.group_by("label").len().sort("label").iter_rows())
         for role, frame in (("train", train), ("held_out", held_out))
@@ -210,11 +226,13 @@ def train_sentiment(
         class_weights=weights,
         weights_chosen_on=chosen_on,
         excluded={role: found for role, found in excluded.items() if found},
+        form=form,
     )
 
 
 _EXCLUDED_WORDS = {
-    IMPROVEMENT_ANSWER: 'comments under a good rating that answer "what could we improve"',
+    IMPROVEMENT_ANSWER: 'comments under a good rating that answer "what could we improve"; the form asks '
+    "what was good and what could be improved (`--form two-questions`)",
 }
 
 
