@@ -145,8 +145,12 @@ def test_vader_scores_in_range() -> None:
 
 def test_training_refuses_too_few_labels() -> None:
     few = labelled(2, seed=2)
-    with pytest.raises(SentimentTrainingError, match="at least"):
+    with pytest.raises(SentimentTrainingError, match="at least") as refused:
         train_sentiment(few, few)
+    assert "2 negative" in str(refused.value) and "{" not in str(refused.value)
+    nothing = few.clear()  # a lake without rated comments: said in words, not as an empty mapping
+    with pytest.raises(SentimentTrainingError, match="no rated survey comments or labelled texts"):
+        train_sentiment(nothing, nothing)
 
 
 def test_the_registry_deploys_the_better_model_and_the_cli_scores_a_csv(tmp_path: Path) -> None:

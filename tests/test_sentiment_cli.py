@@ -476,7 +476,7 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[str, list[str], str]]:
                 "--label-column",
                 "sentiment",
             ],
-            "at least 5 of each are needed",
+            "at least 5 of each label are needed",
         ),
         (
             "an Excel workbook",

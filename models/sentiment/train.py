@@ -179,8 +179,12 @@ def train_sentiment(
     }
     for role, by_label in counts.items():
         if min(by_label.get(label, 0) for label in LABELS) < MIN_PER_CLASS:
+            have = ", ".join(f"{by_label.get(label, 0):,} {label}" for label in LABELS)
             raise SentimentTrainingError(
-                f"the {role} texts have {by_label} per label; at least {MIN_PER_CLASS} of each are needed"
+                f"the {role} texts hold {have}; at least {MIN_PER_CLASS} of each label are needed "
+                "(no rated survey comments or labelled texts to learn from: VADER scores until there are)"
+                if not by_label
+                else f"the {role} texts hold {have}; at least {MIN_PER_CLASS} of each label are needed"
             )
     pipeline = fit_weighted(text_classifier(seed), train)
     weights, chosen_on = None, None
