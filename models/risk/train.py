@@ -187,7 +187,7 @@ def _train_model(data: TrainingSet, seed: int) -> TrainedModel:
         negatives = part.height - positives
         if min(positives, negatives) < MIN_CLASS_ROWS:
             raise TrainingError(
-                f"{data.name}: the {role} set has {part.height} rows, {positives} with the outcome; an "
+                f"the {role} set has {part.height} rows, {positives} with the outcome; an "
                 f"honest model needs at least {MIN_CLASS_ROWS} of each class in train, validation and test"
             )
     x = {role: matrix(part, features) for role, part in parts.items()}
