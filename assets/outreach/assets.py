@@ -126,7 +126,7 @@ def _list_rule_breaches(settings, campaigns, campaign, result) -> dict[str, int]
         .filter(pl.col("person_id").is_in(listed_ids.implode()))
         .collect()
     )
-    people = apply_opt_outs(people, opt_outs(settings.lake, listed_ids))
+    people = apply_opt_outs(people, opt_outs(settings.lake, listed_ids.implode()))
     history = contact_history(settings.exports, campaigns, campaign, result.run.as_of)
     return check_list_rules(result.run, campaign, people, history)
 

@@ -77,7 +77,8 @@ def campaign_people(lake: UPath, campaign: Campaign, person_ids: pl.Series, as_o
 
 
 def opt_outs(lake: UPath, ids: pl.Series) -> pl.DataFrame:
-    """person_id, channel of the opt-outs received from outreach systems for the persons `ids`."""
+    """person_id, channel of the opt-outs received from outreach systems for the persons `ids` (imploded:
+    one list of person ids)."""
     table = _scan(lake, GOLD, COMMUNICATION_OPT_OUT)
     if table is None:
         return pl.DataFrame(schema={"person_id": pl.String, "channel": pl.String})
