@@ -39,7 +39,9 @@ measure = left.selectbox(
 status = right.selectbox(
     "Status", list(words.GAP_STATUS_WORDS), key="status", format_func=words.GAP_STATUS_WORDS.__getitem__
 )
-chosen = ui.care_gap_patients(measure, status).with_columns(words.gap_status_words())
+chosen = ui.care_gap_patients(measure, status)
+if "status" in chosen.columns:  # an empty answer has only the person column
+    chosen = chosen.with_columns(words.gap_status_words())
 st.caption(f"{chosen.height:,} persons: {words.measure_title(measure)}, {words.GAP_STATUS_WORDS[status]}")
 ui.show(chosen, who, key="drill", height=360)
 sources = ui.risk_sources()
